@@ -1,0 +1,76 @@
+// The engine's contract with its callers (the scheduler, moe_generate, tests): run one
+// forward step over a batch of sequences, each contributing a chunk of new tokens (a
+// prefill chunk or one decode token), against a paged KV cache whose blocks the caller
+// allocates and the runner stores.
+//
+// Thread safety: a ModelRunner is driven by one thread at a time (the engine thread).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "engine/loader/model_config.h"
+
+namespace moe::engine {
+
+// One sequence's share of a step.
+struct SequenceChunk {
+  int64_t seq_id = 0;
+  // Tokens to process now; their positions are start_pos, start_pos + 1, ...
+  absl::Span<const int32_t> tokens;
+  // Tokens of this sequence already in the KV cache (written by earlier steps).
+  int32_t start_pos = 0;
+  // Physical KV blocks of this sequence, in order; they must cover positions
+  // [0, start_pos + tokens.size()). Block b holds positions [b*B, (b+1)*B) where B is
+  // kv_block_size().
+  absl::Span<const int32_t> block_table;
+  // Which logits to return: none (a non-final prefill chunk), the last token's, or every
+  // token's (teacher forcing / prompt logprobs).
+  enum class Logits { kNone, kLast, kAll };
+  Logits logits = Logits::kLast;
+};
+
+struct ForwardBatch {
+  std::vector<SequenceChunk> seqs;
+};
+
+struct ForwardResult {
+  // Row-major [rows, vocab_size] fp32 logits. Rows appear in batch order: for each
+  // sequence, none, one (kLast) or tokens.size() (kAll) rows.
+  std::vector<float> logits;
+  // row_begin[i] is the first row of batch.seqs[i]; row_begin.back() == total rows.
+  std::vector<int32_t> row_begin;
+  int32_t vocab_size = 0;
+  const float* row(int32_t r) const { return logits.data() + static_cast<size_t>(r) * vocab_size; }
+};
+
+struct RunnerOptions {
+  int kv_block_size = 16;
+  // KV cache size in blocks; 0 means "derive from kv_cache_bytes".
+  int num_kv_blocks = 0;
+  size_t kv_cache_bytes = 256ull << 20;
+  int num_threads = 0;  // CPU backend: 0 = all cores
+};
+
+class ModelRunner {
+ public:
+  virtual ~ModelRunner() = default;
+
+  virtual const ModelConfig& config() const = 0;
+  virtual int kv_block_size() const = 0;
+  virtual int num_kv_blocks() const = 0;
+  // "cpu" or the CUDA device's name.
+  virtual std::string device_name() const = 0;
+
+  // Runs one step. Fails (leaving the KV cache unchanged for positions it did not
+  // reach) on a malformed batch: a token id outside the vocabulary, a block table that
+  // does not cover the chunk, a block index out of range, a position past the model's
+  // context.
+  virtual absl::Status Forward(const ForwardBatch& batch, ForwardResult* out) = 0;
+};
+
+}  // namespace moe::engine

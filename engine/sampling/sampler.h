@@ -1,0 +1,53 @@
+// Turns one row of logits into a token: greedy, temperature, top-k, top-p, with a
+// per-request seeded generator (same seed, same logits → same tokens, whatever else is
+// in the batch), and top-n logprobs of the unmodified distribution (log_softmax of the
+// raw logits, as vLLM reports them).
+//
+// Thread safety: a Sampler holds one request's generator state; one thread at a time.
+#pragma once
+
+#include <cstdint>
+#include <random>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/types/span.h"
+
+namespace moe::engine {
+
+struct SamplingParams {
+  float temperature = 1.0f;  // 0 → greedy
+  int top_k = 0;             // 0 or -1 → disabled
+  float top_p = 1.0f;        // in (0, 1]; 1 → disabled
+  bool has_seed = false;
+  uint64_t seed = 0;
+  int logprobs = 0;  // top-n logprobs to return per token (0 = none)
+};
+
+// Checks ranges; the error names the field ("temperature", "top_p", "top_k",
+// "logprobs").
+absl::Status ValidateSamplingParams(const SamplingParams& p, int vocab_size);
+
+struct SampledToken {
+  int32_t token = -1;
+  float logprob = 0.f;  // of `token` under log_softmax(raw logits)
+  // The `logprobs` most likely tokens, most likely first.
+  std::vector<std::pair<int32_t, float>> top_logprobs;
+};
+
+class Sampler {
+ public:
+  // Without a seed, the generator is seeded from `fallback_seed` (the caller passes a
+  // fresh random value per request).
+  Sampler(const SamplingParams& params, uint64_t fallback_seed);
+  SampledToken Sample(absl::Span<const float> logits);
+  const SamplingParams& params() const { return params_; }
+
+ private:
+  SamplingParams params_;
+  std::mt19937_64 rng_;
+  std::vector<std::pair<float, int32_t>> scratch_;
+};
+
+}  // namespace moe::engine
