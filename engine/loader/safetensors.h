@@ -91,8 +91,12 @@ struct TensorToWrite {
   std::string data;
 };
 
-// Writes a safetensors file (tensors sorted by name, 8-byte aligned header, as the
-// Python library writes them). Used by make_synthetic_model and by tests.
+// Writes a safetensors file as the Python library does: header JSON padded with spaces
+// to a multiple of 8; tensors laid out by element size, largest first, then by name, so
+// every tensor is aligned to its element size in the mapping (for single-dtype files this
+// is plain name order). Written to `path`.tmp.<pid> and renamed, so readers never see a
+// partial file. Errors (not written) for duplicate names or data of the wrong size.
+// Used by make_synthetic_model and by tests.
 absl::Status WriteSafetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
                               const std::map<std::string, std::string>& metadata = {});
 
