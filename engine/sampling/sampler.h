@@ -3,6 +3,12 @@
 // in the batch), and top-n logprobs of the unmodified distribution (log_softmax of the
 // raw logits, as vLLM reports them).
 //
+// Non-finite logits: NaN counts as -inf (never sampled, logprob -inf). If any logit is
+// +inf, the +inf entries share all the mass equally and the rest get -inf. A row with no
+// finite or +inf logit is treated as uniform. Sample() never crashes on such rows.
+// temperature == 0 or top_k == 1 is greedy (argmax, ties → lowest id) and draws nothing
+// from the generator; otherwise each Sample() draws exactly one value.
+//
 // Thread safety: a Sampler holds one request's generator state; one thread at a time.
 #pragma once
 
@@ -47,7 +53,8 @@ class Sampler {
  private:
   SamplingParams params_;
   std::mt19937_64 rng_;
-  std::vector<std::pair<float, int32_t>> scratch_;
+  std::vector<float> weights_;                       // exp of the scaled logits
+  std::vector<std::pair<float, int32_t>> scratch_;  // (weight, id) candidates
 };
 
 }  // namespace moe::engine
