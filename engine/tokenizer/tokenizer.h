@@ -30,11 +30,14 @@ class Tokenizer {
       absl::string_view tokenizer_json, absl::string_view tokenizer_config_json);
 
   // Text → ids, as Hugging Face's `tokenizer(text, add_special_tokens=...)` gives them.
-  // Special tokens written in the text are recognised.
+  // Special tokens written in the text are recognised. Text that is not valid UTF-8 is
+  // accepted: byte-level tokenizers encode its ill-formed bytes as themselves; others
+  // see each ill-formed subpart as U+FFFD.
   virtual absl::StatusOr<std::vector<int32_t>> Encode(absl::string_view text,
                                                       bool add_special_tokens) const = 0;
   // Ids → text, as `tokenizer.decode(ids, skip_special_tokens=...)`. An id outside the
-  // vocabulary is an error naming it.
+  // vocabulary is an error naming it. The result is always valid UTF-8 (bytes that do
+  // not form characters become U+FFFD).
   virtual absl::StatusOr<std::string> Decode(absl::Span<const int32_t> ids,
                                              bool skip_special_tokens) const = 0;
 
@@ -51,6 +54,9 @@ class Tokenizer {
 // Streams text for a growing sequence of ids. Each Add() returns the newly final text:
 // never a broken UTF-8 sequence, and never text that a later id could still change
 // (metaspace's leading space, byte-fallback pieces). Flush() returns what is left.
+// The concatenation of everything returned equals Decode() of the generated ids in the
+// context of the prompt. An id outside the vocabulary is dropped (Add returns "").
+// Thread safety: one instance per sequence, not shared between threads.
 class IncrementalDetokenizer {
  public:
   // `prompt_ids` gives context (so the first generated token decodes as it would after
