@@ -1,0 +1,176 @@
+#include "engine/cpu/cpu_runner.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "engine/cpu/attention_step.h"
+#include "engine/cpu/batch_validation.h"
+#include "engine/cpu/ffn_step.h"
+#include "engine/cpu/step_context.h"
+#include "engine/models/registry.h"
+#include "kernels/cpu/embedding.h"
+#include "kernels/cpu/linear.h"
+#include "kernels/cpu/rms_norm.h"
+
+namespace moe::engine {
+namespace {
+
+namespace kc = ::moe::kernels::cpu;
+
+class CpuModelRunner : public ModelRunner {
+ public:
+  CpuModelRunner(const ModelConfig& config, DecoderWeights weights, int block_size,
+                 int num_blocks, int num_threads)
+      : config_(config),
+        weights_(std::move(weights)),
+        block_size_(block_size),
+        num_blocks_(num_blocks),
+        pool_(num_threads),
+        attention_(config_, block_size),
+        ffn_(config_) {
+    const size_t per_layer = static_cast<size_t>(num_blocks) * block_size * config_.kv_size();
+    kv_.resize(config_.num_layers);
+    for (auto& layer : kv_) {
+      layer.k.assign(per_layer, 0.f);
+      layer.v.assign(per_layer, 0.f);
+    }
+  }
+
+  const ModelConfig& config() const override { return config_; }
+  int kv_block_size() const override { return block_size_; }
+  int num_kv_blocks() const override { return num_blocks_; }
+  std::string device_name() const override { return "cpu"; }
+
+  absl::Status Forward(const ForwardBatch& batch, ForwardResult* out) override;
+
+ private:
+  void BuildContext(const ForwardBatch& batch);
+
+  const ModelConfig config_;
+  const DecoderWeights weights_;
+  const int block_size_;
+  const int num_blocks_;
+  kc::ThreadPool pool_;
+  std::vector<cpu::LayerKvCache> kv_;
+  cpu::AttentionStep attention_;
+  cpu::FfnStep ffn_;
+  cpu::StepContext ctx_;
+  std::vector<float> x_, h_, delta_, rows_x_, rows_h_;
+};
+
+void CpuModelRunner::BuildContext(const ForwardBatch& batch) {
+  ctx_.config = &config_;
+  ctx_.weights = &weights_;
+  ctx_.pool = &pool_;
+  ctx_.tokens.clear();
+  ctx_.positions.clear();
+  ctx_.attn_seqs.clear();
+  for (const SequenceChunk& s : batch.seqs) {
+    kc::AttentionSeq a;
+    a.token_begin = static_cast<int64_t>(ctx_.tokens.size());
+    a.num_tokens = static_cast<int32_t>(s.tokens.size());
+    a.start_pos = s.start_pos;
+    a.block_table = s.block_table.data();
+    ctx_.attn_seqs.push_back(a);
+    for (size_t t = 0; t < s.tokens.size(); ++t) {
+      ctx_.tokens.push_back(s.tokens[t]);
+      ctx_.positions.push_back(s.start_pos + static_cast<int32_t>(t));
+    }
+  }
+  ctx_.num_tokens = static_cast<int64_t>(ctx_.tokens.size());
+}
+
+absl::Status CpuModelRunner::Forward(const ForwardBatch& batch, ForwardResult* out) {
+  absl::Status valid = cpu::ValidateBatch(batch, config_, block_size_, num_blocks_);
+  if (!valid.ok()) return valid;
+  BuildContext(batch);
+  const int64_t T = ctx_.num_tokens, H = config_.hidden_size;
+  const float eps = config_.rms_norm_eps;
+
+  x_.resize(T * H);
+  h_.resize(T * H);
+  delta_.resize(T * H);
+  const WeightRef& emb = weights_.embed_tokens;
+  kc::EmbeddingLookup(ctx_.tokens.data(), T, emb.data, emb.dtype, H, x_.data(), &pool_);
+
+  // x_ is the residual stream; delta_ holds the previous sub-layer's output until the next
+  // fused add + norm folds it in.
+  bool pending = false;
+  for (int l = 0; l < config_.num_layers; ++l) {
+    const LayerWeights& layer = weights_.layers[l];
+    kc::AddRmsNorm(x_.data(), pending ? delta_.data() : nullptr, T, H, layer.input_norm.data,
+                   layer.input_norm.dtype, eps, h_.data(), &pool_);
+    attention_.Run(ctx_, layer, h_.data(), &kv_[l], delta_.data());
+    kc::AddRmsNorm(x_.data(), delta_.data(), T, H, layer.post_attention_norm.data,
+                   layer.post_attention_norm.dtype, eps, h_.data(), &pool_);
+    ffn_.Run(ctx_, layer, h_.data(), delta_.data());
+    pending = true;
+  }
+
+  // Rows that need logits, in batch order.
+  std::vector<int64_t> rows;
+  out->row_begin.clear();
+  for (size_t i = 0; i < batch.seqs.size(); ++i) {
+    const SequenceChunk& s = batch.seqs[i];
+    out->row_begin.push_back(static_cast<int32_t>(rows.size()));
+    const int64_t begin = ctx_.attn_seqs[i].token_begin;
+    const int64_t n = static_cast<int64_t>(s.tokens.size());
+    if (s.logits == SequenceChunk::Logits::kLast) rows.push_back(begin + n - 1);
+    if (s.logits == SequenceChunk::Logits::kAll) {
+      for (int64_t t = 0; t < n; ++t) rows.push_back(begin + t);
+    }
+  }
+  out->row_begin.push_back(static_cast<int32_t>(rows.size()));
+  out->vocab_size = config_.vocab_size;
+  const int64_t R = static_cast<int64_t>(rows.size());
+  out->logits.assign(static_cast<size_t>(R) * config_.vocab_size, 0.f);
+  if (R == 0) return absl::OkStatus();
+  rows_x_.resize(R * H);
+  rows_h_.resize(R * H);
+  std::vector<float> rows_delta(R * H);
+  for (int64_t r = 0; r < R; ++r) {
+    std::memcpy(rows_x_.data() + r * H, x_.data() + rows[r] * H, sizeof(float) * H);
+    std::memcpy(rows_delta.data() + r * H, delta_.data() + rows[r] * H, sizeof(float) * H);
+  }
+  const WeightRef& fn = weights_.final_norm;
+  kc::AddRmsNorm(rows_x_.data(), pending ? rows_delta.data() : nullptr, R, H, fn.data, fn.dtype,
+                 eps, rows_h_.data(), &pool_);
+  const WeightRef& head = weights_.lm_head;
+  kc::Linear(rows_h_.data(), R, H, head.data, head.dtype, head.rows, nullptr, DType::kF32,
+             out->logits.data(), &pool_);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ModelRunner>> CreateCpuRunner(const Checkpoint& checkpoint,
+                                                             const ModelConfig& config,
+                                                             const RunnerOptions& options) {
+  if (options.kv_block_size <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("kv_block_size must be positive, got ", options.kv_block_size));
+  }
+  if (config.num_kv_heads <= 0 || config.num_heads % config.num_kv_heads != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("num_attention_heads ", config.num_heads,
+                                                   " is not a multiple of num_key_value_heads ",
+                                                   config.num_kv_heads));
+  }
+  auto weights = BindDecoderWeights(checkpoint, config);
+  if (!weights.ok()) return weights.status();
+  int num_blocks = options.num_kv_blocks;
+  if (num_blocks <= 0) {
+    const size_t block_bytes = static_cast<size_t>(config.num_layers) * 2 * options.kv_block_size *
+                               config.kv_size() * sizeof(float);
+    num_blocks = static_cast<int>(options.kv_cache_bytes / std::max<size_t>(1, block_bytes));
+    if (num_blocks <= 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "kv_cache_bytes ", options.kv_cache_bytes, " holds no KV block (one block needs ",
+          block_bytes, " bytes)"));
+    }
+  }
+  return std::unique_ptr<ModelRunner>(new CpuModelRunner(
+      config, *std::move(weights), options.kv_block_size, num_blocks, options.num_threads));
+}
+
+}  // namespace moe::engine
