@@ -1,0 +1,136 @@
+#include "server/http/generation.h"
+
+#include <mutex>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+
+namespace moe::server::http {
+
+uint64_t RandomU64() {
+  static std::mutex mu;
+  static std::mt19937_64 rng{std::random_device{}()};
+  std::lock_guard<std::mutex> lock(mu);
+  return rng();
+}
+
+absl::StatusOr<std::unique_ptr<Generation>> Generation::Submit(
+    scheduler::Scheduler* scheduler, const OpenAiRequest& req,
+    const std::vector<std::vector<int32_t>>& prompts, const std::string& id_prefix,
+    Metrics* metrics) {
+  std::unique_ptr<Generation> g(new Generation());
+  g->metrics_ = metrics;
+  for (size_t p = 0; p < prompts.size(); ++p) {
+    for (int i = 0; i < req.n; ++i) {
+      const int index = static_cast<int>(p) * req.n + i;
+      scheduler::GenerateRequest r;
+      r.request_id = absl::StrCat(id_prefix, "-", index);
+      r.prompt = prompts[p];
+      r.sampling.temperature = req.temperature;
+      r.sampling.top_p = req.top_p;
+      r.sampling.top_k = req.top_k;
+      if (req.seed.has_value()) {
+        r.sampling.has_seed = true;
+        r.sampling.seed = static_cast<uint64_t>(*req.seed) + static_cast<uint64_t>(index);
+      }
+      r.fallback_seed = RandomU64();
+      // The sampled token's logprob needs at least one entry; extra ones are trimmed.
+      r.sampling.logprobs = req.logprobs ? std::max(1, req.top_logprobs) : 0;
+      if (req.max_tokens.has_value()) {
+        r.max_tokens = *req.max_tokens;
+      } else if (req.kind == ApiKind::kChat) {
+        r.max_tokens = std::max(1, scheduler->max_model_len() -
+                                       static_cast<int>(prompts[p].size()));
+      } else {
+        r.max_tokens = 16;
+      }
+      r.stop_strings = req.stop;
+      r.stop_token_ids = req.stop_token_ids;
+      r.ignore_eos = req.ignore_eos;
+      Choice c;
+      c.submitted = absl::Now();
+      absl::StatusOr<std::shared_ptr<scheduler::RequestHandle>> h =
+          scheduler->Submit(std::move(r));
+      if (!h.ok()) return h.status();  // the destructor cancels what was submitted
+      c.handle = *std::move(h);
+      g->choices_.push_back(std::move(c));
+    }
+  }
+  return g;
+}
+
+Generation::~Generation() {
+  CancelAll();
+  // The engine ends cancelled requests within one step; collect those final events so
+  // they reach the metrics. Bounded, in case the engine is stuck in a long step.
+  const absl::Time deadline = absl::Now() + absl::Seconds(2);
+  scheduler::StreamEvent ev;
+  int choice = 0;
+  while (!all_finished() && absl::Now() < deadline) {
+    Next(&choice, &ev, absl::Milliseconds(20));
+  }
+}
+
+void Generation::CancelAll() {
+  for (Choice& c : choices_) {
+    if (!c.finished && c.handle != nullptr) c.handle->Cancel();
+  }
+}
+
+bool Generation::Next(int* choice, scheduler::StreamEvent* event, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  const size_t n = choices_.size();
+  while (!all_finished()) {
+    // One pass without waiting, starting after the last choice served.
+    for (size_t k = 0; k < n; ++k) {
+      const size_t i = (cursor_ + k) % n;
+      Choice& c = choices_[i];
+      if (c.finished || !c.handle->Next(event, absl::ZeroDuration())) continue;
+      cursor_ = i + 1;
+      if (event->kind != scheduler::StreamEvent::Kind::kTokens) {
+        c.finished = true;
+        ++num_finished_;
+        Record(c, *event);
+      }
+      *choice = static_cast<int>(i);
+      return true;
+    }
+    const absl::Time now = absl::Now();
+    if (now >= deadline) return false;
+    // Sleep on one unfinished handle for a short slice, then poll all again.
+    for (size_t k = 0; k < n; ++k) {
+      Choice& c = choices_[(cursor_ + k) % n];
+      if (c.finished) continue;
+      if (c.handle->Next(event, std::min(deadline - now, absl::Milliseconds(5)))) {
+        const size_t i = (cursor_ + k) % n;
+        cursor_ = i + 1;
+        if (event->kind != scheduler::StreamEvent::Kind::kTokens) {
+          c.finished = true;
+          ++num_finished_;
+          Record(c, *event);
+        }
+        *choice = static_cast<int>(i);
+        return true;
+      }
+      break;
+    }
+  }
+  return false;
+}
+
+void Generation::Record(const Choice& c, const scheduler::StreamEvent& ev) {
+  if (metrics_ == nullptr) return;
+  FinishedRequestStats s;
+  s.e2e_latency_s = absl::ToDoubleSeconds(absl::Now() - c.submitted);
+  if (ev.kind == scheduler::StreamEvent::Kind::kError) {
+    s.finished_reason = "error";
+  } else {
+    s.finished_reason = scheduler::FinishReasonName(ev.finish_reason);
+    s.prompt_tokens = ev.prompt_tokens;
+    s.generation_tokens = ev.completion_tokens;
+    s.time_to_first_token_s = ev.time_to_first_token_s;
+  }
+  metrics_->OnRequestFinished(s);
+}
+
+}  // namespace moe::server::http

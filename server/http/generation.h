@@ -1,0 +1,62 @@
+// One HTTP request's scheduler work: n choices for each prompt, each a separate
+// scheduler request (choice i of a seeded request uses seed + i), read back through one
+// event stream. Records each finished request in Metrics.
+//
+// Thread safety: one Generation belongs to the HTTP worker thread serving its request.
+// The scheduler and metrics are shared (their own contracts apply).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "scheduler/scheduler.h"
+#include "server/http/openai_request.h"
+#include "server/metrics/metrics.h"
+
+namespace moe::server::http {
+
+class Generation {
+ public:
+  // Submits prompts.size() * req.n requests (choice index = prompt * n + i). Without
+  // max_tokens, completions get 16 tokens and chat the rest of the context. If any
+  // Submit fails, the ones already submitted are cancelled and its error is returned.
+  // `metrics` may be null.
+  static absl::StatusOr<std::unique_ptr<Generation>> Submit(
+      scheduler::Scheduler* scheduler, const OpenAiRequest& req,
+      const std::vector<std::vector<int32_t>>& prompts, const std::string& id_prefix,
+      Metrics* metrics);
+  // Cancels the choices still running and waits (briefly) for their final events, so
+  // aborted requests are counted.
+  ~Generation();
+
+  // The next event of any unfinished choice; false when none arrived within `timeout`
+  // or every choice has finished.
+  bool Next(int* choice, scheduler::StreamEvent* event, absl::Duration timeout);
+  bool all_finished() const { return num_finished_ == static_cast<int>(choices_.size()); }
+  int num_choices() const { return static_cast<int>(choices_.size()); }
+  void CancelAll();
+
+ private:
+  struct Choice {
+    std::shared_ptr<scheduler::RequestHandle> handle;
+    absl::Time submitted;
+    bool finished = false;
+  };
+  Generation() = default;
+  void Record(const Choice& c, const scheduler::StreamEvent& final_event);
+
+  Metrics* metrics_ = nullptr;
+  std::vector<Choice> choices_;
+  int num_finished_ = 0;
+  size_t cursor_ = 0;  // round-robin start, so no choice starves
+};
+
+// A random 64-bit value (fresh per call; thread-safe), for request ids and
+// unseeded sampling.
+uint64_t RandomU64();
+
+}  // namespace moe::server::http

@@ -1,0 +1,163 @@
+#include "server/http/handlers.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "server/http/generation.h"
+#include "server/http/response_builder.h"
+#include "server/http/sse_stream.h"
+
+namespace moe::server::http {
+namespace {
+
+// The requested model must be the served one (an absent model means it).
+bool CheckModel(const ServingState& s, const std::string& model, httplib::Response& res) {
+  if (model.empty() || model == s.model_name) return true;
+  ApiError e = MakeApiError(404, "invalid_request_error",
+                            absl::StrCat("model: the model `", model,
+                                         "` does not exist; this server serves `",
+                                         s.model_name, "`"),
+                            "model");
+  e.code = "model_not_found";
+  SendError(res, e);
+  return false;
+}
+
+int64_t UnixNow() { return absl::ToUnixSeconds(absl::Now()); }
+
+}  // namespace
+
+void SendJson(httplib::Response& res, int status, const std::string& body) {
+  res.status = status;
+  res.set_content(body, "application/json");
+}
+
+void SendError(httplib::Response& res, const ApiError& e) {
+  SendJson(res, e.http_status, ApiErrorJson(e));
+}
+
+void HandleGenerate(const ServingState& s, ApiKind kind, const httplib::Request& http_req,
+                    httplib::Response& res) {
+  absl::StatusOr<OpenAiRequest> parsed = kind == ApiKind::kChat
+                                             ? ParseChatRequest(http_req.body)
+                                             : ParseCompletionRequest(http_req.body);
+  if (!parsed.ok()) return SendError(res, ApiErrorFromStatus(parsed.status()));
+  OpenAiRequest req = *std::move(parsed);
+  if (!CheckModel(s, req.model, res)) return;
+
+  std::vector<std::vector<int32_t>> prompts;
+  if (kind == ApiKind::kChat) {
+    absl::StatusOr<std::vector<int32_t>> ids =
+        s.prompts->ChatPrompt(req.messages, req.add_generation_prompt, req.chat_template_kwargs);
+    if (!ids.ok()) return SendError(res, ApiErrorFromStatus(ids.status()));
+    prompts.push_back(*std::move(ids));
+  } else {
+    absl::StatusOr<std::vector<std::vector<int32_t>>> p = s.prompts->CompletionPrompts(req);
+    if (!p.ok()) return SendError(res, ApiErrorFromStatus(p.status()));
+    prompts = *std::move(p);
+  }
+
+  ResponseMeta meta;
+  meta.id = absl::StrFormat("%s-%016x", kind == ApiKind::kChat ? "chatcmpl" : "cmpl",
+                            RandomU64());
+  meta.created = UnixNow();
+  meta.model = s.model_name;
+
+  absl::StatusOr<std::unique_ptr<Generation>> gen =
+      Generation::Submit(s.scheduler, req, prompts, meta.id, s.metrics);
+  if (!gen.ok()) return SendError(res, ApiErrorFromStatus(gen.status()));
+
+  if (req.stream) {
+    return StreamResponse(res, *std::move(gen), std::move(req), std::move(meta),
+                          std::move(prompts), s.tokenizer);
+  }
+
+  std::vector<ChoiceResult> choices((*gen)->num_choices());
+  for (size_t i = 0; i < choices.size(); ++i) choices[i].index = static_cast<int>(i);
+  int index = 0;
+  scheduler::StreamEvent ev;
+  while (!(*gen)->all_finished()) {
+    if (!(*gen)->Next(&index, &ev, absl::Milliseconds(200))) continue;
+    ChoiceResult& c = choices[index];
+    switch (ev.kind) {
+      case scheduler::StreamEvent::Kind::kTokens:
+        c.Add(ev);
+        break;
+      case scheduler::StreamEvent::Kind::kComplete:
+        c.finished = true;
+        c.finish_reason = ev.finish_reason;
+        c.stop_reason = ev.stop_reason;
+        c.prompt_tokens = ev.prompt_tokens;
+        c.completion_tokens = ev.completion_tokens;
+        break;
+      case scheduler::StreamEvent::Kind::kError:
+        (*gen)->CancelAll();
+        return SendError(res, ApiErrorFromStatus(ev.error));
+    }
+  }
+  const Json body = kind == ApiKind::kChat
+                        ? ChatResponse(meta, req, *s.tokenizer, prompts[0], choices)
+                        : CompletionResponse(meta, req, *s.tokenizer, prompts, choices);
+  SendJson(res, 200, Dump(body));
+}
+
+void HandleTokenize(const ServingState& s, const httplib::Request& http_req,
+                    httplib::Response& res) {
+  absl::StatusOr<TokenizeRequest> req = ParseTokenizeRequest(http_req.body);
+  if (!req.ok()) return SendError(res, ApiErrorFromStatus(req.status()));
+  if (!CheckModel(s, req->model, res)) return;
+  absl::StatusOr<std::vector<int32_t>> ids;
+  if (req->prompt.has_value()) {
+    ids = s.tokenizer->Encode(*req->prompt, req->add_special_tokens);
+    if (!ids.ok()) {
+      ids = absl::InvalidArgumentError(absl::StrCat("prompt: ", ids.status().message()));
+    }
+  } else {
+    absl::StatusOr<std::string> text =
+        s.prompts->RenderChat(req->messages, req->add_generation_prompt, nullptr);
+    if (!text.ok()) return SendError(res, ApiErrorFromStatus(text.status()));
+    ids = s.tokenizer->Encode(*text, req->add_special_tokens);
+  }
+  if (!ids.ok()) return SendError(res, ApiErrorFromStatus(ids.status()));
+  Json out;
+  out["count"] = ids->size();
+  out["max_model_len"] = s.scheduler->max_model_len();
+  out["tokens"] = *ids;
+  if (req->return_token_strs) {
+    Json strs = Json::array();
+    for (int32_t id : *ids) strs.push_back(s.tokenizer->IdToToken(id));
+    out["token_strs"] = std::move(strs);
+  }
+  SendJson(res, 200, Dump(out));
+}
+
+void HandleDetokenize(const ServingState& s, const httplib::Request& http_req,
+                      httplib::Response& res) {
+  absl::StatusOr<DetokenizeRequest> req = ParseDetokenizeRequest(http_req.body);
+  if (!req.ok()) return SendError(res, ApiErrorFromStatus(req.status()));
+  if (!CheckModel(s, req->model, res)) return;
+  absl::StatusOr<std::string> text = s.tokenizer->Decode(req->tokens, false);
+  if (!text.ok()) {
+    return SendError(res, ApiErrorFromStatus(absl::InvalidArgumentError(
+                              absl::StrCat("tokens: ", text.status().message()))));
+  }
+  Json out;
+  out["prompt"] = *text;
+  SendJson(res, 200, Dump(out));
+}
+
+void HandleModels(const ServingState& s, httplib::Response& res) {
+  Json m;
+  m["id"] = s.model_name;
+  m["object"] = "model";
+  m["created"] = UnixNow();
+  m["owned_by"] = "moe-serve";
+  m["root"] = s.model_name;
+  m["parent"] = nullptr;
+  m["max_model_len"] = s.scheduler->max_model_len();
+  Json out;
+  out["object"] = "list";
+  out["data"] = Json::array({std::move(m)});
+  SendJson(res, 200, Dump(out));
+}
+
+}  // namespace moe::server::http

@@ -1,0 +1,46 @@
+// Request handlers of the OpenAI-compatible routes, given a loaded model. Each parses the
+// body (openai_request.h), builds prompts, submits to the scheduler and answers with a
+// JSON body or an SSE stream; every failure is an OpenAI-shaped error (api_error.h).
+//
+// Thread safety: handlers run on HTTP worker threads concurrently; ServingState is
+// immutable while shared (the scheduler, tokenizer and metrics are thread-safe).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <httplib.h>
+
+#include "engine/loader/model_config.h"
+#include "engine/tokenizer/tokenizer.h"
+#include "scheduler/scheduler.h"
+#include "server/http/api_error.h"
+#include "server/http/openai_request.h"
+#include "server/http/prompt_builder.h"
+#include "server/metrics/metrics.h"
+
+namespace moe::server::http {
+
+struct ServingState {
+  scheduler::Scheduler* scheduler = nullptr;
+  const engine::Tokenizer* tokenizer = nullptr;
+  const engine::ModelConfig* config = nullptr;
+  std::unique_ptr<PromptBuilder> prompts;
+  std::string model_name;
+  Metrics* metrics = nullptr;  // may be null
+};
+
+void SendJson(httplib::Response& res, int status, const std::string& body);
+void SendError(httplib::Response& res, const ApiError& e);
+
+// POST /v1/completions (kCompletion) and /v1/chat/completions (kChat).
+void HandleGenerate(const ServingState& s, ApiKind kind, const httplib::Request& req,
+                    httplib::Response& res);
+// POST /tokenize, POST /detokenize (vLLM shapes).
+void HandleTokenize(const ServingState& s, const httplib::Request& req, httplib::Response& res);
+void HandleDetokenize(const ServingState& s, const httplib::Request& req,
+                      httplib::Response& res);
+// GET /v1/models.
+void HandleModels(const ServingState& s, httplib::Response& res);
+
+}  // namespace moe::server::http

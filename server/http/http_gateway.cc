@@ -1,0 +1,188 @@
+#include "server/http/http_gateway.h"
+
+#include <httplib.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "server/chat_template/chat_template.h"
+#include "server/http/handlers.h"
+
+namespace moe::server::http {
+namespace {
+
+bool IsOpenRoute(const std::string& path) { return path == "/health" || path == "/metrics"; }
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<HttpGateway>> HttpGateway::Start(const HttpGatewayOptions& options,
+                                                                Metrics* metrics) {
+  if (!options.chat_template.empty()) {
+    absl::StatusOr<ChatTemplate> t = ChatTemplate::Parse(options.chat_template);
+    if (!t.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("chat_template: ", t.status().message()));
+    }
+  }
+  std::unique_ptr<HttpGateway> g(new HttpGateway());
+  g->options_ = options;
+  g->metrics_ = metrics;
+  g->server_ = std::make_unique<httplib::Server>();
+  const int threads = std::max(1, options.num_threads);
+  g->server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  g->server_->set_payload_max_length(options.max_body_bytes);
+  g->RegisterRoutes();
+
+  if (options.port == 0) {
+    g->port_ = g->server_->bind_to_any_port(options.host);
+    if (g->port_ <= 0) g->port_ = 0;
+  } else if (g->server_->bind_to_port(options.host, options.port)) {
+    g->port_ = options.port;
+  }
+  if (g->port_ == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("http_port: cannot listen on ", options.host, ":", options.port));
+  }
+  httplib::Server* server = g->server_.get();
+  g->thread_ = std::thread([server] { server->listen_after_bind(); });
+  return g;
+}
+
+HttpGateway::~HttpGateway() { Stop(); }
+
+absl::Status HttpGateway::SetReady(const HttpServingContext& ctx) {
+  if (ctx.scheduler == nullptr) return absl::InvalidArgumentError("scheduler: required");
+  if (ctx.tokenizer == nullptr) return absl::InvalidArgumentError("tokenizer: required");
+  if (ctx.config == nullptr) return absl::InvalidArgumentError("config: required");
+  auto state = std::make_shared<ServingState>();
+  state->scheduler = ctx.scheduler;
+  state->tokenizer = ctx.tokenizer;
+  state->config = ctx.config;
+  state->model_name = options_.model_name;
+  state->metrics = metrics_;
+  absl::StatusOr<std::unique_ptr<PromptBuilder>> prompts =
+      PromptBuilder::Create(ctx.tokenizer, options_.chat_template);
+  if (!prompts.ok()) return prompts.status();
+  state->prompts = *std::move(prompts);
+  absl::MutexLock lock(&mu_);
+  state_ = std::move(state);
+  return absl::OkStatus();
+}
+
+void HttpGateway::StopAccepting() { accepting_ = false; }
+
+void HttpGateway::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopped_) return;
+    stopped_ = true;
+  }
+  accepting_ = false;
+  if (server_ != nullptr) server_->stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+std::shared_ptr<const ServingState> HttpGateway::Ready(httplib::Response& res) const {
+  std::shared_ptr<const ServingState> s;
+  {
+    absl::MutexLock lock(&mu_);
+    s = state_;
+  }
+  if (s == nullptr) {
+    SendError(res, MakeApiError(503, "service_unavailable", "the model is still loading"));
+    return nullptr;
+  }
+  if (!accepting_) {
+    SendError(res, MakeApiError(503, "service_unavailable", "the server is shutting down"));
+    return nullptr;
+  }
+  return s;
+}
+
+void HttpGateway::RegisterRoutes() {
+  httplib::Server& svr = *server_;
+  svr.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    if (options_.api_key.empty() || IsOpenRoute(req.path)) {
+      return httplib::Server::HandlerResponse::Unhandled;
+    }
+    const std::string auth = req.get_header_value("Authorization");
+    if (auth == absl::StrCat("Bearer ", options_.api_key)) {
+      return httplib::Server::HandlerResponse::Unhandled;
+    }
+    ApiError e = MakeApiError(401, "invalid_request_error",
+                              "Incorrect API key provided: send \"Authorization: Bearer <key>\"");
+    e.code = "invalid_api_key";
+    SendError(res, e);
+    return httplib::Server::HandlerResponse::Handled;
+  });
+  // Statuses set by httplib itself (404 route, 413 body too large, 400 malformed
+  // request) get an OpenAI-shaped body.
+  svr.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return;
+    if (res.status == 404) {
+      SendError(res, MakeApiError(404, "not_found_error",
+                                  absl::StrCat("no route for ", req.method, " ", req.path)));
+    } else if (res.status == 413) {
+      SendError(res, MakeApiError(413, "invalid_request_error",
+                                  "body: request body exceeds the server's size limit",
+                                  "body"));
+    } else {
+      SendError(res, MakeApiError(res.status, "invalid_request_error",
+                                  absl::StrCat("HTTP error ", res.status)));
+    }
+  });
+  svr.set_exception_handler(
+      [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+        std::string what = "unknown exception";
+        try {
+          if (ep) std::rethrow_exception(ep);
+        } catch (const std::exception& e) {
+          what = e.what();
+        } catch (...) {
+        }
+        SendError(res, MakeApiError(500, "internal_server_error", what));
+      });
+
+  svr.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
+    bool ready = false;
+    {
+      absl::MutexLock lock(&mu_);
+      ready = state_ != nullptr;
+    }
+    if (ready && accepting_) {
+      SendJson(res, 200, R"({"status":"ok"})");
+    } else {
+      SendJson(res, 503, ready ? R"({"status":"draining"})" : R"({"status":"loading"})");
+    }
+  });
+  svr.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    if (metrics_ == nullptr) {
+      SendError(res, MakeApiError(404, "not_found_error", "metrics are disabled"));
+      return;
+    }
+    std::shared_ptr<const ServingState> s;
+    {
+      absl::MutexLock lock(&mu_);
+      s = state_;
+    }
+    scheduler::SchedulerStats stats;
+    if (s != nullptr) stats = s->scheduler->GetStats();
+    res.set_content(metrics_->Render(s != nullptr ? &stats : nullptr),
+                    "text/plain; version=0.0.4; charset=utf-8");
+  });
+  svr.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
+    if (auto s = Ready(res)) HandleModels(*s, res);
+  });
+  svr.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
+    if (auto s = Ready(res)) HandleGenerate(*s, ApiKind::kCompletion, req, res);
+  });
+  svr.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
+    if (auto s = Ready(res)) HandleGenerate(*s, ApiKind::kChat, req, res);
+  });
+  svr.Post("/tokenize", [this](const httplib::Request& req, httplib::Response& res) {
+    if (auto s = Ready(res)) HandleTokenize(*s, req, res);
+  });
+  svr.Post("/detokenize", [this](const httplib::Request& req, httplib::Response& res) {
+    if (auto s = Ready(res)) HandleDetokenize(*s, req, res);
+  });
+}
+
+}  // namespace moe::server::http

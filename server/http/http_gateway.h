@@ -1,0 +1,101 @@
+// The OpenAI-compatible HTTP/JSON listener (cpp-httplib) in front of the scheduler:
+//   POST /v1/completions, POST /v1/chat/completions (JSON or SSE streaming)
+//   GET  /v1/models, GET /health, GET /metrics (Prometheus text)
+//   POST /tokenize, POST /detokenize (vLLM shapes)
+// Errors use OpenAI's {"error": {...}} shape, unknown routes included (404); bodies over
+// max_body_bytes get 413.
+//
+// Lifecycle: Start() binds the port at once, before the model is loaded: /health answers
+// 503 and the model routes 503 until SetReady(). StopAccepting() (draining) turns them
+// back to 503 while in-flight requests finish. Stop() closes the listener; streams still
+// open end and cancel their requests.
+//
+// Thread safety: Start/SetReady/StopAccepting/Stop may be called from any thread;
+// requests are served by a pool of `num_threads` workers (one per open connection; an
+// SSE stream holds its worker until it ends).
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "engine/loader/model_config.h"
+#include "engine/tokenizer/tokenizer.h"
+#include "scheduler/scheduler.h"
+#include "server/metrics/metrics.h"
+
+namespace httplib {
+class Server;
+struct Response;
+}  // namespace httplib
+
+namespace moe::server::http {
+
+struct ServingState;
+
+struct HttpGatewayOptions {
+  std::string host = "0.0.0.0";
+  int port = 8080;  // 0: the OS picks one (see port())
+  // The served model's name: /v1/models lists it, requests naming another model get 404.
+  std::string model_name = "default";
+  // Chat template source overriding the tokenizer's (vLLM's --chat-template FILE, read
+  // by the caller); "" = the tokenizer's chat_template.
+  std::string chat_template;
+  // When set, every route but /health and /metrics needs "Authorization: Bearer <key>".
+  std::string api_key;
+  size_t max_body_bytes = 8 << 20;
+  int num_threads = 64;
+};
+
+// What SetReady needs; everything must outlive the gateway (or the next Stop()).
+struct HttpServingContext {
+  scheduler::Scheduler* scheduler = nullptr;
+  const engine::Tokenizer* tokenizer = nullptr;
+  const engine::ModelConfig* config = nullptr;
+};
+
+class HttpGateway {
+ public:
+  // Binds and starts serving. `metrics` (may be null) must outlive the gateway; /metrics
+  // answers 404 without it. Errors: UNAVAILABLE naming "http_port" when the port cannot
+  // be bound; INVALID_ARGUMENT naming "chat_template" when the override does not parse.
+  static absl::StatusOr<std::unique_ptr<HttpGateway>> Start(const HttpGatewayOptions& options,
+                                                            Metrics* metrics);
+  ~HttpGateway();  // Stop()
+  HttpGateway(const HttpGateway&) = delete;
+  HttpGateway& operator=(const HttpGateway&) = delete;
+
+  // The model is loaded and the scheduler started: serve. INVALID_ARGUMENT if a field is
+  // missing or the chat template does not parse.
+  absl::Status SetReady(const HttpServingContext& ctx);
+  // Draining: /health and new model requests answer 503; open streams continue.
+  void StopAccepting();
+  // Closes the listener and joins its threads. Idempotent.
+  void Stop();
+
+  int port() const { return port_; }
+
+ private:
+  HttpGateway() = default;
+  void RegisterRoutes();
+  // The serving state, or null (503 sent) when not ready or draining.
+  std::shared_ptr<const ServingState> Ready(httplib::Response& res) const;
+
+  HttpGatewayOptions options_;
+  Metrics* metrics_ = nullptr;
+  std::unique_ptr<httplib::Server> server_;
+  std::thread thread_;
+  int port_ = 0;
+  std::atomic<bool> accepting_{true};
+
+  mutable absl::Mutex mu_;
+  std::shared_ptr<const ServingState> state_ ABSL_GUARDED_BY(mu_);
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace moe::server::http

@@ -1,0 +1,352 @@
+#include "server/http/openai_request.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+
+namespace moe::server::http {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+absl::Status FieldError(absl::string_view field, absl::string_view msg) {
+  return absl::InvalidArgumentError(absl::StrCat(field, ": ", msg));
+}
+
+constexpr int kMaxJsonDepth = 64;
+
+// Nesting depth of arrays/objects, outside strings. Deep documents are refused before
+// parsing: copying and destroying them recurses.
+int JsonDepth(absl::string_view body) {
+  int depth = 0, max_depth = 0;
+  bool in_string = false, escaped = false;
+  for (char c : body) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      max_depth = std::max(max_depth, ++depth);
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return max_depth;
+}
+
+absl::StatusOr<Json> ParseBody(absl::string_view body) {
+  if (JsonDepth(body) > kMaxJsonDepth) {
+    return FieldError("body", absl::StrCat("JSON nesting deeper than ", kMaxJsonDepth));
+  }
+  Json j = Json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return FieldError("body", "is not valid JSON");
+  if (!j.is_object()) return FieldError("body", "must be a JSON object");
+  return j;
+}
+
+// The field's value, or nullptr when absent or null.
+const Json* Get(const Json& obj, const char* key) {
+  auto it = obj.find(key);
+  if (it == obj.end() || it->is_null()) return nullptr;
+  return &*it;
+}
+
+absl::Status GetString(const Json& obj, const char* key, std::string* out) {
+  const Json* v = Get(obj, key);
+  if (v == nullptr) return absl::OkStatus();
+  if (!v->is_string()) return FieldError(key, "must be a string");
+  *out = v->get<std::string>();
+  return absl::OkStatus();
+}
+
+absl::Status GetBool(const Json& obj, const char* key, bool* out) {
+  const Json* v = Get(obj, key);
+  if (v == nullptr) return absl::OkStatus();
+  if (!v->is_boolean()) return FieldError(key, "must be a boolean");
+  *out = v->get<bool>();
+  return absl::OkStatus();
+}
+
+absl::Status GetInt64(const Json& obj, const char* key, std::optional<int64_t>* out) {
+  const Json* v = Get(obj, key);
+  if (v == nullptr) return absl::OkStatus();
+  if (v->is_number_unsigned()) {
+    const uint64_t u = v->get<uint64_t>();
+    if (u > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+      return FieldError(key, "is out of range");
+    }
+    *out = static_cast<int64_t>(u);
+    return absl::OkStatus();
+  }
+  if (!v->is_number_integer()) return FieldError(key, "must be an integer");
+  *out = v->get<int64_t>();
+  return absl::OkStatus();
+}
+
+// An integer in [lo, hi].
+absl::Status GetIntIn(const Json& obj, const char* key, int64_t lo, int64_t hi,
+                      std::optional<int>* out) {
+  std::optional<int64_t> v;
+  if (absl::Status s = GetInt64(obj, key, &v); !s.ok()) return s;
+  if (!v.has_value()) return absl::OkStatus();
+  if (*v < lo || *v > hi) {
+    return FieldError(key, absl::StrCat("must be in [", lo, ", ", hi, "], got ", *v));
+  }
+  *out = static_cast<int>(*v);
+  return absl::OkStatus();
+}
+
+absl::Status GetFloat(const Json& obj, const char* key, float* out) {
+  const Json* v = Get(obj, key);
+  if (v == nullptr) return absl::OkStatus();
+  if (!v->is_number()) return FieldError(key, "must be a number");
+  const double d = v->get<double>();
+  if (!std::isfinite(d)) return FieldError(key, "must be finite");
+  *out = static_cast<float>(d);
+  return absl::OkStatus();
+}
+
+// A token id list: every element an integer in [0, 2^31).
+bool ToIds(const Json& arr, std::vector<int32_t>* out) {
+  out->clear();
+  for (const Json& e : arr) {
+    if (!e.is_number_integer()) return false;
+    const int64_t v = e.is_number_unsigned() && e.get<uint64_t>() > INT32_MAX
+                          ? -1
+                          : e.get<int64_t>();
+    if (v < 0 || v > INT32_MAX) return false;
+    out->push_back(static_cast<int32_t>(v));
+  }
+  return true;
+}
+
+absl::Status ParsePrompt(const Json& body, OpenAiRequest* r) {
+  const Json* p = Get(body, "prompt");
+  constexpr char kShape[] =
+      "must be a string, a list of strings, a list of token ids or a list of lists of token "
+      "ids";
+  if (p == nullptr) return FieldError("prompt", "is required");
+  if (p->is_string()) {
+    r->prompt_texts.push_back(p->get<std::string>());
+    return absl::OkStatus();
+  }
+  if (!p->is_array()) return FieldError("prompt", kShape);
+  if (p->empty()) return FieldError("prompt", "must not be empty");
+  const Json& first = (*p)[0];
+  if (first.is_string()) {
+    for (const Json& e : *p) {
+      if (!e.is_string()) return FieldError("prompt", kShape);
+      r->prompt_texts.push_back(e.get<std::string>());
+    }
+  } else if (first.is_number()) {
+    std::vector<int32_t> ids;
+    if (!ToIds(*p, &ids)) return FieldError("prompt", "token ids must be integers >= 0");
+    r->prompt_ids.push_back(std::move(ids));
+  } else if (first.is_array()) {
+    for (const Json& e : *p) {
+      std::vector<int32_t> ids;
+      if (!e.is_array()) return FieldError("prompt", kShape);
+      if (e.empty()) return FieldError("prompt", "a token id list must not be empty");
+      if (!ToIds(e, &ids)) return FieldError("prompt", "token ids must be integers >= 0");
+      r->prompt_ids.push_back(std::move(ids));
+    }
+  } else {
+    return FieldError("prompt", kShape);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ParseMessages(const Json& body, Json* out) {
+  const Json* m = Get(body, "messages");
+  if (m == nullptr) return FieldError("messages", "is required");
+  if (!m->is_array()) return FieldError("messages", "must be a list of message objects");
+  if (m->empty()) return FieldError("messages", "must not be empty");
+  *out = Json::array();
+  for (size_t i = 0; i < m->size(); ++i) {
+    const Json& msg = (*m)[i];
+    const std::string where = absl::StrCat("messages[", i, "]");
+    if (!msg.is_object()) return FieldError(where, "must be an object");
+    auto role = msg.find("role");
+    if (role == msg.end() || !role->is_string()) {
+      return FieldError(where + ".role", "must be a string");
+    }
+    Json copy = msg;
+    auto content = msg.find("content");
+    if (content != msg.end() && content->is_array()) {
+      // Text parts joined by newlines, as vLLM flattens them for text-only models.
+      std::string text;
+      for (size_t k = 0; k < content->size(); ++k) {
+        const Json& part = (*content)[k];
+        auto type = part.is_object() ? part.find("type") : part.end();
+        auto t = part.is_object() ? part.find("text") : part.end();
+        if (!part.is_object() || type == part.end() || *type != "text" || t == part.end() ||
+            !t->is_string()) {
+          return FieldError(where + ".content",
+                            "only parts of the form {\"type\": \"text\", \"text\": ...} are "
+                            "supported");
+        }
+        if (k > 0) text += "\n";
+        text += t->get<std::string>();
+      }
+      copy["content"] = text;
+    } else if (content != msg.end() && !content->is_string() && !content->is_null()) {
+      return FieldError(where + ".content", "must be a string, a list of parts or null");
+    }
+    out->push_back(std::move(copy));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ParseStop(const Json& body, OpenAiRequest* r) {
+  const Json* s = Get(body, "stop");
+  if (s != nullptr) {
+    if (s->is_string()) {
+      if (!s->get<std::string>().empty()) r->stop.push_back(s->get<std::string>());
+    } else if (s->is_array()) {
+      for (const Json& e : *s) {
+        if (!e.is_string()) return FieldError("stop", "must be a string or a list of strings");
+        if (!e.get<std::string>().empty()) r->stop.push_back(e.get<std::string>());
+      }
+    } else {
+      return FieldError("stop", "must be a string or a list of strings");
+    }
+  }
+  const Json* ids = Get(body, "stop_token_ids");
+  if (ids != nullptr && (!ids->is_array() || !ToIds(*ids, &r->stop_token_ids))) {
+    return FieldError("stop_token_ids", "must be a list of token ids (integers >= 0)");
+  }
+  return absl::OkStatus();
+}
+
+// Fields common to both endpoints.
+absl::Status ParseCommon(const Json& body, OpenAiRequest* r) {
+#define MOE_RETURN_IF_ERROR(expr)         \
+  do {                                    \
+    absl::Status _s = (expr);             \
+    if (!_s.ok()) return _s;              \
+  } while (0)
+  MOE_RETURN_IF_ERROR(GetString(body, "model", &r->model));
+  std::optional<int> max_tokens, max_completion_tokens, n, top_k;
+  MOE_RETURN_IF_ERROR(GetIntIn(body, "max_tokens", 1, INT32_MAX, &max_tokens));
+  if (r->kind == ApiKind::kChat) {
+    MOE_RETURN_IF_ERROR(
+        GetIntIn(body, "max_completion_tokens", 1, INT32_MAX, &max_completion_tokens));
+  }
+  r->max_tokens = max_completion_tokens.has_value() ? max_completion_tokens : max_tokens;
+  MOE_RETURN_IF_ERROR(GetFloat(body, "temperature", &r->temperature));
+  if (r->temperature < 0) return FieldError("temperature", "must be >= 0");
+  MOE_RETURN_IF_ERROR(GetFloat(body, "top_p", &r->top_p));
+  if (!(r->top_p > 0 && r->top_p <= 1)) return FieldError("top_p", "must be in (0, 1]");
+  MOE_RETURN_IF_ERROR(GetIntIn(body, "top_k", -1, INT32_MAX, &top_k));
+  if (top_k.has_value()) r->top_k = *top_k;
+  MOE_RETURN_IF_ERROR(GetInt64(body, "seed", &r->seed));
+  MOE_RETURN_IF_ERROR(GetIntIn(body, "n", 1, kMaxN, &n));
+  if (n.has_value()) r->n = *n;
+  MOE_RETURN_IF_ERROR(GetBool(body, "stream", &r->stream));
+  if (const Json* so = Get(body, "stream_options"); so != nullptr) {
+    if (!so->is_object()) return FieldError("stream_options", "must be an object");
+    const Json* iu = Get(*so, "include_usage");
+    if (iu != nullptr && !iu->is_boolean()) {
+      return FieldError("stream_options.include_usage", "must be a boolean");
+    }
+    r->include_usage = iu != nullptr && iu->get<bool>();
+  }
+  MOE_RETURN_IF_ERROR(ParseStop(body, r));
+  MOE_RETURN_IF_ERROR(GetBool(body, "ignore_eos", &r->ignore_eos));
+  MOE_RETURN_IF_ERROR(GetBool(body, "return_token_ids", &r->return_token_ids));
+#undef MOE_RETURN_IF_ERROR
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<OpenAiRequest> ParseCompletionRequest(absl::string_view body) {
+  absl::StatusOr<Json> j = ParseBody(body);
+  if (!j.ok()) return j.status();
+  OpenAiRequest r;
+  r.kind = ApiKind::kCompletion;
+  if (absl::Status s = ParsePrompt(*j, &r); !s.ok()) return s;
+  if (absl::Status s = ParseCommon(*j, &r); !s.ok()) return s;
+  std::optional<int> logprobs;
+  if (absl::Status s = GetIntIn(*j, "logprobs", 0, kMaxTopLogprobs, &logprobs); !s.ok()) {
+    return s;
+  }
+  if (logprobs.has_value()) {
+    r.logprobs = true;
+    r.top_logprobs = *logprobs;
+  }
+  return r;
+}
+
+absl::StatusOr<OpenAiRequest> ParseChatRequest(absl::string_view body) {
+  absl::StatusOr<Json> j = ParseBody(body);
+  if (!j.ok()) return j.status();
+  OpenAiRequest r;
+  r.kind = ApiKind::kChat;
+  if (absl::Status s = ParseMessages(*j, &r.messages); !s.ok()) return s;
+  if (absl::Status s = ParseCommon(*j, &r); !s.ok()) return s;
+  if (absl::Status s = GetBool(*j, "logprobs", &r.logprobs); !s.ok()) return s;
+  std::optional<int> top;
+  if (absl::Status s = GetIntIn(*j, "top_logprobs", 0, kMaxTopLogprobs, &top); !s.ok()) {
+    return s;
+  }
+  if (top.has_value()) {
+    if (!r.logprobs) return FieldError("top_logprobs", "requires logprobs to be true");
+    r.top_logprobs = *top;
+  }
+  if (absl::Status s = GetBool(*j, "add_generation_prompt", &r.add_generation_prompt);
+      !s.ok()) {
+    return s;
+  }
+  if (const Json* kw = Get(*j, "chat_template_kwargs"); kw != nullptr) {
+    if (!kw->is_object()) return FieldError("chat_template_kwargs", "must be an object");
+    r.chat_template_kwargs = *kw;
+  }
+  return r;
+}
+
+absl::StatusOr<TokenizeRequest> ParseTokenizeRequest(absl::string_view body) {
+  absl::StatusOr<Json> j = ParseBody(body);
+  if (!j.ok()) return j.status();
+  TokenizeRequest r;
+  if (absl::Status s = GetString(*j, "model", &r.model); !s.ok()) return s;
+  if (Get(*j, "messages") != nullptr) {
+    if (absl::Status s = ParseMessages(*j, &r.messages); !s.ok()) return s;
+    r.add_special_tokens = false;
+  } else {
+    std::string prompt;
+    if (Get(*j, "prompt") == nullptr) return FieldError("prompt", "is required");
+    if (absl::Status s = GetString(*j, "prompt", &prompt); !s.ok()) return s;
+    r.prompt = std::move(prompt);
+  }
+  for (auto [key, out] : {std::pair<const char*, bool*>{"add_special_tokens",
+                                                        &r.add_special_tokens},
+                          {"add_generation_prompt", &r.add_generation_prompt},
+                          {"return_token_strs", &r.return_token_strs}}) {
+    if (absl::Status s = GetBool(*j, key, out); !s.ok()) return s;
+  }
+  return r;
+}
+
+absl::StatusOr<DetokenizeRequest> ParseDetokenizeRequest(absl::string_view body) {
+  absl::StatusOr<Json> j = ParseBody(body);
+  if (!j.ok()) return j.status();
+  DetokenizeRequest r;
+  if (absl::Status s = GetString(*j, "model", &r.model); !s.ok()) return s;
+  const Json* t = Get(*j, "tokens");
+  if (t == nullptr) return FieldError("tokens", "is required");
+  if (!t->is_array() || !ToIds(*t, &r.tokens)) {
+    return FieldError("tokens", "must be a list of token ids (integers >= 0)");
+  }
+  return r;
+}
+
+}  // namespace moe::server::http

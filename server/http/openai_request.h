@@ -1,0 +1,82 @@
+// Parsing of OpenAI-style request bodies (/v1/completions, /v1/chat/completions,
+// /tokenize, /detokenize) into plain structs. Checks JSON types and value ranges only;
+// tokenization, templates and model limits come later (prompt_builder.h, Submit).
+//
+// Errors are INVALID_ARGUMENT whose message starts with the field at fault and a colon
+// ("max_tokens: must be an integer"), so api_error.h can report it as `param`. Unknown
+// fields are ignored; a null field counts as absent.
+//
+// Thread safety: pure functions of their input, no shared state. They never throw and
+// accept any bytes (they are fuzzed).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace moe::server::http {
+
+inline constexpr int kMaxN = 64;
+inline constexpr int kMaxTopLogprobs = 20;
+
+enum class ApiKind { kCompletion, kChat };
+
+struct OpenAiRequest {
+  ApiKind kind = ApiKind::kCompletion;
+  std::string model;  // "" when absent
+
+  // Completions: either texts or token-id prompts (one per prompt, in order).
+  std::vector<std::string> prompt_texts;
+  std::vector<std::vector<int32_t>> prompt_ids;
+
+  // Chat: the messages, content lists of text parts flattened to strings.
+  nlohmann::ordered_json messages;
+  bool add_generation_prompt = true;
+  nlohmann::ordered_json chat_template_kwargs;  // object or null
+
+  std::optional<int> max_tokens;  // max_completion_tokens wins over max_tokens
+  float temperature = 1.0f;
+  float top_p = 1.0f;
+  int top_k = -1;
+  std::optional<int64_t> seed;
+  std::vector<std::string> stop;  // empty strings dropped
+  std::vector<int32_t> stop_token_ids;
+  int n = 1;
+  bool stream = false;
+  bool include_usage = false;  // stream_options.include_usage
+  // Completions `logprobs: k` or chat `logprobs: true`: per-token logprobs with the top
+  // `top_logprobs` alternatives.
+  bool logprobs = false;
+  int top_logprobs = 0;
+  bool ignore_eos = false;
+  bool return_token_ids = false;
+};
+
+absl::StatusOr<OpenAiRequest> ParseCompletionRequest(absl::string_view body);
+absl::StatusOr<OpenAiRequest> ParseChatRequest(absl::string_view body);
+
+// POST /tokenize (vLLM): {"prompt": "..."} or {"messages": [...]}.
+struct TokenizeRequest {
+  std::string model;
+  std::optional<std::string> prompt;
+  nlohmann::ordered_json messages;  // null unless given
+  bool add_special_tokens = true;   // for prompt; chat default false
+  bool add_generation_prompt = true;
+  bool return_token_strs = false;
+};
+absl::StatusOr<TokenizeRequest> ParseTokenizeRequest(absl::string_view body);
+
+// POST /detokenize (vLLM): {"tokens": [ids]}.
+struct DetokenizeRequest {
+  std::string model;
+  std::vector<int32_t> tokens;
+};
+absl::StatusOr<DetokenizeRequest> ParseDetokenizeRequest(absl::string_view body);
+
+}  // namespace moe::server::http

@@ -1,0 +1,95 @@
+#include "server/metrics/metrics.h"
+
+#include <algorithm>
+
+namespace moe::server {
+namespace {
+
+std::vector<double> LatencyBuckets() {
+  return {0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1,  0.25,  0.5,  0.75,
+          1.0,   2.5,   5.0,  7.5,  10.0, 20.0, 40.0, 80.0, 160.0, 640.0};
+}
+
+std::vector<double> TpotBuckets() {
+  return {0.001, 0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.075,
+          0.1,   0.15,  0.2,  0.3,   0.4,  0.5,   0.75, 1.0,  2.5,  5.0};
+}
+
+}  // namespace
+
+Metrics::Metrics(std::string model_name)
+    : model_name_(std::move(model_name)),
+      prompt_tokens_("vllm:prompt_tokens_total", "Number of prefill tokens processed."),
+      generation_tokens_("vllm:generation_tokens_total", "Number of generation tokens processed."),
+      request_success_("vllm:request_success_total",
+                       "Count of finished requests, by finish reason."),
+      request_errors_("moe_request_errors_total",
+                      "Requests that ended with an error instead of a finish reason."),
+      ttft_("vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.",
+            LatencyBuckets()),
+      tpot_("vllm:time_per_output_token_seconds",
+            "Histogram of time per output token in seconds.", TpotBuckets()),
+      e2e_("vllm:e2e_request_latency_seconds",
+           "Histogram of end to end request latency in seconds.", LatencyBuckets()),
+      queue_time_("vllm:request_queue_time_seconds",
+                  "Histogram of time spent waiting in the queue in seconds.", LatencyBuckets()) {}
+
+void Metrics::OnRequestFinished(const FinishedRequestStats& r) {
+  const metrics::Labels base = Base();
+  prompt_tokens_.Add(base, std::max(0, r.prompt_tokens));
+  generation_tokens_.Add(base, std::max(0, r.generation_tokens));
+  if (r.finished_reason == "error") {
+    request_errors_.Add(base, 1);
+  } else {
+    metrics::Labels l = base;
+    l.emplace_back("finished_reason", r.finished_reason);
+    request_success_.Add(l, 1);
+  }
+  if (r.time_to_first_token_s > 0) ttft_.Observe(base, r.time_to_first_token_s);
+  if (r.e2e_latency_s > 0) e2e_.Observe(base, r.e2e_latency_s);
+  if (r.generation_tokens > 1 && r.time_to_first_token_s > 0 &&
+      r.e2e_latency_s >= r.time_to_first_token_s) {
+    tpot_.Observe(base, (r.e2e_latency_s - r.time_to_first_token_s) / (r.generation_tokens - 1));
+  }
+  if (r.queue_time_s.has_value()) queue_time_.Observe(base, *r.queue_time_s);
+}
+
+std::string Metrics::Render(const scheduler::SchedulerStats* stats) const {
+  const metrics::Labels base = Base();
+  std::string out;
+  auto gauge = [&](const char* name, const char* help, double v) {
+    metrics::AppendHeader(&out, name, help, "gauge");
+    metrics::AppendSample(&out, name, base, v);
+  };
+  gauge("vllm:num_requests_running", "Number of requests in model execution batches.",
+        stats ? stats->num_running : 0);
+  gauge("vllm:num_requests_waiting", "Number of requests waiting to be processed.",
+        stats ? stats->num_waiting : 0);
+  double usage = 0;
+  if (stats != nullptr && stats->num_kv_blocks > 0) {
+    usage = 1.0 - static_cast<double>(stats->num_free_kv_blocks) / stats->num_kv_blocks;
+  }
+  gauge("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", usage);
+
+  metrics::AppendHeader(&out, "vllm:num_preemptions_total", "Cumulative number of preemptions.",
+                        "counter");
+  metrics::AppendSample(&out, "vllm:num_preemptions_total", base,
+                        stats ? static_cast<double>(stats->num_preemptions) : 0);
+  prompt_tokens_.Render(&out);
+  generation_tokens_.Render(&out);
+  request_success_.Render(&out);
+  request_errors_.Render(&out);
+  ttft_.Render(&out);
+  tpot_.Render(&out);
+  e2e_.Render(&out);
+  queue_time_.Render(&out);
+
+  gauge("moe_kv_blocks_total", "KV cache blocks managed by the scheduler.",
+        stats ? stats->num_kv_blocks : 0);
+  metrics::AppendHeader(&out, "moe_scheduler_steps_total", "Engine steps run.", "counter");
+  metrics::AppendSample(&out, "moe_scheduler_steps_total", base,
+                        stats ? static_cast<double>(stats->num_steps) : 0);
+  return out;
+}
+
+}  // namespace moe::server

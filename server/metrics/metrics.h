@@ -1,0 +1,59 @@
+// The serving metrics scraped at GET /metrics, under the names vLLM users already
+// dashboard (vllm:*), every sample labelled model_name, plus this server's own moe_*.
+//
+// Frontends (HTTP gateway, gRPC service) call OnRequestFinished once per finished
+// scheduler request; gauges and the preemption counter are read from the scheduler's
+// stats snapshot when rendering.
+//
+// Thread safety: every method may be called from any thread.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "scheduler/scheduler.h"
+#include "server/metrics/prometheus.h"
+
+namespace moe::server {
+
+struct FinishedRequestStats {
+  // "stop" | "length" | "abort" (scheduler::FinishReasonName), or "error" for requests
+  // that ended with an error event.
+  std::string finished_reason;
+  int prompt_tokens = 0;
+  int generation_tokens = 0;
+  // Arrival → first token, as the scheduler measured it; not observed when <= 0.
+  double time_to_first_token_s = 0;
+  // Submit → final event.
+  double e2e_latency_s = 0;
+  // Arrival → first scheduled; observed only when known.
+  std::optional<double> queue_time_s;
+};
+
+class Metrics {
+ public:
+  explicit Metrics(std::string model_name);
+
+  void OnRequestFinished(const FinishedRequestStats& r);
+
+  // Prometheus text. `stats` gives the gauges (running / waiting requests, KV cache usage)
+  // and vllm:num_preemptions_total; null (model still loading) renders them as 0.
+  std::string Render(const scheduler::SchedulerStats* stats) const;
+
+  const std::string& model_name() const { return model_name_; }
+
+ private:
+  metrics::Labels Base() const { return {{"model_name", model_name_}}; }
+
+  const std::string model_name_;
+  metrics::CounterFamily prompt_tokens_;
+  metrics::CounterFamily generation_tokens_;
+  metrics::CounterFamily request_success_;
+  metrics::CounterFamily request_errors_;
+  metrics::HistogramFamily ttft_;
+  metrics::HistogramFamily tpot_;
+  metrics::HistogramFamily e2e_;
+  metrics::HistogramFamily queue_time_;
+};
+
+}  // namespace moe::server

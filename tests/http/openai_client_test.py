@@ -1,0 +1,106 @@
+"""The official `openai` Python client against the gateway (tests/http/test_server).
+
+Usage: openai_client_test.py --port N
+"""
+import argparse
+import sys
+
+import openai
+from openai import OpenAI
+
+MODEL = "tiny-qwen3-moe"
+GREEDY = dict(temperature=0, extra_body={"ignore_eos": True})
+
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError(what)
+    print("ok:", what)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, required=True)
+    args = ap.parse_args()
+    client = OpenAI(base_url=f"http://127.0.0.1:{args.port}/v1", api_key="unused",
+                    max_retries=0, timeout=60)
+
+    models = client.models.list()
+    check([m.id for m in models.data] == [MODEL], "models.list names the served model")
+
+    # Completions, not streamed and streamed: same greedy text.
+    full = client.completions.create(model=MODEL, prompt="The quick brown fox", max_tokens=10,
+                                     **GREEDY)
+    check(full.choices[0].finish_reason == "length", "completion finish_reason length")
+    check(full.usage.completion_tokens == 10, "completion usage counts 10 tokens")
+    check(full.usage.total_tokens == full.usage.prompt_tokens + 10, "usage total")
+    text = "".join(c.choices[0].text
+                   for c in client.completions.create(model=MODEL, prompt="The quick brown fox",
+                                                      max_tokens=10, stream=True, **GREEDY)
+                   if c.choices)
+    check(text == full.choices[0].text, "streamed completion text equals the non-streamed one")
+
+    # Completion logprobs.
+    lp = client.completions.create(model=MODEL, prompt="Hello", max_tokens=4, logprobs=2,
+                                   **GREEDY).choices[0].logprobs
+    check(len(lp.tokens) == 4 and len(lp.token_logprobs) == 4 and len(lp.text_offset) == 4,
+          "completion logprobs have one entry per token")
+    check(all(len(t) >= 1 for t in lp.top_logprobs), "top_logprobs dicts filled")
+
+    # Stop strings: the text ends before the stop string.
+    base = client.completions.create(model=MODEL, prompt="Hello", max_tokens=20,
+                                     **GREEDY).choices[0].text
+    stop = next(base[i:i + 2] for i in range(len(base) // 3, len(base) - 1)
+                if base[i:i + 2].isalnum())
+    stopped = client.completions.create(model=MODEL, prompt="Hello", max_tokens=20, stop=[stop],
+                                        **GREEDY).choices[0]
+    check(stopped.text == base[:base.index(stop)] and stopped.finish_reason == "stop",
+          f"stop string {stop!r} ends the text before it")
+
+    # Seed reproducibility and n=2.
+    def sampled():
+        r = client.completions.create(model=MODEL, prompt="Once", max_tokens=12, n=2, seed=7,
+                                      temperature=1.0, extra_body={"ignore_eos": True})
+        return [c.text for c in sorted(r.choices, key=lambda c: c.index)]
+    a, b = sampled(), sampled()
+    check(len(a) == 2 and a == b, "n=2 with a seed: two choices, reproducible")
+
+    # Chat, not streamed and streamed.
+    messages = [{"role": "user", "content": "Say something."}]
+    chat = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=8,
+                                          logprobs=True, top_logprobs=2, **GREEDY)
+    msg = chat.choices[0].message
+    check(msg.role == "assistant" and isinstance(msg.content, str), "chat message")
+    check(len(chat.choices[0].logprobs.content) == 8, "chat logprobs: one entry per token")
+    check(all(len(e.top_logprobs) == 2 for e in chat.choices[0].logprobs.content),
+          "chat top_logprobs has 2 alternatives")
+    chunks = list(client.chat.completions.create(
+        model=MODEL, messages=messages, max_tokens=8, stream=True,
+        stream_options={"include_usage": True}, **GREEDY))
+    content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    check(content == msg.content, "streamed chat content equals the non-streamed one")
+    check(chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 8,
+          "include_usage: the last chunk carries usage")
+
+    # Errors raise the right exception classes.
+    try:
+        client.completions.create(model=MODEL, prompt="x", temperature="hot")
+        check(False, "a wrong-typed field raises")
+    except openai.BadRequestError as e:
+        check(e.status_code == 400 and e.param == "temperature",
+              "wrong-typed field: BadRequestError naming temperature")
+    try:
+        client.completions.create(model=MODEL, prompt="x", max_tokens=100000)
+        check(False, "too many tokens raises")
+    except openai.BadRequestError as e:
+        check(e.param == "max_tokens", "over-long request: BadRequestError naming max_tokens")
+    try:
+        client.chat.completions.create(model="no-such-model", messages=messages)
+        check(False, "unknown model raises")
+    except openai.NotFoundError:
+        check(True, "unknown model: NotFoundError")
+    print("all openai client checks passed")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+#!/bin/bash
+# Runs the official `openai` Python client (tests/http/openai_client_test.py) against
+# tests/http/test_server on an OS-chosen port. Debian has no python3-openai package:
+# CI installs it from PyPI (`pip install openai`); set MOE_PYTHON to pick the interpreter.
+set -euo pipefail
+
+PY=""
+for cand in "${MOE_PYTHON:-}" "$(command -v python3 || true)" /usr/local/bin/python3 \
+            /usr/bin/python3; do
+  if [ -n "$cand" ] && "$cand" -c "import openai" 2>/dev/null; then PY="$cand"; break; fi
+done
+if [ -z "$PY" ]; then
+  echo "no python3 with the openai package: pip install openai (or set MOE_PYTHON)" >&2
+  exit 1
+fi
+
+TMP="${TEST_TMPDIR:-$(mktemp -d)}"
+tests/http/test_server tests/data/models/qwen3_moe \
+  tests/data/chat_templates/qwen2_5_instruct.jinja >"$TMP/server.out" 2>"$TMP/server.err" &
+PID=$!
+cleanup() { kill -TERM "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; }
+trap cleanup EXIT
+
+PORT=""
+for _ in $(seq 1 300); do
+  PORT=$(sed -n 's/^listening on port \([0-9]*\)$/\1/p' "$TMP/server.out")
+  [ -n "$PORT" ] && break
+  kill -0 "$PID" 2>/dev/null || { cat "$TMP/server.err"; echo "server exited early"; exit 1; }
+  sleep 0.1
+done
+[ -n "$PORT" ] || { cat "$TMP/server.err"; echo "no listening line"; exit 1; }
+
+"$PY" tests/http/openai_client_test.py --port "$PORT"

@@ -1,0 +1,41 @@
+// A real serving stack for HTTP tests: a tiny checkpoint from tests/data/models loaded on
+// the CPU backend, a started Scheduler, Metrics and an HttpGateway on 127.0.0.1 with an
+// OS-chosen port.
+//
+// Thread safety: build and destroy on one thread; the members are thread-safe as their
+// own headers say.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "engine/model_loader.h"
+#include "scheduler/scheduler.h"
+#include "server/http/http_gateway.h"
+#include "server/metrics/metrics.h"
+
+namespace moe::testing {
+
+struct HttpTestEnvOptions {
+  std::string model_dir = "tests/data/models/qwen3_moe";
+  std::string model_name = "tiny-qwen3-moe";
+  std::string chat_template_file;  // "" = none (qwen3_moe's tokenizer has no template)
+  std::string api_key;
+  size_t max_body_bytes = 1 << 20;
+  bool set_ready = true;  // false: the gateway stays "loading"
+};
+
+struct HttpTestEnv {
+  engine::LoadedModel model;
+  std::unique_ptr<scheduler::Scheduler> scheduler;
+  std::unique_ptr<server::Metrics> metrics;
+  std::unique_ptr<server::http::HttpGateway> gateway;
+
+  ~HttpTestEnv();  // gateway first, then the scheduler
+  void SetReady();
+};
+
+absl::StatusOr<std::unique_ptr<HttpTestEnv>> StartHttpTestEnv(const HttpTestEnvOptions& options);
+
+}  // namespace moe::testing
