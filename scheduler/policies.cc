@@ -1,0 +1,108 @@
+#include "scheduler/policies.h"
+
+#include <algorithm>
+#include <utility>
+
+namespace moe::scheduler {
+
+bool AdmissionPolicy::CanAdmit(const Sequence& seq, int chunk_tokens, int num_running,
+                               const KvBlockManager& kv) const {
+  if (num_running >= limits_.max_num_seqs) return false;
+  if (chunk_tokens <= 0) return false;
+  return kv.ExtraBlocksFor(seq.id, chunk_tokens) <= kv.num_free_blocks();
+}
+
+Sequence* PreemptionPolicy::PickVictim(
+    const std::vector<std::unique_ptr<Sequence>>& running) const {
+  Sequence* victim = nullptr;
+  for (const auto& s : running) {
+    if (victim == nullptr || s->admit_order > victim->admit_order) victim = s.get();
+  }
+  return victim;
+}
+
+void BatchComposer::Preempt(Sequence* victim, std::vector<std::unique_ptr<Sequence>>* running,
+                            std::deque<std::unique_ptr<Sequence>>* waiting,
+                            KvBlockManager* kv) const {
+  auto it = std::find_if(running->begin(), running->end(),
+                         [victim](const auto& s) { return s.get() == victim; });
+  if (it == running->end()) return;
+  kv->Free(victim->id);
+  victim->num_computed = 0;
+  victim->admit_order = -1;
+  ++victim->num_preemptions;
+  waiting->push_front(std::move(*it));
+  running->erase(it);
+}
+
+StepPlan BatchComposer::Compose(std::vector<std::unique_ptr<Sequence>>* running,
+                                std::deque<std::unique_ptr<Sequence>>* waiting,
+                                KvBlockManager* kv, int64_t* next_admit_order) const {
+  StepPlan plan;
+  // Each pass either schedules something or preempts one sequence, so this ends.
+  while (true) {
+    int budget = limits_.max_num_batched_tokens;
+    const int block_size = kv->block_size();
+
+    // 1. Decodes, oldest first. A decode that needs a block nobody has preempts the
+    //    newest running sequence (possibly itself) until it fits.
+    for (size_t i = 0; i < running->size() && budget > 0;) {
+      Sequence* s = (*running)[i].get();
+      if (s->pending() != 1) {
+        ++i;
+        continue;
+      }
+      bool preempted_self = false;
+      while (!kv->Reserve(s->id, static_cast<int>(s->tokens.size()))) {
+        Sequence* victim = preemption_.PickVictim(*running);
+        Preempt(victim, running, waiting, kv);
+        ++plan.num_preempted;
+        if (victim == s) {
+          preempted_self = true;
+          break;
+        }
+      }
+      if (preempted_self) break;  // s was the newest: nothing runs after it
+      plan.chunks.push_back({s, 1, true});
+      budget -= 1;
+      ++i;
+    }
+
+    // 2. Prefill chunks of running sequences, oldest first, as far as blocks allow.
+    for (size_t i = 0; i < running->size() && budget > 0; ++i) {
+      Sequence* s = (*running)[i].get();
+      if (s->pending() <= 1) continue;
+      const int have = static_cast<int>(kv->BlockTable(s->id).size());
+      const int room = (have + kv->num_free_blocks()) * block_size - s->num_computed;
+      const int n = std::min({s->pending(), budget, room});
+      if (n <= 0) continue;
+      kv->Reserve(s->id, s->num_computed + n);
+      plan.chunks.push_back({s, n, n == s->pending()});
+      budget -= n;
+    }
+
+    // 3. Admissions, first come first served (a preempted sequence is at the front).
+    //    None in a step that had to preempt: memory is short.
+    while (plan.num_preempted == 0 && budget > 0 && !waiting->empty()) {
+      Sequence* s = waiting->front().get();
+      const int n = std::min(s->pending(), budget);
+      if (!admission_.CanAdmit(*s, n, static_cast<int>(running->size()), *kv)) break;
+      kv->Reserve(s->id, n);
+      s->admit_order = (*next_admit_order)++;
+      running->push_back(std::move(waiting->front()));
+      waiting->pop_front();
+      plan.chunks.push_back({s, n, n == s->pending()});
+      budget -= n;
+    }
+
+    if (!plan.chunks.empty() || running->empty()) break;
+    // Running prefills hold every block and none can advance: give the newest one's
+    // blocks to the others (the oldest always fits alone; Submit checks that).
+    Preempt(preemption_.PickVictim(*running), running, waiting, kv);
+    ++plan.num_preempted;
+  }
+  for (const auto& c : plan.chunks) plan.num_tokens += c.num_tokens;
+  return plan;
+}
+
+}  // namespace moe::scheduler

@@ -1,0 +1,81 @@
+// The scheduler's decisions, as small classes (one decision each):
+//   AdmissionPolicy   – may the head of the waiting queue start now?
+//   PreemptionPolicy  – which running sequence gives its blocks back?
+//   BatchComposer     – which sequences run this step, with how many tokens each:
+//                       decodes first (oldest first), then prefill chunks of running
+//                       sequences, then newly admitted ones, all under the step's token
+//                       budget (max_num_batched_tokens) and max_num_seqs.
+//
+// Thread safety: none of these hold locks; BatchComposer::Compose runs on the engine
+// thread while the scheduler holds the lock that guards the waiting queue.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <vector>
+
+#include "scheduler/kv_block_manager.h"
+#include "scheduler/sequence.h"
+
+namespace moe::scheduler {
+
+struct BatchLimits {
+  int max_num_seqs = 64;
+  int max_num_batched_tokens = 512;
+};
+
+class AdmissionPolicy {
+ public:
+  explicit AdmissionPolicy(BatchLimits limits) : limits_(limits) {}
+  // True when `seq` may join the running set with a first chunk of `chunk_tokens`.
+  bool CanAdmit(const Sequence& seq, int chunk_tokens, int num_running,
+                const KvBlockManager& kv) const;
+
+ private:
+  BatchLimits limits_;
+};
+
+class PreemptionPolicy {
+ public:
+  // The most recently admitted running sequence (it has done the least work, and
+  // evicting it keeps the oldest requests moving). Null when `running` is empty.
+  Sequence* PickVictim(const std::vector<std::unique_ptr<Sequence>>& running) const;
+};
+
+struct ScheduledChunk {
+  Sequence* seq = nullptr;
+  int num_tokens = 0;  // tokens[seq->num_computed, +num_tokens) run this step
+  bool wants_logits = false;  // the chunk reaches the end of the sequence's tokens
+};
+
+struct StepPlan {
+  std::vector<ScheduledChunk> chunks;
+  int num_tokens = 0;
+  int num_preempted = 0;
+  bool empty() const { return chunks.empty(); }
+};
+
+class BatchComposer {
+ public:
+  explicit BatchComposer(BatchLimits limits) : limits_(limits), admission_(limits) {}
+
+  // Builds the next step. May move sequences between `waiting` and `running`: admits
+  // from the front of `waiting`, and preempts running sequences (blocks freed,
+  // num_computed reset, requeued at the front of `waiting`) when a decode needs a block
+  // and none is free. Reserves the KV blocks every scheduled chunk needs.
+  // `next_admit_order` numbers admissions.
+  StepPlan Compose(std::vector<std::unique_ptr<Sequence>>* running,
+                   std::deque<std::unique_ptr<Sequence>>* waiting, KvBlockManager* kv,
+                   int64_t* next_admit_order) const;
+
+ private:
+  void Preempt(Sequence* victim, std::vector<std::unique_ptr<Sequence>>* running,
+               std::deque<std::unique_ptr<Sequence>>* waiting, KvBlockManager* kv) const;
+
+  BatchLimits limits_;
+  AdmissionPolicy admission_;
+  PreemptionPolicy preemption_;
+};
+
+}  // namespace moe::scheduler

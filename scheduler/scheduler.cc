@@ -1,0 +1,395 @@
+#include "scheduler/scheduler.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace moe::scheduler {
+namespace {
+
+BatchLimits LimitsFrom(const SchedulerOptions& o) {
+  BatchLimits l;
+  l.max_num_seqs = o.max_num_seqs;
+  l.max_num_batched_tokens = o.max_num_batched_tokens;
+  return l;
+}
+
+bool Contains(const std::vector<int32_t>& v, int32_t x) {
+  return std::find(v.begin(), v.end(), x) != v.end();
+}
+
+}  // namespace
+
+Scheduler::Scheduler(engine::ModelRunner* runner, SchedulerOptions options)
+    : runner_(runner),
+      options_(std::move(options)),
+      block_size_(runner->kv_block_size()),
+      max_model_len_(options_.max_model_len > 0 ? options_.max_model_len
+                                                : runner->config().max_position_embeddings),
+      composer_(LimitsFrom(options_)),
+      kv_(options_.num_kv_blocks > 0 ? options_.num_kv_blocks : runner->num_kv_blocks(),
+          runner->kv_block_size()) {
+  if (!options_.eos_token_ids.empty()) {
+    eos_ids_ = options_.eos_token_ids;
+  } else {
+    for (int id : runner->config().eos_token_ids) eos_ids_.push_back(id);
+  }
+  stats_.num_kv_blocks = kv_.num_blocks();
+  stats_.num_free_kv_blocks = kv_.num_free_blocks();
+}
+
+Scheduler::~Scheduler() { Shutdown(); }
+
+absl::Status Scheduler::Start() {
+  if (options_.max_num_seqs < 1) {
+    return absl::FailedPreconditionError("max_num_seqs: must be >= 1");
+  }
+  if (options_.max_num_batched_tokens < 1) {
+    return absl::FailedPreconditionError("max_num_batched_tokens: must be >= 1");
+  }
+  if (options_.num_kv_blocks > runner_->num_kv_blocks()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("num_kv_blocks: ", options_.num_kv_blocks, " exceeds the runner's ",
+                     runner_->num_kv_blocks(), " blocks"));
+  }
+  if (kv_.num_blocks() < 1) return absl::FailedPreconditionError("num_kv_blocks: must be >= 1");
+  if (max_model_len_ < 1) {
+    return absl::FailedPreconditionError("max_model_len: must be >= 1");
+  }
+  absl::MutexLock lock(&mu_);
+  if (started_) return absl::FailedPreconditionError("scheduler already started");
+  started_ = true;
+  engine_thread_ = std::thread([this] { EngineLoop(); });
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<RequestHandle>> Scheduler::Submit(GenerateRequest request) {
+  const int prompt_len = static_cast<int>(request.prompt.size());
+  if (prompt_len == 0) return absl::InvalidArgumentError("prompt: must not be empty");
+  if (request.max_tokens <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_tokens: must be > 0, got ", request.max_tokens));
+  }
+  const int64_t total = static_cast<int64_t>(prompt_len) + request.max_tokens;
+  if (total > max_model_len_) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_tokens: prompt (", prompt_len, " tokens) + max_tokens (", request.max_tokens,
+        ") exceeds the model's context of ", max_model_len_, " tokens"));
+  }
+  if (kv_.BlocksFor(static_cast<int>(total)) > kv_.num_blocks()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_tokens: prompt + max_tokens = ", total, " tokens needs ",
+        kv_.BlocksFor(static_cast<int>(total)), " KV blocks; the cache has ", kv_.num_blocks()));
+  }
+  const int vocab = runner_->config().vocab_size;
+  for (int i = 0; i < prompt_len; ++i) {
+    const int32_t t = request.prompt[i];
+    if (t < 0 || (vocab > 0 && t >= vocab)) {
+      return absl::InvalidArgumentError(absl::StrCat("prompt: token id ", t, " at position ", i,
+                                                     " is outside the vocabulary (size ",
+                                                     vocab, ")"));
+    }
+  }
+  if (absl::Status s = engine::ValidateSamplingParams(request.sampling, vocab); !s.ok()) {
+    return absl::InvalidArgumentError(s.message());
+  }
+
+  auto seq = std::make_unique<Sequence>();
+  seq->arrival = absl::Now();
+  seq->sampler = std::make_unique<engine::Sampler>(request.sampling, request.fallback_seed);
+  if (options_.make_text_decoder) seq->decoder = options_.make_text_decoder(request.prompt);
+  seq->stop_matcher = std::make_unique<StopStringMatcher>(request.stop_strings);
+  seq->prompt_len = prompt_len;
+  seq->tokens = std::move(request.prompt);
+  request.prompt.clear();
+
+  absl::MutexLock lock(&mu_);
+  if (!accepting_ || stop_) return absl::UnavailableError("server is shutting down");
+  if (static_cast<int>(waiting_.size()) >= options_.max_queue) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "queue: ", waiting_.size(), " requests are waiting (max_queue = ", options_.max_queue,
+        "); retry later"));
+  }
+  seq->id = next_seq_id_++;
+  if (request.request_id.empty()) request.request_id = absl::StrCat("req-", seq->id);
+  auto it = by_id_.find(request.request_id);
+  if (it != by_id_.end() && !it->second.expired()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("request_id: \"", request.request_id, "\" is already in flight"));
+  }
+  auto handle = std::make_shared<RequestHandle>(request.request_id);
+  handle->set_on_cancel([this] { Wake(); });
+  by_id_[request.request_id] = handle;
+  seq->handle = handle;
+  seq->request = std::move(request);
+  waiting_.push_back(std::move(seq));
+  idle_ = false;
+  return handle;
+}
+
+absl::Status Scheduler::Abort(const std::string& request_id) {
+  std::shared_ptr<RequestHandle> handle;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = by_id_.find(request_id);
+    if (it != by_id_.end()) handle = it->second.lock();
+  }
+  if (handle == nullptr || handle->finished()) {
+    return absl::NotFoundError(absl::StrCat("request_id: no request \"", request_id,
+                                            "\" is in flight"));
+  }
+  handle->Cancel();
+  return absl::OkStatus();
+}
+
+void Scheduler::StopAccepting() {
+  absl::MutexLock lock(&mu_);
+  accepting_ = false;
+}
+
+bool Scheduler::WaitUntilIdle(absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  return mu_.AwaitWithTimeout(absl::Condition(&idle_), timeout);
+}
+
+void Scheduler::Shutdown() {
+  {
+    absl::MutexLock lock(&mu_);
+    accepting_ = false;
+    stop_ = true;
+  }
+  if (engine_thread_.joinable()) engine_thread_.join();
+}
+
+SchedulerStats Scheduler::GetStats() const {
+  absl::MutexLock lock(&mu_);
+  SchedulerStats s = stats_;
+  s.num_waiting = static_cast<int>(waiting_.size());
+  return s;
+}
+
+void Scheduler::Wake() {
+  absl::MutexLock lock(&mu_);
+  wake_ = true;
+}
+
+void Scheduler::EngineLoop() {
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (running_.empty()) {
+        auto has_work = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return stop_ || wake_ || !waiting_.empty();
+        };
+        // Bounded wait so queued deadlines are noticed even without a wake-up.
+        mu_.AwaitWithTimeout(absl::Condition(&has_work), absl::Milliseconds(20));
+      }
+      wake_ = false;
+      if (stop_) break;
+    }
+    ReapCancelled();
+    RunStep();
+    PublishStats();
+  }
+  // Shutdown: everything still in flight ends with abort.
+  for (auto& s : running_) Finish(s.get(), FinishReason::kAbort, "shutdown");
+  running_.clear();
+  std::deque<std::unique_ptr<Sequence>> waiting;
+  {
+    absl::MutexLock lock(&mu_);
+    waiting.swap(waiting_);
+  }
+  for (auto& s : waiting) Finish(s.get(), FinishReason::kAbort, "shutdown");
+  PublishStats();
+}
+
+void Scheduler::ReapCancelled() {
+  const absl::Time now = absl::Now();
+  auto expired = [now](const Sequence& s) { return now >= s.request.deadline; };
+  std::vector<Sequence*> finished;
+  for (auto& s : running_) {
+    if (s->handle->cancelled()) {
+      Finish(s.get(), FinishReason::kAbort, "cancelled");
+      finished.push_back(s.get());
+    } else if (expired(*s)) {
+      Fail(s.get(), absl::DeadlineExceededError("request deadline expired"));
+      finished.push_back(s.get());
+    }
+  }
+  RemoveFinished(finished);
+
+  std::vector<std::unique_ptr<Sequence>> dropped;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto it = waiting_.begin(); it != waiting_.end();) {
+      if ((*it)->handle->cancelled() || expired(**it)) {
+        dropped.push_back(std::move(*it));
+        it = waiting_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (auto& s : dropped) {
+    if (s->handle->cancelled()) {
+      Finish(s.get(), FinishReason::kAbort, "cancelled");
+    } else {
+      Fail(s.get(), absl::DeadlineExceededError("request deadline expired while queued"));
+    }
+  }
+}
+
+bool Scheduler::RunStep() {
+  StepPlan plan;
+  {
+    absl::MutexLock lock(&mu_);
+    plan = composer_.Compose(&running_, &waiting_, &kv_, &next_admit_order_);
+    stats_.num_preemptions += plan.num_preempted;
+  }
+  if (plan.empty()) return false;
+
+  engine::ForwardBatch batch;
+  batch.seqs.reserve(plan.chunks.size());
+  for (const ScheduledChunk& c : plan.chunks) {
+    engine::SequenceChunk chunk;
+    chunk.seq_id = c.seq->id;
+    chunk.tokens = absl::MakeConstSpan(c.seq->tokens.data() + c.seq->num_computed,
+                                       static_cast<size_t>(c.num_tokens));
+    chunk.start_pos = c.seq->num_computed;
+    chunk.block_table = kv_.BlockTable(c.seq->id);
+    chunk.logits = c.wants_logits ? engine::SequenceChunk::Logits::kLast
+                                  : engine::SequenceChunk::Logits::kNone;
+    batch.seqs.push_back(chunk);
+  }
+  engine::ForwardResult out;
+  absl::Status status = runner_->Forward(batch, &out);
+  if (status.ok() && out.row_begin.size() != plan.chunks.size() + 1) {
+    status = absl::InternalError("model runner returned a malformed result (row_begin)");
+  }
+  std::vector<Sequence*> finished;
+  if (!status.ok()) {
+    for (const ScheduledChunk& c : plan.chunks) {
+      Fail(c.seq, absl::Status(status.code(), absl::StrCat("forward step failed: ",
+                                                           status.message())));
+      finished.push_back(c.seq);
+    }
+    RemoveFinished(finished);
+    return true;
+  }
+  for (size_t i = 0; i < plan.chunks.size(); ++i) {
+    const ScheduledChunk& c = plan.chunks[i];
+    c.seq->num_computed += c.num_tokens;
+    if (!c.wants_logits) continue;
+    if (out.row_begin[i + 1] - out.row_begin[i] != 1) {
+      Fail(c.seq, absl::InternalError("model runner returned no logits row"));
+      finished.push_back(c.seq);
+      continue;
+    }
+    ProcessOutput(c.seq, out.row(out.row_begin[i]), out.vocab_size, &finished);
+  }
+  RemoveFinished(finished);
+  absl::MutexLock lock(&mu_);
+  ++stats_.num_steps;
+  stats_.num_batched_tokens += plan.num_tokens;
+  return true;
+}
+
+void Scheduler::ProcessOutput(Sequence* seq, const float* logits, int vocab_size,
+                              std::vector<Sequence*>* finished) {
+  const GenerateRequest& req = seq->request;
+  engine::SampledToken st =
+      seq->sampler->Sample(absl::MakeConstSpan(logits, static_cast<size_t>(vocab_size)));
+  const int32_t t = st.token;
+  seq->tokens.push_back(t);
+  if (!seq->has_first_token) {
+    seq->has_first_token = true;
+    seq->first_token_time = absl::Now();
+  }
+
+  const bool is_eos = !req.ignore_eos && Contains(eos_ids_, t);
+  const bool is_stop_token = Contains(req.stop_token_ids, t);
+  std::string text;
+  bool stop_string = false;
+  std::string matched;
+  if (!is_eos && !is_stop_token && seq->decoder != nullptr) {
+    StopStringMatcher::Result r = seq->stop_matcher->Feed(seq->decoder->Add(t));
+    text = std::move(r.emit);
+    stop_string = r.stopped;
+    matched = std::move(r.matched);
+  }
+  const bool length = seq->num_generated() >= req.max_tokens ||
+                      static_cast<int>(seq->tokens.size()) >= max_model_len_;
+  const bool done = is_eos || is_stop_token || stop_string || length;
+  if (done && !stop_string && seq->decoder != nullptr) {
+    // Release held-back text; it may still complete a stop string.
+    StopStringMatcher::Result r = seq->stop_matcher->Feed(seq->decoder->Flush());
+    text += r.emit;
+    if (r.stopped) {
+      stop_string = true;
+      matched = std::move(r.matched);
+    } else {
+      text += seq->stop_matcher->Flush();
+    }
+  }
+  std::vector<engine::SampledToken> lps;
+  if (req.sampling.logprobs > 0) lps.push_back(std::move(st));
+  seq->handle->PushTokens({t}, std::move(text), std::move(lps));
+
+  if (!done) return;
+  if (stop_string) {
+    Finish(seq, FinishReason::kStop, matched);
+  } else if (is_eos || is_stop_token) {
+    Finish(seq, FinishReason::kStop, absl::StrCat(t));
+  } else {
+    Finish(seq, FinishReason::kLength, "");
+  }
+  finished->push_back(seq);
+}
+
+void Scheduler::Finish(Sequence* seq, FinishReason reason, std::string stop_reason) {
+  kv_.Free(seq->id);
+  StreamEvent ev;
+  ev.finish_reason = reason;
+  ev.stop_reason = std::move(stop_reason);
+  ev.prompt_tokens = seq->prompt_len;
+  ev.completion_tokens = seq->num_generated();
+  ev.time_to_first_token_s =
+      seq->has_first_token ? absl::ToDoubleSeconds(seq->first_token_time - seq->arrival) : 0.0;
+  {
+    absl::MutexLock lock(&mu_);
+    by_id_.erase(seq->request.request_id);
+    ++stats_.num_finished;
+    if (reason == FinishReason::kAbort) ++stats_.num_aborted;
+  }
+  seq->handle->PushComplete(std::move(ev));
+}
+
+void Scheduler::Fail(Sequence* seq, absl::Status status) {
+  kv_.Free(seq->id);
+  {
+    absl::MutexLock lock(&mu_);
+    by_id_.erase(seq->request.request_id);
+    ++stats_.num_finished;
+  }
+  seq->handle->PushError(std::move(status));
+}
+
+void Scheduler::RemoveFinished(const std::vector<Sequence*>& finished) {
+  if (finished.empty()) return;
+  running_.erase(std::remove_if(running_.begin(), running_.end(),
+                                [&finished](const std::unique_ptr<Sequence>& s) {
+                                  return std::find(finished.begin(), finished.end(),
+                                                   s.get()) != finished.end();
+                                }),
+                 running_.end());
+}
+
+void Scheduler::PublishStats() {
+  absl::MutexLock lock(&mu_);
+  stats_.num_running = static_cast<int>(running_.size());
+  stats_.num_free_kv_blocks = kv_.num_free_blocks();
+  idle_ = running_.empty() && waiting_.empty();
+}
+
+}  // namespace moe::scheduler

@@ -1,0 +1,138 @@
+// Iteration-level continuous batching over one ModelRunner.
+//
+// Threading contract:
+//   - One engine thread (started by Start()) owns the running set, the KV block manager,
+//     every Sequence and the runner. Each iteration it: ends cancelled / expired
+//     requests (freeing their blocks), composes a batch (policies.h), runs
+//     ModelRunner::Forward, samples, checks stop rules and pushes events to handles.
+//   - Frontends call Submit / Abort / GetStats / StopAccepting / WaitUntilIdle from any
+//     thread. They only take `mu_` (which guards the waiting queue, the request-id map
+//     and the stats snapshot) for short, non-blocking sections; the engine thread takes
+//     it to admit requests and publish stats, never while running the model.
+//   - The engine thread never blocks on a frontend: it pushes events into each
+//     RequestHandle's own queue (request_handle.h).
+//   - Shutdown() (also run by the destructor) ends every request still in flight with
+//     finish_reason abort and joins the engine thread.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "engine/model_runner.h"
+#include "scheduler/kv_block_manager.h"
+#include "scheduler/policies.h"
+#include "scheduler/request.h"
+#include "scheduler/request_handle.h"
+#include "scheduler/sequence.h"
+#include "scheduler/text_decoder.h"
+
+namespace moe::scheduler {
+
+struct SchedulerOptions {
+  int max_num_seqs = 64;
+  int max_num_batched_tokens = 512;
+  // Waiting requests beyond which Submit fails with RESOURCE_EXHAUSTED.
+  int max_queue = 256;
+  // Blocks of the paged KV cache to manage; 0 = the runner's num_kv_blocks().
+  int num_kv_blocks = 0;
+  // Model context; 0 = the runner's config().max_position_embeddings.
+  int max_model_len = 0;
+  // End-of-sequence ids (stop unless ignore_eos); empty = the runner's config's.
+  std::vector<int32_t> eos_token_ids;
+  // Makes each request's text decoder; empty = no text in events.
+  TextDecoderFactory make_text_decoder;
+};
+
+struct SchedulerStats {
+  int num_waiting = 0;
+  int num_running = 0;
+  int num_kv_blocks = 0;
+  int num_free_kv_blocks = 0;
+  int64_t num_steps = 0;
+  int64_t num_preemptions = 0;
+  int64_t num_finished = 0;
+  int64_t num_aborted = 0;  // finished with FinishReason::kAbort
+  int64_t num_batched_tokens = 0;  // summed over steps
+};
+
+class Scheduler {
+ public:
+  // `runner` must outlive the scheduler.
+  Scheduler(engine::ModelRunner* runner, SchedulerOptions options);
+  ~Scheduler();
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  // Starts the engine thread. FAILED_PRECONDITION if already started or the options are
+  // unusable (the message names the option).
+  absl::Status Start();
+
+  // Queues a request. Errors: INVALID_ARGUMENT naming the field (empty prompt,
+  // max_tokens <= 0, prompt + max_tokens above the context or the KV cache, duplicate
+  // request_id); RESOURCE_EXHAUSTED when the waiting queue is full; UNAVAILABLE after
+  // StopAccepting()/Shutdown().
+  absl::StatusOr<std::shared_ptr<RequestHandle>> Submit(GenerateRequest request);
+
+  // Cancels the in-flight request with this id (ends with finish_reason abort).
+  // NOT_FOUND if there is none.
+  absl::Status Abort(const std::string& request_id);
+
+  // New Submits fail with UNAVAILABLE; in-flight requests continue.
+  void StopAccepting();
+  // Waits until no request is waiting or running; false on timeout.
+  bool WaitUntilIdle(absl::Duration timeout);
+  // Aborts everything in flight and stops the engine thread. Idempotent.
+  void Shutdown();
+
+  SchedulerStats GetStats() const;
+  int kv_block_size() const { return block_size_; }
+  int max_model_len() const { return max_model_len_; }
+
+ private:
+  void EngineLoop();
+  // Ends cancelled and expired requests (running and waiting).
+  void ReapCancelled();
+  bool RunStep();  // false when there was nothing to run
+  void ProcessOutput(Sequence* seq, const float* logits, int vocab_size,
+                     std::vector<Sequence*>* finished);
+  void Finish(Sequence* seq, FinishReason reason, std::string stop_reason);
+  void Fail(Sequence* seq, absl::Status status);
+  void RemoveFinished(const std::vector<Sequence*>& finished);
+  void PublishStats();
+  void Wake();
+
+  engine::ModelRunner* const runner_;
+  const SchedulerOptions options_;
+  const int block_size_;
+  const int max_model_len_;
+  std::vector<int32_t> eos_ids_;
+  BatchComposer composer_;
+
+  // Engine thread only.
+  KvBlockManager kv_;
+  std::vector<std::unique_ptr<Sequence>> running_;
+  int64_t next_admit_order_ = 0;
+  std::thread engine_thread_;
+
+  mutable absl::Mutex mu_;
+  std::deque<std::unique_ptr<Sequence>> waiting_ ABSL_GUARDED_BY(mu_);
+  std::unordered_map<std::string, std::weak_ptr<RequestHandle>> by_id_ ABSL_GUARDED_BY(mu_);
+  SchedulerStats stats_ ABSL_GUARDED_BY(mu_);
+  int64_t next_seq_id_ ABSL_GUARDED_BY(mu_) = 1;
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+  bool accepting_ ABSL_GUARDED_BY(mu_) = true;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  bool wake_ ABSL_GUARDED_BY(mu_) = false;
+  bool idle_ ABSL_GUARDED_BY(mu_) = true;  // nothing waiting or running
+};
+
+}  // namespace moe::scheduler

@@ -1,0 +1,374 @@
+// Scheduler behaviour against FakeModelRunner, whose greedy output is known in advance
+// (ReferenceGreedy) and which fails a step whose KV block tables are inconsistent.
+#include "scheduler/scheduler.h"
+
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "scheduler/testing/fake_model_runner.h"
+#include "scheduler/testing/fake_text_decoder.h"
+
+namespace moe::scheduler {
+namespace {
+
+using testing::FakeModelRunner;
+using testing::FakeRunnerOptions;
+
+struct Outcome {
+  std::vector<int32_t> tokens;
+  std::string text;
+  bool completed = false;
+  StreamEvent complete;
+  absl::Status error;
+};
+
+Outcome Drain(RequestHandle& h, absl::Duration timeout = absl::Seconds(30)) {
+  Outcome o;
+  const absl::Time end = absl::Now() + timeout;
+  StreamEvent ev;
+  while (absl::Now() < end) {
+    if (!h.Next(&ev, absl::Milliseconds(100))) continue;
+    if (ev.kind == StreamEvent::Kind::kTokens) {
+      o.tokens.insert(o.tokens.end(), ev.token_ids.begin(), ev.token_ids.end());
+      o.text += ev.text;
+    } else if (ev.kind == StreamEvent::Kind::kComplete) {
+      o.completed = true;
+      o.complete = ev;
+      return o;
+    } else {
+      o.error = ev.error;
+      return o;
+    }
+  }
+  o.error = absl::DeadlineExceededError("test timed out waiting for the stream");
+  return o;
+}
+
+std::vector<int32_t> MakePrompt(int len, int salt, int vocab) {
+  std::vector<int32_t> p;
+  for (int i = 0; i < len; ++i) p.push_back((i * 7 + salt * 13 + 1) % vocab);
+  return p;
+}
+
+GenerateRequest Greedy(std::vector<int32_t> prompt, int max_tokens) {
+  GenerateRequest r;
+  r.prompt = std::move(prompt);
+  r.max_tokens = max_tokens;
+  r.sampling.temperature = 0.f;
+  return r;
+}
+
+// Waits for the engine to publish its final accounting after the last Complete.
+SchedulerStats IdleStats(Scheduler& s) {
+  REQUIRE(s.WaitUntilIdle(absl::Seconds(10)));
+  absl::SleepFor(absl::Milliseconds(30));
+  return s.GetStats();
+}
+
+TEST_CASE("A single greedy request yields exactly the reference tokens") {
+  FakeModelRunner runner(FakeRunnerOptions{});
+  SchedulerOptions opts;
+  opts.make_text_decoder = testing::FakeTextDecoderFactory();
+  Scheduler sched(&runner, opts);
+  REQUIRE(sched.Start().ok());
+  auto prompt = MakePrompt(37, 1, 64);
+  auto h = sched.Submit(Greedy(prompt, 20));
+  REQUIRE(h.ok());
+  Outcome o = Drain(**h);
+  REQUIRE(o.error.ok());
+  REQUIRE(o.completed);
+  const auto ref = FakeModelRunner::ReferenceGreedy(prompt, 20, 64);
+  REQUIRE(o.tokens == ref);
+  REQUIRE(o.text == testing::FakeText(ref));
+  REQUIRE(o.complete.finish_reason == FinishReason::kLength);
+  REQUIRE(o.complete.prompt_tokens == 37);
+  REQUIRE(o.complete.completion_tokens == 20);
+  REQUIRE(o.complete.time_to_first_token_s > 0);
+  auto st = IdleStats(sched);
+  REQUIRE(st.num_free_kv_blocks == st.num_kv_blocks);
+}
+
+TEST_CASE("32 concurrent requests of different lengths each get their solo output, "
+          "within the token budget and max_num_seqs") {
+  FakeRunnerOptions ro;
+  ro.num_kv_blocks = 256;
+  FakeModelRunner runner(ro);
+  SchedulerOptions opts;
+  opts.max_num_seqs = 8;
+  opts.max_num_batched_tokens = 48;
+  Scheduler sched(&runner, opts);
+  REQUIRE(sched.Start().ok());
+
+  std::vector<std::vector<int32_t>> prompts;
+  std::vector<int> lens;
+  std::vector<std::shared_ptr<RequestHandle>> handles;
+  for (int i = 0; i < 32; ++i) {
+    prompts.push_back(MakePrompt(1 + (i * 11) % 90, i, 64));
+    lens.push_back(1 + (i * 5) % 30);
+    auto h = sched.Submit(Greedy(prompts.back(), lens.back()));
+    REQUIRE(h.ok());
+    handles.push_back(*h);
+  }
+  // Consume concurrently, as 32 frontends would.
+  std::vector<Outcome> outcomes(32);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 32; ++i) {
+    threads.emplace_back([&, i] { outcomes[i] = Drain(*handles[i]); });
+  }
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < 32; ++i) {
+    INFO("request " << i);
+    REQUIRE(outcomes[i].error.ok());
+    REQUIRE(outcomes[i].tokens == FakeModelRunner::ReferenceGreedy(prompts[i], lens[i], 64));
+  }
+  bool saw_partial_chunk = false;
+  for (const auto& step : runner.steps()) {
+    REQUIRE(step.num_tokens <= opts.max_num_batched_tokens);
+    REQUIRE(step.num_seqs <= opts.max_num_seqs);
+    for (int n : step.chunk_tokens) saw_partial_chunk |= (n > 1 && n < 48);
+  }
+  REQUIRE(saw_partial_chunk);
+  auto st = IdleStats(sched);
+  REQUIRE(st.num_free_kv_blocks == st.num_kv_blocks);
+  REQUIRE(st.num_finished == 32);
+}
+
+TEST_CASE("Chunked prefill splits a long prompt under the token budget") {
+  FakeModelRunner runner(FakeRunnerOptions{});
+  SchedulerOptions opts;
+  opts.max_num_batched_tokens = 16;
+  Scheduler sched(&runner, opts);
+  REQUIRE(sched.Start().ok());
+  auto prompt = MakePrompt(100, 3, 64);
+  auto h = sched.Submit(Greedy(prompt, 5));
+  REQUIRE(h.ok());
+  Outcome o = Drain(**h);
+  REQUIRE(o.tokens == FakeModelRunner::ReferenceGreedy(prompt, 5, 64));
+  auto steps = runner.steps();
+  // ceil(100 / 16) = 7 prefill steps, then 4 decode steps.
+  REQUIRE(steps.size() == 11);
+  for (int i = 0; i < 6; ++i) REQUIRE(steps[i].chunk_tokens[0] == 16);
+  REQUIRE(steps[6].chunk_tokens[0] == 4);
+}
+
+TEST_CASE("KV pressure forces preemption and greedy and seeded outputs are unchanged") {
+  // 8 requests of up to 80 tokens (5 blocks) share 14 blocks: they cannot all run.
+  std::vector<std::vector<int32_t>> prompts;
+  for (int i = 0; i < 8; ++i) prompts.push_back(MakePrompt(10 + 3 * i, 100 + i, 64));
+  auto run = [&](int num_blocks, bool seeded, SchedulerStats* stats) {
+    FakeRunnerOptions ro;
+    ro.num_kv_blocks = num_blocks;
+    FakeModelRunner runner(ro);
+    SchedulerOptions opts;
+    opts.max_num_seqs = 8;
+    Scheduler sched(&runner, opts);
+    REQUIRE(sched.Start().ok());
+    std::vector<std::shared_ptr<RequestHandle>> hs;
+    for (int i = 0; i < 8; ++i) {
+      GenerateRequest r = Greedy(prompts[i], 40);
+      if (seeded) {
+        r.sampling.temperature = 1.0f;
+        r.sampling.has_seed = true;
+        r.sampling.seed = 1234 + i;
+      }
+      auto h = sched.Submit(std::move(r));
+      REQUIRE(h.ok());
+      hs.push_back(*h);
+    }
+    std::vector<std::vector<int32_t>> out;
+    for (auto& h : hs) {
+      Outcome o = Drain(*h);
+      REQUIRE(o.error.ok());
+      REQUIRE(o.complete.finish_reason == FinishReason::kLength);
+      out.push_back(o.tokens);
+    }
+    *stats = IdleStats(sched);
+    REQUIRE(stats->num_free_kv_blocks == num_blocks);
+    return out;
+  };
+  SchedulerStats roomy, tight;
+  auto greedy_tight = run(14, false, &tight);
+  REQUIRE(tight.num_preemptions > 0);
+  for (int i = 0; i < 8; ++i) {
+    REQUIRE(greedy_tight[i] == FakeModelRunner::ReferenceGreedy(prompts[i], 40, 64));
+  }
+  auto seeded_roomy = run(256, true, &roomy);
+  REQUIRE(roomy.num_preemptions == 0);
+  auto seeded_tight = run(14, true, &tight);
+  REQUIRE(tight.num_preemptions > 0);
+  REQUIRE(seeded_tight == seeded_roomy);
+}
+
+FakeRunnerOptions BigCache() {
+  FakeRunnerOptions ro;
+  ro.num_kv_blocks = 256;  // room for one 4096-token sequence
+  return ro;
+}
+
+TEST_CASE("Cancel and Abort end a stream with abort and return its blocks") {
+  FakeModelRunner runner(BigCache());
+  runner.set_step_delay(absl::Milliseconds(2));
+  Scheduler sched(&runner, SchedulerOptions{});
+  REQUIRE(sched.Start().ok());
+  for (bool use_abort : {false, true}) {
+    GenerateRequest r = Greedy(MakePrompt(40, 7, 64), 2000);
+    r.request_id = use_abort ? "by-abort" : "by-cancel";
+    auto h = sched.Submit(r);
+    REQUIRE(h.ok());
+    StreamEvent ev;
+    int got = 0;
+    while (got < 3 && (*h)->Next(&ev, absl::Seconds(5))) got += ev.token_ids.size();
+    REQUIRE(got >= 3);
+    REQUIRE(sched.GetStats().num_free_kv_blocks < sched.GetStats().num_kv_blocks);
+    if (use_abort) {
+      REQUIRE(sched.Abort("by-abort").ok());
+    } else {
+      (*h)->Cancel();
+    }
+    Outcome o = Drain(**h, absl::Seconds(5));
+    REQUIRE(o.completed);
+    REQUIRE(o.complete.finish_reason == FinishReason::kAbort);
+    REQUIRE(o.complete.completion_tokens < 2000);
+    auto st = IdleStats(sched);
+    REQUIRE(st.num_free_kv_blocks == st.num_kv_blocks);
+    REQUIRE(st.num_aborted == (use_abort ? 2 : 1));
+  }
+  REQUIRE(sched.Abort("no-such-request").code() == absl::StatusCode::kNotFound);
+}
+
+TEST_CASE("A full waiting queue rejects with RESOURCE_EXHAUSTED") {
+  FakeModelRunner runner(FakeRunnerOptions{});
+  SchedulerOptions opts;
+  opts.max_queue = 2;
+  Scheduler sched(&runner, opts);  // not started: nothing leaves the queue yet
+  auto a = sched.Submit(Greedy({1, 2, 3}, 4));
+  auto b = sched.Submit(Greedy({4, 5, 6}, 4));
+  REQUIRE(a.ok());
+  REQUIRE(b.ok());
+  auto c = sched.Submit(Greedy({7}, 4));
+  REQUIRE(c.status().code() == absl::StatusCode::kResourceExhausted);
+  REQUIRE(sched.Start().ok());
+  REQUIRE(Drain(**a).tokens == FakeModelRunner::ReferenceGreedy({1, 2, 3}, 4, 64));
+  REQUIRE(Drain(**b).completed);
+}
+
+TEST_CASE("An expired deadline ends the request with DEADLINE_EXCEEDED and frees blocks") {
+  FakeModelRunner runner(BigCache());
+  runner.set_step_delay(absl::Milliseconds(2));
+  Scheduler sched(&runner, SchedulerOptions{});
+  REQUIRE(sched.Start().ok());
+  GenerateRequest r = Greedy(MakePrompt(20, 9, 64), 3000);
+  r.deadline = absl::Now() + absl::Milliseconds(60);
+  auto h = sched.Submit(r);
+  REQUIRE(h.ok());
+  Outcome o = Drain(**h, absl::Seconds(10));
+  REQUIRE(o.error.code() == absl::StatusCode::kDeadlineExceeded);
+  REQUIRE(o.tokens.size() > 0);
+  REQUIRE(o.tokens.size() < 3000);
+  auto st = IdleStats(sched);
+  REQUIRE(st.num_free_kv_blocks == st.num_kv_blocks);
+}
+
+TEST_CASE("Submit rejects invalid requests naming the field") {
+  FakeRunnerOptions ro;
+  ro.max_position_embeddings = 128;
+  ro.num_kv_blocks = 4;  // 64 tokens of KV
+  FakeModelRunner runner(ro);
+  Scheduler sched(&runner, SchedulerOptions{});
+  auto expect = [&](GenerateRequest r, const std::string& field) {
+    auto h = sched.Submit(std::move(r));
+    REQUIRE(h.status().code() == absl::StatusCode::kInvalidArgument);
+    INFO(h.status().message());
+    REQUIRE(std::string(h.status().message()).rfind(field, 0) == 0);
+  };
+  expect(Greedy({}, 4), "prompt");
+  expect(Greedy({1, 2}, 0), "max_tokens");
+  expect(Greedy({1, 2}, -3), "max_tokens");
+  expect(Greedy({1, 2}, 127), "max_tokens");  // 129 > context 128
+  expect(Greedy({1, 2}, 70), "max_tokens");   // 72 tokens > 64 of KV
+  expect(Greedy({1, 64}, 4), "prompt");       // vocab is 64
+  expect(Greedy({-1}, 4), "prompt");
+  GenerateRequest bad_t = Greedy({1}, 4);
+  bad_t.sampling.temperature = -1.f;
+  expect(bad_t, "temperature");
+  GenerateRequest bad_p = Greedy({1}, 4);
+  bad_p.sampling.top_p = 1.5f;
+  expect(bad_p, "top_p");
+  GenerateRequest dup = Greedy({1}, 4);
+  dup.request_id = "same";
+  REQUIRE(sched.Submit(dup).ok());
+  expect(dup, "request_id");
+}
+
+TEST_CASE("Stop rules: eos, stop token ids and stop strings") {
+  FakeRunnerOptions ro;
+  FakeModelRunner runner(ro);
+  const auto prompt = MakePrompt(12, 5, 64);
+  const auto ref = FakeModelRunner::ReferenceGreedy(prompt, 30, 64);
+  const std::string ref_text = testing::FakeText(ref);
+  // Stop at the reference's 10th token (first occurrence).
+  const int32_t stop_tok = ref[9];
+  size_t first = 0;
+  while (ref[first] != stop_tok) ++first;
+
+  SchedulerOptions opts;
+  opts.eos_token_ids = {stop_tok};
+  opts.make_text_decoder = testing::FakeTextDecoderFactory();
+  Scheduler sched(&runner, opts);
+  REQUIRE(sched.Start().ok());
+
+  SECTION("eos stops generation, ignore_eos does not") {
+    Outcome o = Drain(**sched.Submit(Greedy(prompt, 30)));
+    REQUIRE(o.complete.finish_reason == FinishReason::kStop);
+    REQUIRE(o.tokens == std::vector<int32_t>(ref.begin(), ref.begin() + first + 1));
+    REQUIRE(o.text == ref_text.substr(0, first));  // the eos token has no text
+    GenerateRequest r = Greedy(prompt, 30);
+    r.ignore_eos = true;
+    Outcome o2 = Drain(**sched.Submit(r));
+    REQUIRE(o2.complete.finish_reason == FinishReason::kLength);
+    REQUIRE(o2.tokens == ref);
+  }
+  SECTION("stop_token_ids") {
+    GenerateRequest r = Greedy(prompt, 30);
+    r.ignore_eos = true;
+    r.stop_token_ids = {ref[4]};
+    size_t at = 0;
+    while (ref[at] != ref[4]) ++at;
+    Outcome o = Drain(**sched.Submit(r));
+    REQUIRE(o.complete.finish_reason == FinishReason::kStop);
+    REQUIRE(o.tokens.size() == at + 1);
+  }
+  SECTION("a stop string is cut from the text") {
+    GenerateRequest r = Greedy(prompt, 30);
+    r.ignore_eos = true;
+    const std::string stop = ref_text.substr(15, 3);
+    r.stop_strings = {stop};
+    Outcome o = Drain(**sched.Submit(r));
+    REQUIRE(o.complete.finish_reason == FinishReason::kStop);
+    REQUIRE(o.complete.stop_reason == stop);
+    REQUIRE(o.text == ref_text.substr(0, ref_text.find(stop)));
+  }
+}
+
+TEST_CASE("Shutdown aborts requests in flight and later submits are UNAVAILABLE") {
+  FakeModelRunner runner(BigCache());
+  runner.set_step_delay(absl::Milliseconds(2));
+  auto sched = std::make_unique<Scheduler>(&runner, SchedulerOptions{});
+  REQUIRE(sched->Start().ok());
+  auto h = sched->Submit(Greedy({1, 2, 3}, 3000));
+  REQUIRE(h.ok());
+  absl::SleepFor(absl::Milliseconds(20));
+  sched->StopAccepting();
+  REQUIRE(sched->Submit(Greedy({1}, 2)).status().code() == absl::StatusCode::kUnavailable);
+  sched->Shutdown();
+  Outcome o = Drain(**h, absl::Seconds(5));
+  REQUIRE(o.completed);
+  REQUIRE(o.complete.finish_reason == FinishReason::kAbort);
+}
+
+}  // namespace
+}  // namespace moe::scheduler

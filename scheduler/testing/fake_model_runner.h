@@ -1,0 +1,79 @@
+// A ModelRunner for scheduler tests: no weights, deterministic logits, and strict checks
+// of the paged KV cache it is given.
+//
+// The "KV cache" stores, per physical block slot, the token id written there, the
+// position it was written at and the sequence that wrote it. Logits for a position are
+// computed from the sequence's history *as read back from the cache* through the block
+// table, so a block-manager bug (a block shared by two live sequences, a wrong table, a
+// stale slot) changes the output or fails the step with INTERNAL. The next token under
+// greedy sampling is ReferenceNextToken(history), so tests can compute expected outputs
+// independently of the scheduler.
+//
+// Thread safety: Forward is called by one thread (the engine thread); the recorded step
+// log and the delay may be read / set from any thread.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "engine/model_runner.h"
+
+namespace moe::scheduler::testing {
+
+struct FakeRunnerOptions {
+  int vocab_size = 64;
+  int num_kv_blocks = 64;
+  int kv_block_size = 16;
+  int max_position_embeddings = 4096;
+  std::vector<int> eos_token_ids = {};
+};
+
+struct RecordedStep {
+  int num_seqs = 0;
+  int num_tokens = 0;
+  std::vector<int64_t> seq_ids;
+  std::vector<int> chunk_tokens;
+};
+
+class FakeModelRunner : public engine::ModelRunner {
+ public:
+  explicit FakeModelRunner(FakeRunnerOptions options);
+
+  const engine::ModelConfig& config() const override { return config_; }
+  int kv_block_size() const override { return options_.kv_block_size; }
+  int num_kv_blocks() const override { return options_.num_kv_blocks; }
+  std::string device_name() const override { return "fake"; }
+  absl::Status Forward(const engine::ForwardBatch& batch, engine::ForwardResult* out) override;
+
+  // Greedy next token after `history` (prompt + generated so far) under this runner's
+  // logits: what a correct scheduler must produce.
+  static int32_t ReferenceNextToken(const std::vector<int32_t>& history, int vocab_size);
+  // The full greedy continuation (no eos handling): `n` tokens after `prompt`.
+  static std::vector<int32_t> ReferenceGreedy(std::vector<int32_t> prompt, int n,
+                                              int vocab_size);
+
+  void set_step_delay(absl::Duration d);
+  std::vector<RecordedStep> steps() const;
+  int64_t num_kv_writes() const;
+
+ private:
+  struct Slot {
+    int32_t token = -1;
+    int32_t pos = -1;
+    int64_t owner = -1;
+  };
+  absl::Status CheckBatch(const engine::ForwardBatch& batch) const;
+
+  FakeRunnerOptions options_;
+  engine::ModelConfig config_;
+  std::vector<Slot> cache_;  // num_kv_blocks * kv_block_size slots; engine thread only
+  mutable absl::Mutex mu_;
+  absl::Duration step_delay_ ABSL_GUARDED_BY(mu_) = absl::ZeroDuration();
+  std::vector<RecordedStep> steps_ ABSL_GUARDED_BY(mu_);
+  int64_t kv_writes_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace moe::scheduler::testing

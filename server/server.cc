@@ -1,0 +1,193 @@
+#include "server/server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <spdlog/spdlog.h>
+
+#include "absl/strings/str_cat.h"
+#include "server/detokenizer_text_decoder.h"
+
+namespace moe::server {
+namespace {
+
+constexpr char kServiceName[] = "moe.v1.Inference";
+
+void SetHealth(grpc::Server* server, bool serving) {
+  if (server == nullptr) return;
+  grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
+  if (health == nullptr) return;
+  health->SetServingStatus(serving);  // every service, "" included
+  health->SetServingStatus(kServiceName, serving);
+}
+
+// Logs "loading weights: N%" at most every 10%.
+std::function<void(size_t, size_t)> ProgressLogger() {
+  auto last = std::make_shared<int>(-1);
+  return [last](size_t done, size_t total) {
+    const int pct = total == 0 ? 100 : static_cast<int>(100.0 * done / total);
+    if (pct / 10 == *last / 10 && pct != 100) return;
+    if (pct == *last) return;
+    *last = pct;
+    spdlog::info("loading weights: {}% ({:.1f} / {:.1f} MiB)", pct, done / 1048576.0,
+                 total / 1048576.0);
+  };
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Server>> Server::BuildAndStart(const ServerOptions& options,
+                                                              ModelSource source) {
+  std::unique_ptr<Server> s(new Server());
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  const std::string listen = absl::StrCat(
+      options.host.find(':') != std::string::npos ? absl::StrCat("[", options.host, "]")
+                                                  : options.host,
+      ":", options.grpc_port);
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &s->port_);
+  builder.RegisterService(&s->service_);
+  s->grpc_server_ = builder.BuildAndStart();
+  if (s->grpc_server_ == nullptr || s->port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("grpc_port: cannot listen on ", listen));
+  }
+  s->address_ = absl::StrCat(options.host, ":", s->port_);
+  SetHealth(s->grpc_server_.get(), false);
+  spdlog::info("gRPC listening on {} (health NOT_SERVING until the model is loaded)",
+               s->address_);
+
+  if (!source) {
+    source = [model = options.model](const engine::LoadOptions& lo) {
+      return engine::LoadModel(model, lo);
+    };
+  }
+  Server* raw = s.get();
+  s->loader_ = std::thread([raw, options, source] { raw->LoadAndServe(options, source); });
+  return s;
+}
+
+void Server::LoadAndServe(ServerOptions options, ModelSource source) {
+  engine::LoadOptions lo;
+  absl::Status status;
+  if (auto device = engine::ParseDeviceKind(options.device); device.ok()) {
+    lo.device = *device;
+  } else {
+    status = device.status();
+  }
+  lo.runner.num_kv_blocks = options.num_kv_blocks;
+  lo.runner.kv_cache_bytes = static_cast<size_t>(options.kv_cache_mb) << 20;
+  lo.runner.num_threads = options.num_threads;
+  lo.progress = ProgressLogger();
+
+  std::unique_ptr<engine::LoadedModel> model;
+  if (status.ok()) {
+    spdlog::info("loading model from {} (device {})", options.model, options.device);
+    const absl::Time t0 = absl::Now();
+    auto loaded = source(lo);
+    if (loaded.ok()) {
+      model = std::make_unique<engine::LoadedModel>(*std::move(loaded));
+      spdlog::info("model loaded in {:.2f}s: {} ({} layers, {} experts, top-{}) on {}{}",
+                   absl::ToDoubleSeconds(absl::Now() - t0), model->config.architecture_name,
+                   model->config.num_layers, model->config.num_experts,
+                   model->config.num_experts_per_tok, model->runner->device_name(),
+                   model->device_reason.empty() ? "" : " (" + model->device_reason + ")");
+    } else {
+      status = loaded.status();
+    }
+  }
+
+  std::unique_ptr<scheduler::Scheduler> sched;
+  if (status.ok()) {
+    scheduler::SchedulerOptions so;
+    so.max_num_seqs = options.max_num_seqs;
+    so.max_num_batched_tokens = options.max_num_batched_tokens;
+    so.max_queue = options.max_queue;
+    so.make_text_decoder = MakeDetokenizerFactory(model->tokenizer.get());
+    sched = std::make_unique<scheduler::Scheduler>(model->runner.get(), so);
+    status = sched->Start();
+  }
+
+  absl::MutexLock lock(&mu_);
+  load_done_ = true;
+  load_status_ = status;
+  if (!status.ok()) {
+    spdlog::error("model load failed: {}", status.ToString());
+    return;
+  }
+  ServingContext ctx;
+  ctx.config = &model->config;
+  ctx.tokenizer = model->tokenizer.get();
+  ctx.scheduler = sched.get();
+  ctx.device = model->runner->device_name();
+  ctx.num_kv_blocks = sched->GetStats().num_kv_blocks;
+  ctx.limits.vocab_size = model->config.vocab_size;
+  ctx.limits.context_length = sched->max_model_len();
+  model_ = std::move(model);
+  scheduler_ = std::move(sched);
+  if (shutting_down_) return;  // shutdown raced with loading: never go SERVING
+  service_.SetReady(ctx);
+  SetHealth(grpc_server_.get(), true);
+  spdlog::info("serving on {} (health SERVING): {} KV blocks of {} tokens, max_num_seqs {}, "
+               "max_num_batched_tokens {}",
+               address_, ctx.num_kv_blocks, scheduler_->kv_block_size(), options.max_num_seqs,
+               options.max_num_batched_tokens);
+}
+
+absl::Status Server::WaitUntilReady(absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  if (!mu_.AwaitWithTimeout(absl::Condition(&load_done_), timeout)) {
+    return absl::DeadlineExceededError("model still loading");
+  }
+  return load_status_;
+}
+
+bool Server::load_done() const {
+  absl::MutexLock lock(&mu_);
+  return load_done_;
+}
+
+scheduler::Scheduler* Server::scheduler() {
+  absl::MutexLock lock(&mu_);
+  return scheduler_.get();
+}
+
+void Server::Shutdown(absl::Duration drain_timeout) {
+  scheduler::Scheduler* sched = nullptr;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shut_down_) return;
+    shut_down_ = true;
+    shutting_down_ = true;
+  }
+  SetHealth(grpc_server_.get(), false);
+  service_.StopAccepting();
+  if (loader_.joinable()) loader_.join();  // a load in progress finishes first
+  {
+    absl::MutexLock lock(&mu_);
+    sched = scheduler_.get();
+  }
+  if (sched != nullptr) {
+    sched->StopAccepting();
+    const auto s = sched->GetStats();
+    if (s.num_running + s.num_waiting > 0) {
+      spdlog::info("draining {} in-flight requests (up to {:.0f}s)",
+                   s.num_running + s.num_waiting, absl::ToDoubleSeconds(drain_timeout));
+    }
+    if (!sched->WaitUntilIdle(drain_timeout)) {
+      spdlog::warn("drain timeout: aborting the requests still in flight");
+    }
+    sched->Shutdown();  // aborts whatever is left; their streams end
+  }
+  // Streams have all received their final event; give handlers a moment to return.
+  grpc_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  spdlog::info("server stopped");
+}
+
+Server::~Server() {
+  Shutdown(absl::ZeroDuration());
+  absl::MutexLock lock(&mu_);
+  scheduler_.reset();  // joins the engine thread before the model goes away
+  model_.reset();
+}
+
+}  // namespace moe::server

@@ -1,0 +1,142 @@
+#include "server/server_options.h"
+
+#include <fstream>
+#include <sstream>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+
+namespace moe::server {
+namespace {
+
+using nlohmann::json;
+
+template <typename T>
+absl::Status Read(const json& j, const std::string& key, const std::string& origin, T* out) {
+  try {
+    *out = j.get<T>();
+    return absl::OkStatus();
+  } catch (const json::exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(origin, ": option \"", key, "\" has the wrong type: ", e.what()));
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<ServerOptions> ApplyConfigJson(absl::string_view text, const std::string& origin,
+                                              ServerOptions o) {
+  json j;
+  try {
+    j = json::parse(text.begin(), text.end());
+  } catch (const json::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(origin, ": not valid JSON: ", e.what()));
+  }
+  if (!j.is_object()) {
+    return absl::InvalidArgumentError(absl::StrCat(origin, ": must be a JSON object"));
+  }
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    const std::string& k = it.key();
+    const json& v = it.value();
+    absl::Status s;
+    if (k == "model") s = Read(v, k, origin, &o.model);
+    else if (k == "device") s = Read(v, k, origin, &o.device);
+    else if (k == "host") s = Read(v, k, origin, &o.host);
+    else if (k == "grpc_port") s = Read(v, k, origin, &o.grpc_port);
+    else if (k == "max_num_seqs") s = Read(v, k, origin, &o.max_num_seqs);
+    else if (k == "max_num_batched_tokens") s = Read(v, k, origin, &o.max_num_batched_tokens);
+    else if (k == "num_kv_blocks") s = Read(v, k, origin, &o.num_kv_blocks);
+    else if (k == "kv_cache_mb") s = Read(v, k, origin, &o.kv_cache_mb);
+    else if (k == "max_queue") s = Read(v, k, origin, &o.max_queue);
+    else if (k == "num_threads") s = Read(v, k, origin, &o.num_threads);
+    else if (k == "drain_timeout_s") s = Read(v, k, origin, &o.drain_timeout_s);
+    else if (k == "log_format") s = Read(v, k, origin, &o.log_format);
+    else if (k == "log_level") s = Read(v, k, origin, &o.log_level);
+    else if (!k.empty() && k[0] == '_') continue;  // "_comment" and friends
+    else return absl::InvalidArgumentError(absl::StrCat(origin, ": unknown option \"", k, "\""));
+    if (!s.ok()) return s;
+  }
+  return o;
+}
+
+absl::StatusOr<ServerOptions> ApplyConfigFile(const std::string& path, ServerOptions base) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat("config: cannot read ", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  base.config = path;
+  return ApplyConfigJson(ss.str(), path, std::move(base));
+}
+
+absl::StatusOr<ServerOptions> ParseServerFlags(int argc, char** argv) {
+  ServerOptions flags;
+  CLI::App app{"moe_server: gRPC inference server for Mixture-of-Experts models"};
+  app.add_option("--config", flags.config, "JSON config file (flags override it)");
+  app.add_option("--model", flags.model, "model directory (config.json, *.safetensors, tokenizer.json)");
+  app.add_option("--device", flags.device, "auto | cpu | cuda");
+  app.add_option("--host", flags.host, "address to listen on");
+  app.add_option("--grpc-port", flags.grpc_port, "gRPC port; 0 picks a free one");
+  app.add_option("--max-num-seqs", flags.max_num_seqs, "sequences per step at most");
+  app.add_option("--max-num-batched-tokens", flags.max_num_batched_tokens, "tokens per step at most");
+  app.add_option("--num-kv-blocks", flags.num_kv_blocks, "KV cache blocks (16 tokens each); 0 = from --kv-cache-mb");
+  app.add_option("--kv-cache-mb", flags.kv_cache_mb, "KV cache size when --num-kv-blocks is 0");
+  app.add_option("--max-queue", flags.max_queue, "waiting requests before RESOURCE_EXHAUSTED");
+  app.add_option("--num-threads", flags.num_threads, "CPU threads (0 = all cores)");
+  app.add_option("--drain-timeout", flags.drain_timeout_s, "seconds to finish in-flight requests on SIGTERM/SIGINT");
+  app.add_option("--log-format", flags.log_format, "text | json");
+  app.add_option("--log-level", flags.log_level, "trace | debug | info | warn | error");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    return absl::CancelledError(app.help());
+  } catch (const CLI::ParseError& e) {
+    return absl::InvalidArgumentError(absl::StrCat("flags: ", e.what()));
+  }
+  ServerOptions o;
+  if (!flags.config.empty()) {
+    auto from_file = ApplyConfigFile(flags.config, o);
+    if (!from_file.ok()) return from_file.status();
+    o = *from_file;
+  }
+  auto set = [&app](const char* name) { return app.count(name) > 0; };
+  if (set("--model")) o.model = flags.model;
+  if (set("--device")) o.device = flags.device;
+  if (set("--host")) o.host = flags.host;
+  if (set("--grpc-port")) o.grpc_port = flags.grpc_port;
+  if (set("--max-num-seqs")) o.max_num_seqs = flags.max_num_seqs;
+  if (set("--max-num-batched-tokens")) o.max_num_batched_tokens = flags.max_num_batched_tokens;
+  if (set("--num-kv-blocks")) o.num_kv_blocks = flags.num_kv_blocks;
+  if (set("--kv-cache-mb")) o.kv_cache_mb = flags.kv_cache_mb;
+  if (set("--max-queue")) o.max_queue = flags.max_queue;
+  if (set("--num-threads")) o.num_threads = flags.num_threads;
+  if (set("--drain-timeout")) o.drain_timeout_s = flags.drain_timeout_s;
+  if (set("--log-format")) o.log_format = flags.log_format;
+  if (set("--log-level")) o.log_level = flags.log_level;
+  if (absl::Status s = ValidateServerOptions(o); !s.ok()) return s;
+  return o;
+}
+
+absl::Status ValidateServerOptions(const ServerOptions& o) {
+  auto bad = [](const char* name, const std::string& why) {
+    return absl::InvalidArgumentError(absl::StrCat(name, ": ", why));
+  };
+  if (o.model.empty()) return bad("model", "a model directory is required (--model DIR)");
+  if (o.device != "auto" && o.device != "cpu" && o.device != "cuda") {
+    return bad("device", absl::StrCat("must be auto, cpu or cuda, got \"", o.device, "\""));
+  }
+  if (o.grpc_port < 0 || o.grpc_port > 65535) return bad("grpc_port", "must be in [0, 65535]");
+  if (o.max_num_seqs < 1) return bad("max_num_seqs", "must be >= 1");
+  if (o.max_num_batched_tokens < 1) return bad("max_num_batched_tokens", "must be >= 1");
+  if (o.num_kv_blocks < 0) return bad("num_kv_blocks", "must be >= 0");
+  if (o.kv_cache_mb < 1) return bad("kv_cache_mb", "must be >= 1");
+  if (o.max_queue < 0) return bad("max_queue", "must be >= 0");
+  if (o.drain_timeout_s < 0) return bad("drain_timeout_s", "must be >= 0");
+  if (o.log_format != "text" && o.log_format != "json") {
+    return bad("log_format", "must be text or json");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace moe::server

@@ -1,0 +1,46 @@
+// Everything the server can be told: read from a JSON config file (configs/server.json)
+// and overridden by command-line flags. Every flag has a config key of the same name
+// with '-' spelled '_'.
+//
+// Thread safety: plain data and pure functions.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace moe::server {
+
+struct ServerOptions {
+  std::string model;            // model directory (Hugging Face layout)
+  std::string device = "auto";  // auto | cpu | cuda
+  std::string host = "127.0.0.1";
+  int grpc_port = 50051;        // 0: the OS picks a free port (printed)
+  int max_num_seqs = 64;
+  int max_num_batched_tokens = 512;
+  int num_kv_blocks = 0;        // 0: derived from kv_cache_mb
+  int kv_cache_mb = 256;
+  int max_queue = 256;
+  int num_threads = 0;          // CPU backend threads; 0 = all cores
+  double drain_timeout_s = 30;  // graceful shutdown: wait this long for in-flight work
+  std::string log_format = "text";  // text | json
+  std::string log_level = "info";   // trace | debug | info | warn | error
+  std::string config;               // the config file read, if any
+};
+
+// Reads a JSON object of options (unknown keys are an error naming the key; a mistyped
+// value names the key and the expected type) on top of `base`.
+absl::StatusOr<ServerOptions> ApplyConfigJson(absl::string_view json, const std::string& origin,
+                                              ServerOptions base);
+absl::StatusOr<ServerOptions> ApplyConfigFile(const std::string& path, ServerOptions base);
+
+// Defaults ← --config file ← flags. On --help, returns CANCELLED with the help text as
+// the message (print it and exit 0).
+absl::StatusOr<ServerOptions> ParseServerFlags(int argc, char** argv);
+
+// Checks ranges; errors name the option.
+absl::Status ValidateServerOptions(const ServerOptions& o);
+
+}  // namespace moe::server

@@ -1,0 +1,61 @@
+#include "server/server_options.h"
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+namespace moe::server {
+namespace {
+
+absl::StatusOr<ServerOptions> Parse(std::vector<std::string> args) {
+  args.insert(args.begin(), "moe_server");
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  return ParseServerFlags(static_cast<int>(argv.size()), argv.data());
+}
+
+TEST_CASE("Flags override the config file, which overrides the defaults") {
+  const std::string path = std::string(std::getenv("TEST_TMPDIR") ? std::getenv("TEST_TMPDIR")
+                                                                  : "/tmp") +
+                           "/server_options_test.json";
+  {
+    std::ofstream f(path);
+    f << R"({"model": "/m", "grpc_port": 6000, "max_num_seqs": 7, "log_format": "json",
+             "_comment": "ignored"})";
+  }
+  auto o = Parse({"--config", path, "--grpc-port", "0", "--max-queue", "3"});
+  REQUIRE(o.ok());
+  REQUIRE(o->model == "/m");
+  REQUIRE(o->grpc_port == 0);        // flag wins
+  REQUIRE(o->max_num_seqs == 7);     // from the file
+  REQUIRE(o->log_format == "json");  // from the file
+  REQUIRE(o->max_queue == 3);        // flag
+  REQUIRE(o->host == "127.0.0.1");   // default
+  std::remove(path.c_str());
+}
+
+TEST_CASE("Config errors name the option") {
+  auto unknown = ApplyConfigJson(R"({"max_num_sequences": 3})", "cfg.json", {});
+  REQUIRE(unknown.status().code() == absl::StatusCode::kInvalidArgument);
+  REQUIRE(std::string(unknown.status().message()).find("max_num_sequences") != std::string::npos);
+  auto mistyped = ApplyConfigJson(R"({"grpc_port": "x"})", "cfg.json", {});
+  REQUIRE(std::string(mistyped.status().message()).find("grpc_port") != std::string::npos);
+  auto bad_device = Parse({"--model", "/m", "--device", "tpu"});
+  REQUIRE(std::string(bad_device.status().message()).rfind("device", 0) == 0);
+  auto no_model = Parse({});
+  REQUIRE(std::string(no_model.status().message()).rfind("model", 0) == 0);
+  auto bad_format = Parse({"--model", "/m", "--log-format", "xml"});
+  REQUIRE(std::string(bad_format.status().message()).rfind("log_format", 0) == 0);
+}
+
+TEST_CASE("The shipped configs/server.json parses") {
+  auto o = ApplyConfigFile("configs/server.json", {});
+  REQUIRE(o.ok());
+  REQUIRE(o->grpc_port == 50051);
+}
+
+}  // namespace
+}  // namespace moe::server

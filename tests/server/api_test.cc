@@ -1,0 +1,124 @@
+// Request validation, health, ModelInfo / Tokenize / Detokenize over gRPC.
+#include <cmath>
+#include <limits>
+
+#include <catch2/catch.hpp>
+
+#include "absl/synchronization/notification.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "tests/server/server_test_util.h"
+
+namespace moe::server::testing {
+namespace {
+
+using grpc::health::v1::Health;
+using grpc::health::v1::HealthCheckRequest;
+using grpc::health::v1::HealthCheckResponse;
+
+HealthCheckResponse::ServingStatus CheckHealth(grpc::Channel* ch, const std::string& service) {
+  auto stub = Health::NewStub(std::shared_ptr<grpc::Channel>(ch, [](grpc::Channel*) {}));
+  HealthCheckRequest req;
+  req.set_service(service);
+  HealthCheckResponse resp;
+  grpc::ClientContext ctx;
+  grpc::Status s = stub->Check(&ctx, req, &resp);
+  INFO("health check: " << s.error_code() << " " << s.error_message());
+  REQUIRE(s.ok());
+  return resp.status();
+}
+
+TEST_CASE("Health is NOT_SERVING while the model loads, then SERVING") {
+  auto release = std::make_shared<absl::Notification>();
+  ModelSource gated = [release](const engine::LoadOptions& lo) {
+    release->WaitForNotification();
+    return engine::LoadModel(kTinyModel, lo);
+  };
+  TestServer t = StartServer(TinyModelOptions(), gated, /*wait_ready=*/false);
+  REQUIRE(CheckHealth(t.channel.get(), "") == HealthCheckResponse::NOT_SERVING);
+  REQUIRE(CheckHealth(t.channel.get(), "moe.v1.Inference") == HealthCheckResponse::NOT_SERVING);
+  StreamResult early = Stream(*t.stub, GreedyIds({1, 2, 3}, 2));
+  REQUIRE(early.status.error_code() == grpc::StatusCode::UNAVAILABLE);
+  release->Notify();
+  REQUIRE(t.server->WaitUntilReady(absl::Seconds(60)).ok());
+  REQUIRE(CheckHealth(t.channel.get(), "") == HealthCheckResponse::SERVING);
+  REQUIRE(CheckHealth(t.channel.get(), "moe.v1.Inference") == HealthCheckResponse::SERVING);
+  REQUIRE(Stream(*t.stub, GreedyIds({1, 2, 3}, 2)).status.ok());
+}
+
+void ExpectInvalid(moe::v1::Inference::Stub& stub, const moe::v1::GenerateRequest& req,
+                   const std::string& field) {
+  StreamResult r = Stream(stub, req);
+  INFO("field " << field << ": " << r.status.error_message());
+  REQUIRE(r.status.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  REQUIRE(r.status.error_message().rfind(field + ":", 0) == 0);
+}
+
+TEST_CASE("Invalid requests get INVALID_ARGUMENT naming the field") {
+  TestServer t = StartServer(TinyModelOptions());
+  moe::v1::GenerateRequest empty_text;
+  empty_text.set_text("");
+  ExpectInvalid(*t.stub, empty_text, "text");
+  ExpectInvalid(*t.stub, GreedyIds({}, 4), "token_ids");
+  ExpectInvalid(*t.stub, moe::v1::GenerateRequest(), "input");
+  ExpectInvalid(*t.stub, GreedyIds({1, 2}, 0), "sampling.max_tokens");
+  ExpectInvalid(*t.stub, GreedyIds({1, 2}, -5), "sampling.max_tokens");
+  ExpectInvalid(*t.stub, GreedyIds({1, 2}, 1023), "sampling.max_tokens");  // context 1024
+  ExpectInvalid(*t.stub, GreedyIds({1, 1000}, 4), "token_ids");            // vocab 1000
+  ExpectInvalid(*t.stub, GreedyIds({-1}, 4), "token_ids");
+  auto with = [](auto set) {
+    moe::v1::GenerateRequest r = GreedyIds({1, 2, 3}, 4);
+    set(r.mutable_sampling());
+    return r;
+  };
+  ExpectInvalid(*t.stub, with([](auto* s) { s->set_temperature(std::nanf("")); }),
+                "sampling.temperature");
+  ExpectInvalid(*t.stub, with([](auto* s) { s->set_temperature(-0.5f); }),
+                "sampling.temperature");
+  ExpectInvalid(*t.stub, with([](auto* s) { s->set_top_p(1.5f); }), "sampling.top_p");
+  ExpectInvalid(*t.stub, with([](auto* s) { s->set_top_p(-0.1f); }), "sampling.top_p");
+  ExpectInvalid(*t.stub, with([](auto* s) { s->add_stop_token_ids(5000); }),
+                "sampling.stop_token_ids");
+  // The server still serves valid requests afterwards.
+  REQUIRE(Stream(*t.stub, GreedyIds({1, 2, 3}, 3)).tokens.size() == 3);
+}
+
+TEST_CASE("ModelInfo, Tokenize and Detokenize describe the loaded model") {
+  TestServer t = StartServer(TinyModelOptions());
+  moe::v1::ModelInfoResponse info;
+  {
+    grpc::ClientContext ctx;
+    REQUIRE(t.stub->ModelInfo(&ctx, moe::v1::ModelInfoRequest(), &info).ok());
+  }
+  REQUIRE(info.architecture() == "OlmoeForCausalLM");
+  REQUIRE(info.num_layers() == 2);
+  REQUIRE(info.num_experts() == 8);
+  REQUIRE(info.context_length() == 1024);
+  REQUIRE(info.vocab_size() == 1000);
+  REQUIRE(info.device() == "cpu");
+  REQUIRE(info.num_kv_blocks() == 512);
+
+  moe::v1::TokenizeRequest treq;
+  treq.set_text("Hello world");
+  moe::v1::TokenizeResponse tresp;
+  {
+    grpc::ClientContext ctx;
+    REQUIRE(t.stub->Tokenize(&ctx, treq, &tresp).ok());
+  }
+  REQUIRE(tresp.token_ids_size() > 0);
+  moe::v1::DetokenizeRequest dreq;
+  dreq.mutable_token_ids()->CopyFrom(tresp.token_ids());
+  moe::v1::DetokenizeResponse dresp;
+  {
+    grpc::ClientContext ctx;
+    REQUIRE(t.stub->Detokenize(&ctx, dreq, &dresp).ok());
+  }
+  REQUIRE(dresp.text() == "Hello world");
+  dreq.add_token_ids(123456);
+  grpc::ClientContext ctx;
+  grpc::Status bad = t.stub->Detokenize(&ctx, dreq, &dresp);
+  REQUIRE(bad.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  REQUIRE(bad.error_message().rfind("token_ids:", 0) == 0);
+}
+
+}  // namespace
+}  // namespace moe::server::testing
