@@ -1,0 +1,408 @@
+#include "engine/cuda/cuda_runner.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "engine/cuda/device_weights.h"
+#include "engine/models/registry.h"
+#include "kernels/cpu/rope.h"
+#include "kernels/cuda/elementwise.h"
+#include "kernels/cuda/embedding.h"
+#include "kernels/cuda/experts.h"
+#include "kernels/cuda/linear.h"
+#include "kernels/cuda/moe_permute.h"
+#include "kernels/cuda/norm.h"
+#include "kernels/cuda/paged_attention.h"
+#include "kernels/cuda/rope.h"
+#include "kernels/cuda/router.h"
+
+namespace moe::engine {
+namespace {
+
+namespace kg = ::moe::kernels::cuda;
+using cuda::bf16;
+
+#define CU(expr)                                                                          \
+  do {                                                                                    \
+    cudaError_t e_ = (expr);                                                              \
+    if (e_ != cudaSuccess) {                                                              \
+      return absl::InternalError(absl::StrCat(#expr, ": ", cudaGetErrorString(e_)));      \
+    }                                                                                     \
+  } while (0)
+#define CB(expr)                                                                          \
+  do {                                                                                    \
+    cublasStatus_t s_ = (expr);                                                           \
+    if (s_ != CUBLAS_STATUS_SUCCESS) {                                                    \
+      return absl::InternalError(absl::StrCat(#expr, ": ", cublasGetStatusName(s_)));     \
+    }                                                                                     \
+  } while (0)
+#define RET(expr)               \
+  do {                          \
+    absl::Status st_ = (expr);  \
+    if (!st_.ok()) return st_;  \
+  } while (0)
+
+// A growable device buffer.
+template <typename T>
+struct Scratch {
+  T* p = nullptr;
+  size_t cap = 0;
+  ~Scratch() {
+    if (p) cudaFree(p);
+  }
+  absl::Status Reserve(size_t n, const char* what) {
+    if (n <= cap) return absl::OkStatus();
+    if (p) cudaFree(p);
+    p = nullptr;
+    cap = 0;
+    cudaError_t e = cudaMalloc(reinterpret_cast<void**>(&p), std::max<size_t>(n, 1) * sizeof(T));
+    if (e != cudaSuccess) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("GPU scratch '", what, "' of ", n * sizeof(T), " bytes: ", cudaGetErrorString(e)));
+    }
+    cap = n;
+    return absl::OkStatus();
+  }
+  template <typename H>
+  absl::Status Put(const std::vector<H>& host, const char* what, cudaStream_t s) {
+    static_assert(sizeof(H) == sizeof(T));
+    RET(Reserve(host.size(), what));
+    if (host.empty()) return absl::OkStatus();
+    CU(cudaMemcpyAsync(p, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice, s));
+    return absl::OkStatus();
+  }
+};
+
+class CudaModelRunner : public ModelRunner {
+ public:
+  CudaModelRunner(const ModelConfig& config, bool renormalize, std::optional<float> clip,
+                  int block_size, int num_blocks)
+      : config_(config), renormalize_(renormalize), clip_(clip), block_size_(block_size),
+        num_blocks_(num_blocks) {}
+  ~CudaModelRunner() override {
+    for (auto& p : kv_) cudaFree(p);
+    if (cublas_) cublasDestroy(cublas_);
+    if (stream_) cudaStreamDestroy(stream_);
+  }
+
+  absl::Status Init(const DecoderWeights& w);
+
+  const ModelConfig& config() const override { return config_; }
+  int kv_block_size() const override { return block_size_; }
+  int num_kv_blocks() const override { return num_blocks_; }
+  std::string device_name() const override { return device_name_; }
+  absl::Status Forward(const ForwardBatch& batch, ForwardResult* out) override;
+
+ private:
+  absl::Status Validate(const ForwardBatch& batch) const;
+  absl::Status Attention(int l, int64_t T);
+  absl::Status Ffn(int l, int64_t T);
+  absl::Status DenseFfn(const cuda::DeviceFfn& f, int64_t T, float* out);
+
+  const ModelConfig config_;
+  const bool renormalize_;
+  const std::optional<float> clip_;
+  const int block_size_;
+  const int num_blocks_;
+  std::string device_name_;
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t cublas_ = nullptr;
+  cuda::DeviceWeights w_;
+  std::vector<bf16*> kv_;  // per layer: k then v
+  int rotary_dim_ = 0;
+  float scale_ = 1.f;
+  Scratch<float> inv_freq_;
+
+  // Per-step metadata (device) and host copies.
+  int num_prefill_tiles_ = 0, num_decode_ = 0, num_splits_ = 1;
+  Scratch<int32_t> tokens_, positions_, slots_, tables_, tiles_, decode_, rows_;
+  Scratch<kg::CudaAttnSeq> seqs_;
+  // Activations.
+  Scratch<float> x_, delta_, qkv_, logits_, router_logits_, topk_w_, gu_, eout_, shared_out_,
+      shared_logit_, ws_;
+  Scratch<bf16> h_, attn_, perm_, act_, rows_h_;
+  Scratch<int32_t> topk_idx_, counts_, offsets_, row_token_, slot_row_;
+  std::vector<int32_t> h_counts_, h_offsets_;
+};
+
+absl::Status CudaModelRunner::Init(const DecoderWeights& w) {
+  int n = 0;
+  cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess || n == 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "no usable CUDA device: ", e != cudaSuccess ? cudaGetErrorString(e) : "none found"));
+  }
+  cudaDeviceProp prop;
+  CU(cudaGetDeviceProperties(&prop, 0));
+  device_name_ = prop.name;
+  CU(cudaStreamCreate(&stream_));
+  CB(cublasCreate(&cublas_));
+  CB(cublasSetStream(cublas_, stream_));
+  RET(w_.Upload(w, config_));
+  const size_t per_layer = static_cast<size_t>(num_blocks_) * block_size_ * config_.kv_size();
+  for (int l = 0; l < 2 * config_.num_layers; ++l) {
+    bf16* p = nullptr;
+    e = cudaMalloc(reinterpret_cast<void**>(&p), per_layer * sizeof(bf16));
+    if (e != cudaSuccess) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "KV cache of ", num_blocks_, " blocks (", per_layer * 2, " bytes per layer and K/V) does "
+          "not fit after ", w_.bytes, " bytes of weights: ", cudaGetErrorString(e)));
+    }
+    kv_.push_back(p);
+  }
+  rotary_dim_ = static_cast<int>(config_.head_dim * config_.partial_rotary_factor);
+  rotary_dim_ -= rotary_dim_ % 2;
+  const double factor = config_.rope_type == "linear" ? config_.rope_scaling_factor : 1.0;
+  RET(inv_freq_.Put(kernels::cpu::RopeInvFreq(rotary_dim_, config_.rope_theta, factor), "inv_freq", stream_));
+  scale_ = 1.0f / std::sqrt(static_cast<float>(config_.head_dim));
+  CU(cudaStreamSynchronize(stream_));
+  return absl::OkStatus();
+}
+
+absl::Status CudaModelRunner::Validate(const ForwardBatch& batch) const {
+  std::set<int64_t> ids;
+  for (size_t i = 0; i < batch.seqs.size(); ++i) {
+    const SequenceChunk& s = batch.seqs[i];
+    const std::string where = absl::StrCat("batch entry ", i, " (seq ", s.seq_id, ")");
+    if (s.tokens.empty()) return absl::InvalidArgumentError(where + ": no tokens");
+    if (s.start_pos < 0) return absl::InvalidArgumentError(where + ": negative start_pos");
+    if (!ids.insert(s.seq_id).second) return absl::InvalidArgumentError(where + ": seq_id repeated");
+    for (int32_t t : s.tokens) {
+      if (t < 0 || t >= config_.vocab_size) {
+        return absl::InvalidArgumentError(absl::StrCat(where, ": token id ", t, " outside [0, ", config_.vocab_size, ")"));
+      }
+    }
+    const int64_t end = int64_t{s.start_pos} + static_cast<int64_t>(s.tokens.size());
+    if (config_.max_position_embeddings > 0 && end > config_.max_position_embeddings) {
+      return absl::InvalidArgumentError(absl::StrCat(where, ": position ", end - 1, " past max_position_embeddings ", config_.max_position_embeddings));
+    }
+    if (static_cast<int64_t>(s.block_table.size()) * block_size_ < end) {
+      return absl::InvalidArgumentError(absl::StrCat(where, ": block table of ", s.block_table.size(), " blocks does not cover ", end, " positions"));
+    }
+    for (int32_t b : s.block_table) {
+      if (b < 0 || b >= num_blocks_) {
+        return absl::InvalidArgumentError(absl::StrCat(where, ": block ", b, " outside [0, ", num_blocks_, ")"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CudaModelRunner::Attention(int l, int64_t T) {
+  const cuda::DeviceLayer& L = w_.layers[l];
+  const int64_t H = config_.hidden_size, Q = config_.q_size(), KV = config_.kv_size(), S = Q + 2 * KV;
+  const int hd = config_.head_dim;
+  const float eps = config_.rms_norm_eps;
+  CB(kg::LinearBf16(cublas_, h_.p, T, H, H, L.qkv, S, qkv_.p, S));
+  if (L.qkv_bias) CU(kg::LaunchAddBias(qkv_.p, T, S, S, L.qkv_bias, stream_));
+  if (config_.qk_norm == QkNorm::kPerHead) {
+    CU(kg::LaunchRmsNormGroups(qkv_.p, T, S, config_.num_heads, hd, L.q_norm, eps, stream_));
+    CU(kg::LaunchRmsNormGroups(qkv_.p + Q, T, S, config_.num_kv_heads, hd, L.k_norm, eps, stream_));
+  } else if (config_.qk_norm == QkNorm::kWholeProjection) {
+    CU(kg::LaunchRmsNormGroups(qkv_.p, T, S, 1, static_cast<int>(Q), L.q_norm, eps, stream_));
+    CU(kg::LaunchRmsNormGroups(qkv_.p + Q, T, S, 1, static_cast<int>(KV), L.k_norm, eps, stream_));
+  }
+  if (clip_.has_value()) CU(kg::LaunchClamp(qkv_.p, T * S, *clip_, stream_));
+  if (rotary_dim_ > 0) {
+    CU(kg::LaunchRopeQk(qkv_.p, S, config_.num_heads, qkv_.p + Q, S, config_.num_kv_heads, T, hd,
+                        rotary_dim_, positions_.p, inv_freq_.p, stream_));
+  }
+  bf16* kc = kv_[2 * l];
+  bf16* vc = kv_[2 * l + 1];
+  CU(kg::LaunchWriteKvCache(qkv_.p + Q, qkv_.p + Q + KV, S, T, slots_.p, static_cast<int>(KV), kc, vc, stream_));
+  kg::PagedAttentionParams p;
+  p.q = qkv_.p;
+  p.q_stride = S;
+  p.num_heads = config_.num_heads;
+  p.num_kv_heads = config_.num_kv_heads;
+  p.head_dim = hd;
+  p.block_size = block_size_;
+  p.k_cache = kc;
+  p.v_cache = vc;
+  p.seqs = seqs_.p;
+  p.block_tables = tables_.p;
+  p.scale = scale_;
+  p.sliding_window = config_.sliding_window;
+  p.out = attn_.p;
+  p.out_stride = Q;
+  CU(kg::LaunchPrefillAttention(p, tiles_.p, num_prefill_tiles_, stream_));
+  CU(kg::LaunchDecodeAttention(p, decode_.p, num_decode_, num_splits_, ws_.p, stream_));
+  CB(kg::LinearBf16(cublas_, attn_.p, T, Q, Q, L.o_proj, H, delta_.p, H));
+  if (L.o_bias) CU(kg::LaunchAddBias(delta_.p, T, H, H, L.o_bias, stream_));
+  return absl::OkStatus();
+}
+
+absl::Status CudaModelRunner::DenseFfn(const cuda::DeviceFfn& f, int64_t T, float* out) {
+  const int64_t H = config_.hidden_size;
+  RET(gu_.Reserve(T * 2 * f.inter, "gate_up"));
+  RET(act_.Reserve(T * f.inter, "act"));
+  CB(kg::LinearBf16(cublas_, h_.p, T, H, H, f.gate_up, 2 * f.inter, gu_.p, 2 * f.inter));
+  CU(kg::LaunchSiluMul(gu_.p, T, f.inter, act_.p, stream_));
+  CB(kg::LinearBf16(cublas_, act_.p, T, f.inter, f.inter, f.down, H, out, H));
+  return absl::OkStatus();
+}
+
+absl::Status CudaModelRunner::Ffn(int l, int64_t T) {
+  const cuda::DeviceLayer& L = w_.layers[l];
+  const int64_t H = config_.hidden_size;
+  if (!L.is_moe) return DenseFfn(L.dense, T, delta_.p);
+  const int E = config_.num_experts, k = config_.num_experts_per_tok;
+  const int64_t S = T * k, I = L.expert_inter;
+  CB(kg::LinearBf16(cublas_, h_.p, T, H, H, L.router, E, router_logits_.p, E));
+  CU(kg::LaunchRouterSoftmaxTopK(router_logits_.p, T, E, k, renormalize_, topk_idx_.p, topk_w_.p, stream_));
+  CU(kg::LaunchMoePermute(topk_idx_.p, S, k, E, counts_.p, offsets_.p, row_token_.p, slot_row_.p, stream_));
+  h_counts_.resize(E);
+  h_offsets_.resize(E + 1);
+  CU(cudaMemcpyAsync(h_counts_.data(), counts_.p, E * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
+  CU(cudaMemcpyAsync(h_offsets_.data(), offsets_.p, (E + 1) * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
+  CU(kg::LaunchGatherRows(h_.p, row_token_.p, S, H, perm_.p, stream_));
+  RET(gu_.Reserve(S * 2 * I, "expert gate_up"));
+  RET(act_.Reserve(S * I, "expert act"));
+  CU(cudaStreamSynchronize(stream_));  // the host needs the counts to launch the GEMMs
+  const char* err = kg::RunExperts(cublas_, stream_, perm_.p, h_counts_.data(), h_offsets_.data(), E,
+                                   L.experts.data(), H, I, gu_.p, act_.p, eout_.p);
+  if (err != nullptr) return absl::InternalError(absl::StrCat("layer ", l, ": ", err));
+  CU(kg::LaunchMoeCombine(eout_.p, slot_row_.p, topk_w_.p, T, k, H, delta_.p, stream_));
+  if (L.shared.present()) {
+    RET(shared_out_.Reserve(T * H, "shared expert out"));
+    RET(shared_logit_.Reserve(T, "shared gate"));
+    RET(DenseFfn(L.shared, T, shared_out_.p));
+    CB(kg::LinearBf16(cublas_, h_.p, T, H, H, L.shared_gate, 1, shared_logit_.p, 1));
+    CU(kg::LaunchSigmoidGatedAdd(delta_.p, shared_logit_.p, shared_out_.p, T, H, stream_));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CudaModelRunner::Forward(const ForwardBatch& batch, ForwardResult* out) {
+  RET(Validate(batch));
+  // Flatten the batch on the host.
+  std::vector<int32_t> tokens, positions, slots, tables, rows, prefill, decode;
+  std::vector<kg::CudaAttnSeq> seqs;
+  out->row_begin.clear();
+  int max_ctx = 1;
+  for (size_t i = 0; i < batch.seqs.size(); ++i) {
+    const SequenceChunk& s = batch.seqs[i];
+    kg::CudaAttnSeq a;
+    a.token_begin = static_cast<int32_t>(tokens.size());
+    a.num_tokens = static_cast<int32_t>(s.tokens.size());
+    a.start_pos = s.start_pos;
+    a.block_table_offset = static_cast<int32_t>(tables.size());
+    tables.insert(tables.end(), s.block_table.begin(), s.block_table.end());
+    out->row_begin.push_back(static_cast<int32_t>(rows.size()));
+    for (int32_t t = 0; t < a.num_tokens; ++t) {
+      const int32_t pos = s.start_pos + t;
+      tokens.push_back(s.tokens[t]);
+      positions.push_back(pos);
+      slots.push_back(s.block_table[pos / block_size_] * block_size_ + pos % block_size_);
+      if (s.logits == SequenceChunk::Logits::kAll ||
+          (s.logits == SequenceChunk::Logits::kLast && t == a.num_tokens - 1)) {
+        rows.push_back(a.token_begin + t);
+      }
+    }
+    if (a.num_tokens == 1) {
+      decode.push_back(static_cast<int32_t>(i));
+      max_ctx = std::max(max_ctx, s.start_pos + 1);
+    } else {
+      prefill.push_back(static_cast<int32_t>(i));
+    }
+    seqs.push_back(a);
+  }
+  out->row_begin.push_back(static_cast<int32_t>(rows.size()));
+  const std::vector<int32_t> tiles = kg::BuildPrefillTiles(seqs.data(), prefill.data(), static_cast<int>(prefill.size()));
+  num_prefill_tiles_ = static_cast<int>(tiles.size() / 2);
+  num_decode_ = static_cast<int>(decode.size());
+  num_splits_ = kg::DecodeNumSplits(max_ctx);
+
+  const int64_t T = static_cast<int64_t>(tokens.size()), H = config_.hidden_size;
+  const int64_t Q = config_.q_size(), KV = config_.kv_size();
+  const int E = std::max(config_.num_experts, 1), k = std::max(config_.num_experts_per_tok, 1);
+  RET(tokens_.Put(tokens, "tokens", stream_));
+  RET(positions_.Put(positions, "positions", stream_));
+  RET(slots_.Put(slots, "slots", stream_));
+  RET(tables_.Put(tables, "block tables", stream_));
+  RET(tiles_.Put(tiles, "tiles", stream_));
+  RET(decode_.Put(decode, "decode list", stream_));
+  RET(rows_.Put(rows, "logit rows", stream_));
+  RET(seqs_.Put(seqs, "seqs", stream_));
+  RET(x_.Reserve(T * H, "x"));
+  RET(delta_.Reserve(T * H, "delta"));
+  RET(h_.Reserve(T * H, "h"));
+  RET(qkv_.Reserve(T * (Q + 2 * KV), "qkv"));
+  RET(attn_.Reserve(T * Q, "attn"));
+  RET(ws_.Reserve(kg::DecodeWorkspaceFloats(num_decode_, config_.num_heads, config_.head_dim, num_splits_), "decode workspace"));
+  RET(router_logits_.Reserve(T * E, "router logits"));
+  RET(topk_idx_.Reserve(T * k, "topk idx"));
+  RET(topk_w_.Reserve(T * k, "topk w"));
+  RET(counts_.Reserve(E, "counts"));
+  RET(offsets_.Reserve(E + 1, "offsets"));
+  RET(row_token_.Reserve(T * k, "row_token"));
+  RET(slot_row_.Reserve(T * k, "slot_row"));
+  RET(perm_.Reserve(T * k * H, "permuted rows"));
+  RET(eout_.Reserve(T * k * H, "expert out"));
+
+  CU(kg::LaunchEmbedding(tokens_.p, T, w_.embed, H, x_.p, stream_));
+  const float eps = config_.rms_norm_eps;
+  for (int l = 0; l < config_.num_layers; ++l) {
+    const cuda::DeviceLayer& L = w_.layers[l];
+    CU(kg::LaunchAddRmsNorm(x_.p, l > 0 ? delta_.p : nullptr, T, static_cast<int>(H), L.input_norm, eps, h_.p, stream_));
+    RET(Attention(l, T));
+    CU(kg::LaunchAddRmsNorm(x_.p, delta_.p, T, static_cast<int>(H), L.post_norm, eps, h_.p, stream_));
+    RET(Ffn(l, T));
+  }
+  const int64_t R = static_cast<int64_t>(rows.size());
+  out->vocab_size = config_.vocab_size;
+  out->logits.assign(static_cast<size_t>(R) * config_.vocab_size, 0.f);
+  if (R > 0) {
+    CU(kg::LaunchAddRmsNorm(x_.p, config_.num_layers > 0 ? delta_.p : nullptr, T, static_cast<int>(H), w_.final_norm, eps, h_.p, stream_));
+    RET(rows_h_.Reserve(R * H, "logit rows"));
+    RET(logits_.Reserve(R * config_.vocab_size, "logits"));
+    CU(kg::LaunchGatherRows(h_.p, rows_.p, R, H, rows_h_.p, stream_));
+    CB(kg::LinearBf16(cublas_, rows_h_.p, R, H, H, w_.lm_head, config_.vocab_size, logits_.p, config_.vocab_size));
+    CU(cudaMemcpyAsync(out->logits.data(), logits_.p, out->logits.size() * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+  }
+  CU(cudaStreamSynchronize(stream_));
+  CU(cudaGetLastError());
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ModelRunner>> CreateCudaRunner(const Checkpoint& checkpoint,
+                                                              const ModelConfig& config,
+                                                              const RunnerOptions& options) {
+  if (options.kv_block_size <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("kv_block_size must be positive, got ", options.kv_block_size));
+  }
+  if (config.num_kv_heads <= 0 || config.num_heads % config.num_kv_heads != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("num_attention_heads ", config.num_heads,
+                                                   " is not a multiple of num_key_value_heads ", config.num_kv_heads));
+  }
+  if (config.head_dim > kg::kMaxHeadDim) {
+    return absl::InvalidArgumentError(absl::StrCat("head_dim ", config.head_dim, " exceeds the CUDA attention's limit ", kg::kMaxHeadDim));
+  }
+  if (config.num_experts > kg::kRouterMaxExperts) {
+    return absl::InvalidArgumentError(absl::StrCat("num_experts ", config.num_experts, " exceeds the CUDA router's limit ", kg::kRouterMaxExperts));
+  }
+  auto weights = BindDecoderWeights(checkpoint, config);
+  if (!weights.ok()) return weights.status();
+  int num_blocks = options.num_kv_blocks;
+  if (num_blocks <= 0) {
+    const size_t block_bytes = static_cast<size_t>(config.num_layers) * 2 * options.kv_block_size * config.kv_size() * sizeof(bf16);
+    num_blocks = static_cast<int>(options.kv_cache_bytes / std::max<size_t>(1, block_bytes));
+    if (num_blocks <= 0) {
+      return absl::InvalidArgumentError(absl::StrCat("kv_cache_bytes ", options.kv_cache_bytes,
+                                                     " holds no KV block (one block needs ", block_bytes, " bytes)"));
+    }
+  }
+  auto runner = std::make_unique<CudaModelRunner>(config, weights->router_renormalize, weights->clip_qkv,
+                                                  options.kv_block_size, num_blocks);
+  absl::Status s = runner->Init(*weights);
+  if (!s.ok()) return s;
+  return std::unique_ptr<ModelRunner>(std::move(runner));
+}
+
+}  // namespace moe::engine

@@ -1,0 +1,35 @@
+// Token permutation for the expert FFNs on the GPU: group the (token, slot) pairs that
+// the router picked by expert, and the weighted un-permute that combines the experts'
+// outputs back into token order.
+//
+// Layout: slot s = t * k + i is token t's i-th pick. The permuted rows are ordered by
+// expert, and within an expert by ascending slot (so by ascending token), as the CPU
+// backend orders them.
+//
+// Thread safety: launchers only enqueue work on `stream`.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+namespace moe::kernels::cuda {
+
+// topk_idx: device [num_slots] (num_slots = tokens * k), expert ids in [0, num_experts).
+// Writes, all device:
+//   counts[num_experts]       rows per expert
+//   offsets[num_experts + 1]  exclusive prefix sum of counts (offsets[E] = num_slots)
+//   row_token[num_slots]      permuted row -> source token (slot / k)
+//   slot_row[num_slots]       slot -> permuted row
+// num_experts <= 1024. One block; deterministic.
+cudaError_t LaunchMoePermute(const int32_t* topk_idx, int64_t num_slots, int k, int num_experts,
+                             int32_t* counts, int32_t* offsets, int32_t* row_token,
+                             int32_t* slot_row, cudaStream_t stream);
+
+// Weighted un-permute and combine: out[t, :] = sum_i topk_weight[t*k+i] *
+// expert_out[slot_row[t*k+i], :] (slots summed in order i = 0..k-1), overwriting out.
+cudaError_t LaunchMoeCombine(const float* expert_out, const int32_t* slot_row,
+                             const float* topk_weight, int64_t num_tokens, int k, int64_t hidden,
+                             float* out, cudaStream_t stream);
+
+}  // namespace moe::kernels::cuda

@@ -1,0 +1,41 @@
+// RMSNorm on the GPU, as Hugging Face transformers computes it in fp32:
+//   out = weight * (x * rsqrt(mean(x^2) + eps))
+// over rows of length n; weight is bf16, arithmetic fp32 (the sum of squares too, reduced
+// in a tree, so long rows lose no more than a few ulps).
+//
+// Thread safety: launchers only enqueue work on `stream`; buffers are caller-owned device
+// memory and must not be written concurrently by other work.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+namespace moe::kernels::cuda {
+
+// out[r, :] = RmsNorm(x[r, :]); x and out contiguous [rows, n]. out may alias x only
+// when both are fp32.
+cudaError_t LaunchRmsNorm(const float* x, int64_t rows, int n, const __nv_bfloat16* weight,
+                          float eps, __nv_bfloat16* out, cudaStream_t stream);
+cudaError_t LaunchRmsNorm(const float* x, int64_t rows, int n, const __nv_bfloat16* weight,
+                          float eps, float* out, cudaStream_t stream);
+
+// Fused residual add + RMSNorm: residual += delta (when delta is not null), then
+// out = RmsNorm(residual). out must not alias residual or delta.
+cudaError_t LaunchAddRmsNorm(float* residual, const float* delta, int64_t rows, int n,
+                             const __nv_bfloat16* weight, float eps, __nv_bfloat16* out,
+                             cudaStream_t stream);
+cudaError_t LaunchAddRmsNorm(float* residual, const float* delta, int64_t rows, int n,
+                             const __nv_bfloat16* weight, float eps, float* out,
+                             cudaStream_t stream);
+
+// In-place RMSNorm of `groups` consecutive rows of length n inside each token's row of a
+// strided buffer: row (t, g) starts at x + t * token_stride + g * n. Per-head q/k norm is
+// groups = heads, n = head_dim; whole-projection q/k norm is groups = 1, n = heads *
+// head_dim. weight has n elements.
+cudaError_t LaunchRmsNormGroups(float* x, int64_t num_tokens, int64_t token_stride, int groups,
+                                int n, const __nv_bfloat16* weight, float eps,
+                                cudaStream_t stream);
+
+}  // namespace moe::kernels::cuda

@@ -1,0 +1,348 @@
+#include "kernels/cuda/paged_attention.h"
+
+#include <cmath>
+
+#include "kernels/cuda/common.cuh"
+
+namespace moe::kernels::cuda {
+namespace {
+
+using detail::bf16;
+
+constexpr int kWarps = 4;
+constexpr int kKeyTile = 32;
+constexpr int kQPerWarp = kPrefillTileRows / kWarps;
+
+__global__ void WriteKvKernel(const float* k, const float* v, int64_t src_stride,
+                              const int32_t* slots, int kv_row, bf16* k_cache, bf16* v_cache) {
+  const int64_t t = blockIdx.x;
+  const int64_t dst = static_cast<int64_t>(slots[t]) * kv_row;
+  for (int i = threadIdx.x; i < kv_row; i += blockDim.x) {
+    k_cache[dst + i] = __float2bfloat16_rn(k[t * src_stride + i]);
+    v_cache[dst + i] = __float2bfloat16_rn(v[t * src_stride + i]);
+  }
+}
+
+__device__ __forceinline__ int64_t CacheRow(const PagedAttentionParams& p, const int32_t* table,
+                                            int pos, int kvh) {
+  const int64_t phys = static_cast<int64_t>(table[pos / p.block_size]) * p.block_size +
+                       pos % p.block_size;
+  return (phys * p.num_kv_heads + kvh) * p.head_dim;
+}
+
+// ---------------------------------------------------------------------------------------
+// Prefill: grid (num_tiles, num_heads), kWarps warps, each warp kQPerWarp queries.
+template <int DPL>
+__global__ void __launch_bounds__(kWarps * 32)
+    PrefillKernel(const PagedAttentionParams p, const int32_t* tiles) {
+  extern __shared__ float smem[];
+  const int hd = p.head_dim;
+  const int kstride = hd + (hd % 2 == 0 ? 1 : 0);  // odd stride: conflict-free rows
+  float* sq = smem;                                 // [kPrefillTileRows][hd]
+  float* sk = sq + kPrefillTileRows * hd;           // [kKeyTile][kstride]
+  float* sv = sk + kKeyTile * kstride;              // [kKeyTile][hd]
+
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const CudaAttnSeq seq = p.seqs[tiles[2 * blockIdx.x]];
+  const int row0 = tiles[2 * blockIdx.x + 1];
+  const int h = blockIdx.y;
+  const int kvh = h / (p.num_heads / p.num_kv_heads);
+  const int32_t* table = p.block_tables + seq.block_table_offset;
+  const int rows = min(kPrefillTileRows, seq.num_tokens - row0);
+
+  for (int i = threadIdx.x; i < kPrefillTileRows * hd; i += blockDim.x) {
+    const int r = i / hd, d = i - r * hd;
+    sq[i] = r < rows ? p.q[(seq.token_begin + row0 + r) * p.q_stride + h * hd + d] * p.scale
+                     : 0.f;
+  }
+  const int first_pos = seq.start_pos + row0;
+  const int last_pos = first_pos + rows - 1;
+  int kv_lo = 0;
+  if (p.sliding_window > 0) kv_lo = max(0, first_pos - p.sliding_window + 1);
+  const int kv_hi = last_pos + 1;
+
+  float m[kQPerWarp], l[kQPerWarp], acc[kQPerWarp][DPL];
+#pragma unroll
+  for (int qi = 0; qi < kQPerWarp; ++qi) {
+    m[qi] = -INFINITY;
+    l[qi] = 0.f;
+#pragma unroll
+    for (int j = 0; j < DPL; ++j) acc[qi][j] = 0.f;
+  }
+
+  for (int base = kv_lo; base < kv_hi; base += kKeyTile) {
+    __syncthreads();  // previous tile consumed (and sq written, first time)
+    for (int i = threadIdx.x; i < kKeyTile * hd; i += blockDim.x) {
+      const int key = i / hd, d = i - key * hd;
+      const int pos = base + key;
+      float kx = 0.f, vx = 0.f;
+      if (pos < kv_hi) {
+        const int64_t off = CacheRow(p, table, pos, kvh) + d;
+        kx = __bfloat162float(p.k_cache[off]);
+        vx = __bfloat162float(p.v_cache[off]);
+      }
+      sk[key * kstride + d] = kx;
+      sv[key * hd + d] = vx;
+    }
+    __syncthreads();
+    const int kpos = base + lane;
+#pragma unroll
+    for (int qi = 0; qi < kQPerWarp; ++qi) {
+      const int r = warp * kQPerWarp + qi;
+      if (r >= rows) continue;  // warp-uniform
+      const int qpos = first_pos + r;
+      const float* qr = sq + r * hd;
+      const float* kr = sk + lane * kstride;
+      float s = 0.f;
+      for (int d = 0; d < hd; ++d) s += qr[d] * kr[d];
+      bool ok = kpos <= qpos && kpos < kv_hi;
+      if (p.sliding_window > 0 && qpos - kpos >= p.sliding_window) ok = false;
+      s = ok ? s : -INFINITY;
+      const float m_new = fmaxf(m[qi], detail::WarpMax(s));
+      if (m_new == -INFINITY) continue;  // warp-uniform: nothing visible yet
+      const float corr = expf(m[qi] - m_new);
+      const float pr = ok ? expf(s - m_new) : 0.f;
+      l[qi] = l[qi] * corr + detail::WarpSum(pr);
+      m[qi] = m_new;
+#pragma unroll
+      for (int j = 0; j < DPL; ++j) acc[qi][j] *= corr;
+      for (int key = 0; key < kKeyTile; ++key) {
+        const float pk = __shfl_sync(0xffffffffu, pr, key);
+        const float* vr = sv + key * hd;
+#pragma unroll
+        for (int j = 0; j < DPL; ++j) {
+          const int d = lane + 32 * j;
+          if (d < hd) acc[qi][j] += pk * vr[d];
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int qi = 0; qi < kQPerWarp; ++qi) {
+    const int r = warp * kQPerWarp + qi;
+    if (r >= rows) continue;
+    bf16* o = p.out + (seq.token_begin + row0 + r) * p.out_stride + h * hd;
+    const float inv = 1.f / l[qi];
+#pragma unroll
+    for (int j = 0; j < DPL; ++j) {
+      const int d = lane + 32 * j;
+      if (d < hd) o[d] = __float2bfloat16_rn(acc[qi][j] * inv);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Decode: grid (num_heads, num_decode, num_splits). Each warp takes tiles of 32 keys in
+// turn; lane i scores key i, then the warp accumulates P·V with lanes owning dims.
+// Partial results (m, l, unnormalised acc[hd]) go to the workspace.
+template <int DPL>
+__global__ void __launch_bounds__(kWarps * 32)
+    DecodeKernel(const PagedAttentionParams p, const int32_t* decode_seqs, int num_splits,
+                 float* ws) {
+  __shared__ float sq[kMaxHeadDim];
+  __shared__ float s_m[kWarps], s_l[kWarps];
+  __shared__ float s_acc[kWarps][kMaxHeadDim];
+  const int hd = p.head_dim;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int h = blockIdx.x, di = blockIdx.y, split = blockIdx.z;
+  const CudaAttnSeq seq = p.seqs[decode_seqs[di]];
+  const int kvh = h / (p.num_heads / p.num_kv_heads);
+  const int32_t* table = p.block_tables + seq.block_table_offset;
+  const int qpos = seq.start_pos;
+  for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+    sq[d] = p.q[static_cast<int64_t>(seq.token_begin) * p.q_stride + h * hd + d] * p.scale;
+  }
+  __syncthreads();
+  const int ctx = qpos + 1;
+  int lo = 0;
+  if (p.sliding_window > 0) lo = max(0, qpos - p.sliding_window + 1);
+  const int span = ctx - lo;
+  const int per_split = (span + num_splits - 1) / num_splits;
+  const int s_lo = lo + split * per_split;
+  const int s_hi = min(ctx, s_lo + per_split);
+
+  float m = -INFINITY, l = 0.f, acc[DPL];
+#pragma unroll
+  for (int j = 0; j < DPL; ++j) acc[j] = 0.f;
+  for (int base = s_lo + warp * kKeyTile; base < s_hi; base += kWarps * kKeyTile) {
+    const int kpos = base + lane;
+    const bool ok = kpos < s_hi;
+    int64_t row = 0;
+    float s = -INFINITY;
+    if (ok) {
+      row = CacheRow(p, table, kpos, kvh);
+      const bf16* kr = p.k_cache + row;
+      float dot = 0.f;
+      if (hd % 8 == 0) {
+        for (int d = 0; d < hd; d += 8) {
+          const uint4 u = *reinterpret_cast<const uint4*>(kr + d);
+          const __nv_bfloat162* b = reinterpret_cast<const __nv_bfloat162*>(&u);
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const float2 f = __bfloat1622float2(b[e]);
+            dot += sq[d + 2 * e] * f.x + sq[d + 2 * e + 1] * f.y;
+          }
+        }
+      } else {
+        for (int d = 0; d < hd; ++d) dot += sq[d] * __bfloat162float(kr[d]);
+      }
+      s = dot;
+    }
+    const float m_new = fmaxf(m, detail::WarpMax(s));
+    const float corr = expf(m - m_new);  // m_new is finite: key s_lo.. is visible
+    const float pr = ok ? expf(s - m_new) : 0.f;
+    l = l * corr + detail::WarpSum(pr);
+    m = m_new;
+#pragma unroll
+    for (int j = 0; j < DPL; ++j) acc[j] *= corr;
+    const int nkeys = min(kKeyTile, s_hi - base);
+    for (int key = 0; key < nkeys; ++key) {
+      const float pk = __shfl_sync(0xffffffffu, pr, key);
+      const int64_t vrow = __shfl_sync(0xffffffffu, row, key);
+      const bf16* vr = p.v_cache + vrow;
+#pragma unroll
+      for (int j = 0; j < DPL; ++j) {
+        const int d = lane + 32 * j;
+        if (d < hd) acc[j] += pk * __bfloat162float(vr[d]);
+      }
+    }
+  }
+  if (lane == 0) {
+    s_m[warp] = m;
+    s_l[warp] = l;
+  }
+#pragma unroll
+  for (int j = 0; j < DPL; ++j) {
+    const int d = lane + 32 * j;
+    if (d < hd) s_acc[warp][d] = acc[j];
+  }
+  __syncthreads();
+  float mm = -INFINITY;
+  for (int w = 0; w < kWarps; ++w) mm = fmaxf(mm, s_m[w]);
+  float* out = ws + ((static_cast<int64_t>(di) * p.num_heads + h) * num_splits + split) * (hd + 2);
+  if (mm == -INFINITY) {  // empty split
+    for (int d = threadIdx.x; d < hd + 2; d += blockDim.x) out[d] = d == 0 ? -INFINITY : 0.f;
+    return;
+  }
+  float ll = 0.f;
+  for (int w = 0; w < kWarps; ++w) ll += s_m[w] == -INFINITY ? 0.f : s_l[w] * expf(s_m[w] - mm);
+  for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+    float a = 0.f;
+    for (int w = 0; w < kWarps; ++w) {
+      if (s_m[w] != -INFINITY) a += s_acc[w][d] * expf(s_m[w] - mm);
+    }
+    out[2 + d] = a;
+  }
+  if (threadIdx.x == 0) {
+    out[0] = mm;
+    out[1] = ll;
+  }
+}
+
+// grid (num_heads, num_decode), threads over head_dim.
+__global__ void DecodeReduceKernel(const PagedAttentionParams p, const int32_t* decode_seqs,
+                                   int num_splits, const float* ws) {
+  const int hd = p.head_dim;
+  const int h = blockIdx.x, di = blockIdx.y;
+  const CudaAttnSeq seq = p.seqs[decode_seqs[di]];
+  const float* part = ws + (static_cast<int64_t>(di) * p.num_heads + h) * num_splits * (hd + 2);
+  float mm = -INFINITY;
+  for (int s = 0; s < num_splits; ++s) mm = fmaxf(mm, part[s * (hd + 2)]);
+  float ll = 0.f;
+  for (int s = 0; s < num_splits; ++s) {
+    const float ms = part[s * (hd + 2)];
+    if (ms != -INFINITY) ll += part[s * (hd + 2) + 1] * expf(ms - mm);
+  }
+  bf16* o = p.out + static_cast<int64_t>(seq.token_begin) * p.out_stride + h * hd;
+  for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+    float a = 0.f;
+    for (int s = 0; s < num_splits; ++s) {
+      const float ms = part[s * (hd + 2)];
+      if (ms != -INFINITY) a += part[s * (hd + 2) + 2 + d] * expf(ms - mm);
+    }
+    o[d] = __float2bfloat16_rn(a / ll);
+  }
+}
+
+int PickDpl(int hd) {
+  const int need = (hd + 31) / 32;
+  if (need <= 2) return 2;
+  if (need <= 3) return 3;
+  if (need <= 4) return 4;
+  return 8;
+}
+
+template <int DPL>
+cudaError_t Prefill(const PagedAttentionParams& p, const int32_t* tiles, int num_tiles,
+                    cudaStream_t stream) {
+  const int hd = p.head_dim;
+  const int kstride = hd + (hd % 2 == 0 ? 1 : 0);
+  const size_t smem = sizeof(float) * (kPrefillTileRows * hd + kKeyTile * kstride + kKeyTile * hd);
+  if (smem > 48 * 1024) {
+    cudaError_t e = cudaFuncSetAttribute(PrefillKernel<DPL>,
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         static_cast<int>(smem));
+    if (e != cudaSuccess) return e;
+  }
+  PrefillKernel<DPL><<<dim3(num_tiles, p.num_heads), kWarps * 32, smem, stream>>>(p, tiles);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+cudaError_t LaunchWriteKvCache(const float* k, const float* v, int64_t src_stride,
+                               int64_t num_tokens, const int32_t* slots, int kv_row,
+                               bf16* k_cache, bf16* v_cache, cudaStream_t stream) {
+  if (num_tokens <= 0) return cudaSuccess;
+  WriteKvKernel<<<static_cast<unsigned>(num_tokens), 256, 0, stream>>>(k, v, src_stride, slots,
+                                                                       kv_row, k_cache, v_cache);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchPrefillAttention(const PagedAttentionParams& p, const int32_t* tiles,
+                                   int num_tiles, cudaStream_t stream) {
+  if (num_tiles <= 0) return cudaSuccess;
+  if (p.head_dim <= 0 || p.head_dim > kMaxHeadDim || p.num_kv_heads <= 0 ||
+      p.num_heads % p.num_kv_heads != 0) {
+    return cudaErrorInvalidValue;
+  }
+  switch (PickDpl(p.head_dim)) {
+    case 2: return Prefill<2>(p, tiles, num_tiles, stream);
+    case 3: return Prefill<3>(p, tiles, num_tiles, stream);
+    case 4: return Prefill<4>(p, tiles, num_tiles, stream);
+    default: return Prefill<8>(p, tiles, num_tiles, stream);
+  }
+}
+
+int DecodeNumSplits(int max_context) {
+  const int s = (max_context + 511) / 512;  // >= 512 keys (4 warps x 4 tiles) per split
+  return s < 1 ? 1 : (s > 32 ? 32 : s);
+}
+
+size_t DecodeWorkspaceFloats(int num_decode, int num_heads, int head_dim, int num_splits) {
+  return static_cast<size_t>(num_decode) * num_heads * num_splits * (head_dim + 2);
+}
+
+cudaError_t LaunchDecodeAttention(const PagedAttentionParams& p, const int32_t* decode_seqs,
+                                  int num_decode, int num_splits, float* workspace,
+                                  cudaStream_t stream) {
+  if (num_decode <= 0) return cudaSuccess;
+  if (p.head_dim <= 0 || p.head_dim > kMaxHeadDim || p.num_kv_heads <= 0 ||
+      p.num_heads % p.num_kv_heads != 0 || num_splits < 1) {
+    return cudaErrorInvalidValue;
+  }
+  const dim3 grid(p.num_heads, num_decode, num_splits);
+  switch (PickDpl(p.head_dim)) {
+    case 2: DecodeKernel<2><<<grid, kWarps * 32, 0, stream>>>(p, decode_seqs, num_splits, workspace); break;
+    case 3: DecodeKernel<3><<<grid, kWarps * 32, 0, stream>>>(p, decode_seqs, num_splits, workspace); break;
+    case 4: DecodeKernel<4><<<grid, kWarps * 32, 0, stream>>>(p, decode_seqs, num_splits, workspace); break;
+    default: DecodeKernel<8><<<grid, kWarps * 32, 0, stream>>>(p, decode_seqs, num_splits, workspace); break;
+  }
+  cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) return e;
+  DecodeReduceKernel<<<dim3(p.num_heads, num_decode), 128, 0, stream>>>(p, decode_seqs,
+                                                                        num_splits, workspace);
+  return cudaGetLastError();
+}
+
+}  // namespace moe::kernels::cuda

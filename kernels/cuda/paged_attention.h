@@ -1,0 +1,95 @@
+// Causal GQA attention over a paged bf16 KV cache on the GPU, fp32 arithmetic.
+//
+// Cache layout, per layer and for K and V separately:
+//   [num_blocks][block_size][num_kv_heads][head_dim]   (bf16)
+// Position p of a sequence lives in physical block block_table[p / block_size], slot
+// p % block_size. A query at position p sees keys j <= p, and with sliding_window > 0
+// only p - j < sliding_window. Query head h reads kv head h / (num_heads / num_kv_heads).
+//
+// Two paths, which may serve the same batch (each sequence goes through one of them):
+//  - prefill: FlashAttention-style tiles of kPrefillTileRows queries of one head; K/V in
+//    tiles of 32 keys staged in shared memory; online softmax in registers.
+//  - decode: one query per sequence; the context is split into num_splits parts
+//    (flash-decoding), each a block of 4 warps with its own online softmax, merged by a
+//    second small kernel.
+// head_dim any value up to 256 (register tiles of 2, 3, 4 or 8 elements per lane).
+//
+// Thread safety: launchers only enqueue work on `stream`.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace moe::kernels::cuda {
+
+// One sequence's chunk of queries: rows [token_begin, token_begin + num_tokens) of the
+// flattened activations, at positions start_pos, start_pos + 1, ...; its block table is
+// block_tables[block_table_offset ...].
+struct CudaAttnSeq {
+  int32_t token_begin = 0;
+  int32_t num_tokens = 0;
+  int32_t start_pos = 0;
+  int32_t block_table_offset = 0;
+};
+
+struct PagedAttentionParams {
+  const float* q = nullptr;  // [tokens, q_stride], head h at column h * head_dim
+  int64_t q_stride = 0;
+  int num_heads = 0;
+  int num_kv_heads = 0;
+  int head_dim = 0;
+  int block_size = 16;
+  const __nv_bfloat16* k_cache = nullptr;
+  const __nv_bfloat16* v_cache = nullptr;
+  const CudaAttnSeq* seqs = nullptr;      // device
+  const int32_t* block_tables = nullptr;  // device
+  float scale = 1.f;
+  int sliding_window = 0;
+  __nv_bfloat16* out = nullptr;  // [tokens, out_stride]
+  int64_t out_stride = 0;
+};
+
+constexpr int kPrefillTileRows = 16;
+constexpr int kMaxHeadDim = 256;
+
+// Stores fp32 k/v rows (row stride src_stride, kv_heads * head_dim = kv_row elements) as
+// bf16 at cache rows slots[t] (= physical block * block_size + offset).
+cudaError_t LaunchWriteKvCache(const float* k, const float* v, int64_t src_stride,
+                               int64_t num_tokens, const int32_t* slots, int kv_row,
+                               __nv_bfloat16* k_cache, __nv_bfloat16* v_cache,
+                               cudaStream_t stream);
+
+// Work list of the prefill path for the given (host) sequences: pairs (seq index,
+// first query row within the sequence), kPrefillTileRows rows each.
+inline std::vector<int32_t> BuildPrefillTiles(const CudaAttnSeq* seqs,
+                                              const int32_t* seq_indices, int n) {
+  std::vector<int32_t> tiles;
+  for (int i = 0; i < n; ++i) {
+    const CudaAttnSeq& s = seqs[seq_indices[i]];
+    for (int32_t r = 0; r < s.num_tokens; r += kPrefillTileRows) {
+      tiles.push_back(seq_indices[i]);
+      tiles.push_back(r);
+    }
+  }
+  return tiles;
+}
+
+// tiles: device copy of BuildPrefillTiles' output (num_tiles pairs).
+cudaError_t LaunchPrefillAttention(const PagedAttentionParams& p, const int32_t* tiles,
+                                   int num_tiles, cudaStream_t stream);
+
+// How many parts the decode path splits a context of max_context keys into.
+int DecodeNumSplits(int max_context);
+// fp32 workspace the decode path needs.
+size_t DecodeWorkspaceFloats(int num_decode, int num_heads, int head_dim, int num_splits);
+
+// decode_seqs: device [num_decode] indices into p.seqs of sequences with num_tokens == 1.
+cudaError_t LaunchDecodeAttention(const PagedAttentionParams& p, const int32_t* decode_seqs,
+                                  int num_decode, int num_splits, float* workspace,
+                                  cudaStream_t stream);
+
+}  // namespace moe::kernels::cuda

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Builds the GPU suite here (no GPU needed), bundles the binaries with their non-system
+# libraries into dist/ (git-ignored; see shared/BUILDING.md) and prints the command to
+# run on the GPU machine. With --run-here it also runs them (on a machine with a GPU).
+#
+#   tools/gpu/run_gpu_tests.sh            # build + bundle, print the device command
+#   device tool: run(command=<printed>, carry=["dist"])
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+TARGETS=(kernel_test runner_test)
+bazel build //tools/gpu:all
+
+rm -rf dist/gpu
+mkdir -p dist/gpu/lib
+for t in "${TARGETS[@]}"; do
+  cp "bazel-bin/tools/gpu/$t" dist/gpu/
+  ldd "bazel-bin/tools/gpu/$t" | awk '/=>/ {print $3}' |
+    grep -v -E 'cuda|/libc\.so|libm\.so|libdl\.so|libpthread|librt\.so|ld-linux|libstdc\+\+|libgcc_s|libcublas' |
+    xargs -r -I{} cp -L {} dist/gpu/lib/ || true
+done
+cp tools/gpu/device_run.sh dist/gpu/
+du -sh dist/gpu
+
+echo
+echo "device command (carry [\"dist\"]):"
+echo "  bash dist/gpu/device_run.sh"
+if [[ "${1:-}" == "--run-here" ]]; then bash dist/gpu/device_run.sh; fi
