@@ -251,7 +251,12 @@ bool Scheduler::RunStep() {
 
   engine::ForwardBatch batch;
   batch.seqs.reserve(plan.chunks.size());
+  const absl::Time step_start = absl::Now();
   for (const ScheduledChunk& c : plan.chunks) {
+    if (!c.seq->scheduled) {
+      c.seq->scheduled = true;
+      c.seq->first_scheduled = step_start;
+    }
     engine::SequenceChunk chunk;
     chunk.seq_id = c.seq->id;
     chunk.tokens = absl::MakeConstSpan(c.seq->tokens.data() + c.seq->num_computed,
@@ -362,7 +367,24 @@ void Scheduler::Finish(Sequence* seq, FinishReason reason, std::string stop_reas
     ++stats_.num_finished;
     if (reason == FinishReason::kAbort) ++stats_.num_aborted;
   }
+  ReportFinished(*seq, FinishReasonName(reason));
   seq->handle->PushComplete(std::move(ev));
+}
+
+void Scheduler::ReportFinished(const Sequence& seq, const std::string& reason) {
+  if (!options_.on_request_finished) return;
+  RequestFinishedInfo info;
+  info.request_id = seq.request.request_id;
+  info.finished_reason = reason;
+  info.prompt_tokens = seq.prompt_len;
+  info.completion_tokens = seq.num_generated();
+  info.time_to_first_token_s =
+      seq.has_first_token ? absl::ToDoubleSeconds(seq.first_token_time - seq.arrival) : 0.0;
+  info.e2e_latency_s = absl::ToDoubleSeconds(absl::Now() - seq.arrival);
+  info.was_scheduled = seq.scheduled;
+  if (seq.scheduled) info.queue_time_s = absl::ToDoubleSeconds(seq.first_scheduled - seq.arrival);
+  info.num_preemptions = seq.num_preemptions;
+  options_.on_request_finished(info);
 }
 
 void Scheduler::Fail(Sequence* seq, absl::Status status) {
@@ -372,6 +394,7 @@ void Scheduler::Fail(Sequence* seq, absl::Status status) {
     by_id_.erase(seq->request.request_id);
     ++stats_.num_finished;
   }
+  ReportFinished(*seq, "error");
   seq->handle->PushError(std::move(status));
 }
 

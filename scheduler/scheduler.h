@@ -18,6 +18,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -37,6 +38,25 @@
 
 namespace moe::scheduler {
 
+// What the scheduler reports when a request ends (for metrics): one call per request,
+// whatever its end (finished, aborted, expired, failed).
+struct RequestFinishedInfo {
+  std::string request_id;
+  // "stop" | "length" | "abort" (FinishReasonName), or "error" when it ended with an
+  // error event (deadline, forward failure).
+  std::string finished_reason;
+  int prompt_tokens = 0;
+  int completion_tokens = 0;
+  double time_to_first_token_s = 0;  // 0: no token was produced
+  double e2e_latency_s = 0;          // Submit → final event
+  bool was_scheduled = false;        // queue_time_s is meaningful
+  double queue_time_s = 0;           // Submit → first step that included it
+  int num_preemptions = 0;
+};
+// Called on the thread that ends the request (the engine thread, or Shutdown's caller):
+// must be thread-safe and must not block.
+using RequestFinishedCallback = std::function<void(const RequestFinishedInfo&)>;
+
 struct SchedulerOptions {
   int max_num_seqs = 64;
   int max_num_batched_tokens = 512;
@@ -50,6 +70,8 @@ struct SchedulerOptions {
   std::vector<int32_t> eos_token_ids;
   // Makes each request's text decoder; empty = no text in events.
   TextDecoderFactory make_text_decoder;
+  // Optional observer of finished requests (metrics).
+  RequestFinishedCallback on_request_finished;
 };
 
 struct SchedulerStats {
@@ -106,6 +128,7 @@ class Scheduler {
                      std::vector<Sequence*>* finished);
   void Finish(Sequence* seq, FinishReason reason, std::string stop_reason);
   void Fail(Sequence* seq, absl::Status status);
+  void ReportFinished(const Sequence& seq, const std::string& reason);
   void RemoveFinished(const std::vector<Sequence*>& finished);
   void PublishStats();
   void Wake();

@@ -33,6 +33,8 @@ struct Sequence {
   int64_t admit_order = -1; // larger = admitted more recently
   int num_preemptions = 0;
   absl::Time arrival;
+  bool scheduled = false;   // has been part of a step at least once
+  absl::Time first_scheduled;
   bool has_first_token = false;
   absl::Time first_token_time;
   std::unique_ptr<engine::Sampler> sampler;

@@ -61,6 +61,15 @@ const ServingContext* InferenceService::Ready() const {
   return ready_.load(std::memory_order_acquire) ? &ctx_ : nullptr;
 }
 
+bool InferenceService::Authorized(const grpc::ServerContext& context) const {
+  if (api_key_.empty()) return true;
+  const auto& md = context.client_metadata();
+  auto it = md.find("authorization");
+  if (it == md.end()) return false;
+  const std::string value(it->second.data(), it->second.size());
+  return value == "Bearer " + api_key_;
+}
+
 uint64_t InferenceService::NextSeed() {
   absl::MutexLock lock(&seed_mu_);
   return seed_rng_();
@@ -69,6 +78,10 @@ uint64_t InferenceService::NextSeed() {
 grpc::Status InferenceService::Generate(grpc::ServerContext* context,
                                         const moe::v1::GenerateRequest* request,
                                         grpc::ServerWriter<moe::v1::GenerateResponse>* writer) {
+  if (!Authorized(*context)) {
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                        "api_key: missing or wrong (send metadata authorization: Bearer <key>)");
+  }
   const ServingContext* ctx = Ready();
   if (ctx == nullptr) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "model is loading");
   if (!accepting_.load()) {
@@ -124,8 +137,12 @@ grpc::Status InferenceService::Generate(grpc::ServerContext* context,
   }
 }
 
-grpc::Status InferenceService::Abort(grpc::ServerContext*, const moe::v1::AbortRequest* request,
+grpc::Status InferenceService::Abort(grpc::ServerContext* context, const moe::v1::AbortRequest* request,
                                      moe::v1::AbortResponse*) {
+  if (!Authorized(*context)) {
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                        "api_key: missing or wrong (send metadata authorization: Bearer <key>)");
+  }
   const ServingContext* ctx = Ready();
   if (ctx == nullptr) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "model is loading");
   if (request->request_id().empty()) {
@@ -134,8 +151,12 @@ grpc::Status InferenceService::Abort(grpc::ServerContext*, const moe::v1::AbortR
   return ToGrpcStatus(ctx->scheduler->Abort(request->request_id()));
 }
 
-grpc::Status InferenceService::ModelInfo(grpc::ServerContext*, const moe::v1::ModelInfoRequest*,
+grpc::Status InferenceService::ModelInfo(grpc::ServerContext* context, const moe::v1::ModelInfoRequest*,
                                          moe::v1::ModelInfoResponse* r) {
+  if (!Authorized(*context)) {
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                        "api_key: missing or wrong (send metadata authorization: Bearer <key>)");
+  }
   const ServingContext* ctx = Ready();
   if (ctx == nullptr) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "model is loading");
   const engine::ModelConfig& c = *ctx->config;
@@ -154,8 +175,12 @@ grpc::Status InferenceService::ModelInfo(grpc::ServerContext*, const moe::v1::Mo
   return grpc::Status::OK;
 }
 
-grpc::Status InferenceService::Tokenize(grpc::ServerContext*, const moe::v1::TokenizeRequest* req,
+grpc::Status InferenceService::Tokenize(grpc::ServerContext* context, const moe::v1::TokenizeRequest* req,
                                         moe::v1::TokenizeResponse* resp) {
+  if (!Authorized(*context)) {
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                        "api_key: missing or wrong (send metadata authorization: Bearer <key>)");
+  }
   const ServingContext* ctx = Ready();
   if (ctx == nullptr) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "model is loading");
   if (ctx->tokenizer == nullptr) {
@@ -170,9 +195,13 @@ grpc::Status InferenceService::Tokenize(grpc::ServerContext*, const moe::v1::Tok
   return grpc::Status::OK;
 }
 
-grpc::Status InferenceService::Detokenize(grpc::ServerContext*,
+grpc::Status InferenceService::Detokenize(grpc::ServerContext* context,
                                           const moe::v1::DetokenizeRequest* req,
                                           moe::v1::DetokenizeResponse* resp) {
+  if (!Authorized(*context)) {
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                        "api_key: missing or wrong (send metadata authorization: Bearer <key>)");
+  }
   const ServingContext* ctx = Ready();
   if (ctx == nullptr) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "model is loading");
   if (ctx->tokenizer == nullptr) {

@@ -35,6 +35,9 @@ struct ServingContext {
 class InferenceService final : public moe::v1::Inference::Service {
  public:
   void SetReady(ServingContext ctx);
+  // Every RPC then needs metadata "authorization: Bearer <key>" (UNAUTHENTICATED
+  // otherwise). Call before the server starts; "" = no key.
+  void SetApiKey(std::string key) { api_key_ = std::move(key); }
   void StopAccepting() { accepting_.store(false); }
 
   grpc::Status Generate(grpc::ServerContext* context, const moe::v1::GenerateRequest* request,
@@ -51,11 +54,13 @@ class InferenceService final : public moe::v1::Inference::Service {
 
  private:
   const ServingContext* Ready() const;
+  bool Authorized(const grpc::ServerContext& context) const;
   uint64_t NextSeed();
 
   std::atomic<bool> ready_{false};
   std::atomic<bool> accepting_{true};
   ServingContext ctx_;  // written once before ready_ is set
+  std::string api_key_;  // set before the server starts, then read-only
   absl::Mutex seed_mu_;
   std::mt19937_64 seed_rng_ ABSL_GUARDED_BY(seed_mu_){std::random_device{}()};
 };

@@ -41,6 +41,10 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::printf("moe_server listening on %s (gRPC)\n", (*server)->address().c_str());
+  if ((*server)->http_port() >= 0) {
+    std::printf("moe_server listening on http://%s:%d (OpenAI-compatible HTTP)\n",
+                options->host.c_str(), (*server)->http_port());
+  }
   std::fflush(stdout);
 
   int exit_code = 0;

@@ -4,6 +4,9 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <spdlog/spdlog.h>
 
+#include <fstream>
+#include <sstream>
+
 #include "absl/strings/str_cat.h"
 #include "server/detokenizer_text_decoder.h"
 
@@ -38,6 +41,10 @@ std::function<void(size_t, size_t)> ProgressLogger() {
 absl::StatusOr<std::unique_ptr<Server>> Server::BuildAndStart(const ServerOptions& options,
                                                               ModelSource source) {
   std::unique_ptr<Server> s(new Server());
+  const std::string model_name =
+      options.served_model_name.empty() ? options.model : options.served_model_name;
+  s->metrics_ = std::make_unique<Metrics>(model_name);
+  s->service_.SetApiKey(options.api_key);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -55,6 +62,32 @@ absl::StatusOr<std::unique_ptr<Server>> Server::BuildAndStart(const ServerOption
   SetHealth(s->grpc_server_.get(), false);
   spdlog::info("gRPC listening on {} (health NOT_SERVING until the model is loaded)",
                s->address_);
+
+  if (options.http_port >= 0) {
+    http::HttpGatewayOptions ho;
+    ho.host = options.host;
+    ho.port = options.http_port;
+    ho.model_name = model_name;
+    ho.api_key = options.api_key;
+    if (!options.chat_template.empty()) {
+      std::ifstream in(options.chat_template);
+      if (!in) {
+        s->grpc_server_->Shutdown();
+        return absl::NotFoundError(
+            absl::StrCat("chat_template: cannot read ", options.chat_template));
+      }
+      std::stringstream ss;
+      ss << in.rdbuf();
+      ho.chat_template = ss.str();
+    }
+    auto gateway = http::HttpGateway::Start(ho, s->metrics_.get());
+    if (!gateway.ok()) {
+      s->grpc_server_->Shutdown();
+      return gateway.status();
+    }
+    s->http_ = *std::move(gateway);
+    spdlog::info("HTTP (OpenAI-compatible) listening on {}:{}", options.host, s->http_->port());
+  }
 
   if (!source) {
     source = [model = options.model](const engine::LoadOptions& lo) {
@@ -103,6 +136,7 @@ void Server::LoadAndServe(ServerOptions options, ModelSource source) {
     so.max_num_batched_tokens = options.max_num_batched_tokens;
     so.max_queue = options.max_queue;
     so.make_text_decoder = MakeDetokenizerFactory(model->tokenizer.get());
+    so.on_request_finished = metrics_->SchedulerHook();
     sched = std::make_unique<scheduler::Scheduler>(model->runner.get(), so);
     status = sched->Start();
   }
@@ -126,6 +160,15 @@ void Server::LoadAndServe(ServerOptions options, ModelSource source) {
   scheduler_ = std::move(sched);
   if (shutting_down_) return;  // shutdown raced with loading: never go SERVING
   service_.SetReady(ctx);
+  if (http_) {
+    http::HttpServingContext hctx;
+    hctx.scheduler = scheduler_.get();
+    hctx.tokenizer = model_->tokenizer.get();
+    hctx.config = &model_->config;
+    if (absl::Status hs = http_->SetReady(hctx); !hs.ok()) {
+      spdlog::error("HTTP gateway cannot serve: {}", hs.ToString());
+    }
+  }
   SetHealth(grpc_server_.get(), true);
   spdlog::info("serving on {} (health SERVING): {} KV blocks of {} tokens, max_num_seqs {}, "
                "max_num_batched_tokens {}",
@@ -161,6 +204,7 @@ void Server::Shutdown(absl::Duration drain_timeout) {
   }
   SetHealth(grpc_server_.get(), false);
   service_.StopAccepting();
+  if (http_) http_->StopAccepting();
   if (loader_.joinable()) loader_.join();  // a load in progress finishes first
   {
     absl::MutexLock lock(&mu_);
@@ -178,6 +222,7 @@ void Server::Shutdown(absl::Duration drain_timeout) {
     }
     sched->Shutdown();  // aborts whatever is left; their streams end
   }
+  if (http_) http_->Stop();
   // Streams have all received their final event; give handlers a moment to return.
   grpc_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   spdlog::info("server stopped");
@@ -185,6 +230,7 @@ void Server::Shutdown(absl::Duration drain_timeout) {
 
 Server::~Server() {
   Shutdown(absl::ZeroDuration());
+  http_.reset();  // before the scheduler and model it serves
   absl::MutexLock lock(&mu_);
   scheduler_.reset();  // joins the engine thread before the model goes away
   model_.reset();

@@ -19,6 +19,8 @@
 #include "engine/model_loader.h"
 #include "scheduler/scheduler.h"
 #include "server/grpc_service.h"
+#include "server/http/http_gateway.h"
+#include "server/metrics/metrics.h"
 #include "server/server_options.h"
 
 namespace moe::server {
@@ -38,6 +40,8 @@ class Server {
 
   int port() const { return port_; }
   const std::string& address() const { return address_; }  // "host:port"
+  // The HTTP gateway's port; -1 when HTTP is disabled.
+  int http_port() const { return http_ ? http_->port() : -1; }
 
   // Waits for the model load to end: OK once serving, its error if loading failed,
   // DEADLINE_EXCEEDED on timeout.
@@ -56,6 +60,7 @@ class Server {
   Server() = default;
   void LoadAndServe(ServerOptions options, ModelSource source);
 
+  std::unique_ptr<Metrics> metrics_;
   InferenceService service_;
   std::unique_ptr<grpc::Server> grpc_server_;
   int port_ = 0;
@@ -69,6 +74,8 @@ class Server {
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
   std::unique_ptr<engine::LoadedModel> model_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<scheduler::Scheduler> scheduler_ ABSL_GUARDED_BY(mu_);
+  // Declared last: destroyed first, before the scheduler and model it serves.
+  std::unique_ptr<http::HttpGateway> http_;
 };
 
 }  // namespace moe::server

@@ -1,5 +1,6 @@
 #include "server/server_options.h"
 
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -45,6 +46,10 @@ absl::StatusOr<ServerOptions> ApplyConfigJson(absl::string_view text, const std:
     else if (k == "device") s = Read(v, k, origin, &o.device);
     else if (k == "host") s = Read(v, k, origin, &o.host);
     else if (k == "grpc_port") s = Read(v, k, origin, &o.grpc_port);
+    else if (k == "http_port") s = Read(v, k, origin, &o.http_port);
+    else if (k == "api_key") s = Read(v, k, origin, &o.api_key);
+    else if (k == "chat_template") s = Read(v, k, origin, &o.chat_template);
+    else if (k == "served_model_name") s = Read(v, k, origin, &o.served_model_name);
     else if (k == "max_num_seqs") s = Read(v, k, origin, &o.max_num_seqs);
     else if (k == "max_num_batched_tokens") s = Read(v, k, origin, &o.max_num_batched_tokens);
     else if (k == "num_kv_blocks") s = Read(v, k, origin, &o.num_kv_blocks);
@@ -78,6 +83,10 @@ absl::StatusOr<ServerOptions> ParseServerFlags(int argc, char** argv) {
   app.add_option("--device", flags.device, "auto | cpu | cuda");
   app.add_option("--host", flags.host, "address to listen on");
   app.add_option("--grpc-port", flags.grpc_port, "gRPC port; 0 picks a free one");
+  app.add_option("--http-port", flags.http_port, "OpenAI-compatible HTTP port; 0 picks a free one, -1 disables HTTP");
+  app.add_option("--api-key", flags.api_key, "require this key on both frontends (default: $MOE_API_KEY)");
+  app.add_option("--chat-template", flags.chat_template, "Jinja chat template file overriding the tokenizer's");
+  app.add_option("--served-model-name", flags.served_model_name, "model name clients use (default: the model directory)");
   app.add_option("--max-num-seqs", flags.max_num_seqs, "sequences per step at most");
   app.add_option("--max-num-batched-tokens", flags.max_num_batched_tokens, "tokens per step at most");
   app.add_option("--num-kv-blocks", flags.num_kv_blocks, "KV cache blocks (16 tokens each); 0 = from --kv-cache-mb");
@@ -105,6 +114,13 @@ absl::StatusOr<ServerOptions> ParseServerFlags(int argc, char** argv) {
   if (set("--device")) o.device = flags.device;
   if (set("--host")) o.host = flags.host;
   if (set("--grpc-port")) o.grpc_port = flags.grpc_port;
+  if (set("--http-port")) o.http_port = flags.http_port;
+  if (set("--api-key")) o.api_key = flags.api_key;
+  if (set("--chat-template")) o.chat_template = flags.chat_template;
+  if (set("--served-model-name")) o.served_model_name = flags.served_model_name;
+  if (o.api_key.empty()) {
+    if (const char* env = std::getenv("MOE_API_KEY"); env != nullptr) o.api_key = env;
+  }
   if (set("--max-num-seqs")) o.max_num_seqs = flags.max_num_seqs;
   if (set("--max-num-batched-tokens")) o.max_num_batched_tokens = flags.max_num_batched_tokens;
   if (set("--num-kv-blocks")) o.num_kv_blocks = flags.num_kv_blocks;
@@ -127,6 +143,9 @@ absl::Status ValidateServerOptions(const ServerOptions& o) {
     return bad("device", absl::StrCat("must be auto, cpu or cuda, got \"", o.device, "\""));
   }
   if (o.grpc_port < 0 || o.grpc_port > 65535) return bad("grpc_port", "must be in [0, 65535]");
+  if (o.http_port < -1 || o.http_port > 65535) {
+    return bad("http_port", "must be in [0, 65535], or -1 to disable HTTP");
+  }
   if (o.max_num_seqs < 1) return bad("max_num_seqs", "must be >= 1");
   if (o.max_num_batched_tokens < 1) return bad("max_num_batched_tokens", "must be >= 1");
   if (o.num_kv_blocks < 0) return bad("num_kv_blocks", "must be >= 0");

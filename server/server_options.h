@@ -18,6 +18,10 @@ struct ServerOptions {
   std::string device = "auto";  // auto | cpu | cuda
   std::string host = "127.0.0.1";
   int grpc_port = 50051;        // 0: the OS picks a free port (printed)
+  int http_port = 8080;         // OpenAI-compatible HTTP; 0: the OS picks; -1: no HTTP
+  std::string api_key;          // both frontends require it when set (or $MOE_API_KEY)
+  std::string chat_template;    // file overriding the tokenizer's chat template
+  std::string served_model_name;  // name in /v1/models; default: the model directory
   int max_num_seqs = 64;
   int max_num_batched_tokens = 512;
   int num_kv_blocks = 0;        // 0: derived from kv_cache_mb

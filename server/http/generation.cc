@@ -16,10 +16,8 @@ uint64_t RandomU64() {
 
 absl::StatusOr<std::unique_ptr<Generation>> Generation::Submit(
     scheduler::Scheduler* scheduler, const OpenAiRequest& req,
-    const std::vector<std::vector<int32_t>>& prompts, const std::string& id_prefix,
-    Metrics* metrics) {
+    const std::vector<std::vector<int32_t>>& prompts, const std::string& id_prefix) {
   std::unique_ptr<Generation> g(new Generation());
-  g->metrics_ = metrics;
   for (size_t p = 0; p < prompts.size(); ++p) {
     for (int i = 0; i < req.n; ++i) {
       const int index = static_cast<int>(p) * req.n + i;
@@ -90,7 +88,6 @@ bool Generation::Next(int* choice, scheduler::StreamEvent* event, absl::Duration
       if (event->kind != scheduler::StreamEvent::Kind::kTokens) {
         c.finished = true;
         ++num_finished_;
-        Record(c, *event);
       }
       *choice = static_cast<int>(i);
       return true;
@@ -107,7 +104,6 @@ bool Generation::Next(int* choice, scheduler::StreamEvent* event, absl::Duration
         if (event->kind != scheduler::StreamEvent::Kind::kTokens) {
           c.finished = true;
           ++num_finished_;
-          Record(c, *event);
         }
         *choice = static_cast<int>(i);
         return true;
@@ -116,21 +112,6 @@ bool Generation::Next(int* choice, scheduler::StreamEvent* event, absl::Duration
     }
   }
   return false;
-}
-
-void Generation::Record(const Choice& c, const scheduler::StreamEvent& ev) {
-  if (metrics_ == nullptr) return;
-  FinishedRequestStats s;
-  s.e2e_latency_s = absl::ToDoubleSeconds(absl::Now() - c.submitted);
-  if (ev.kind == scheduler::StreamEvent::Kind::kError) {
-    s.finished_reason = "error";
-  } else {
-    s.finished_reason = scheduler::FinishReasonName(ev.finish_reason);
-    s.prompt_tokens = ev.prompt_tokens;
-    s.generation_tokens = ev.completion_tokens;
-    s.time_to_first_token_s = ev.time_to_first_token_s;
-  }
-  metrics_->OnRequestFinished(s);
 }
 
 }  // namespace moe::server::http

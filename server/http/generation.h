@@ -1,6 +1,6 @@
 // One HTTP request's scheduler work: n choices for each prompt, each a separate
 // scheduler request (choice i of a seeded request uses seed + i), read back through one
-// event stream. Records each finished request in Metrics.
+// event stream. (Metrics count requests through the scheduler's finished-request hook.)
 //
 // Thread safety: one Generation belongs to the HTTP worker thread serving its request.
 // The scheduler and metrics are shared (their own contracts apply).
@@ -15,7 +15,6 @@
 #include "absl/time/time.h"
 #include "scheduler/scheduler.h"
 #include "server/http/openai_request.h"
-#include "server/metrics/metrics.h"
 
 namespace moe::server::http {
 
@@ -24,11 +23,9 @@ class Generation {
   // Submits prompts.size() * req.n requests (choice index = prompt * n + i). Without
   // max_tokens, completions get 16 tokens and chat the rest of the context. If any
   // Submit fails, the ones already submitted are cancelled and its error is returned.
-  // `metrics` may be null.
   static absl::StatusOr<std::unique_ptr<Generation>> Submit(
       scheduler::Scheduler* scheduler, const OpenAiRequest& req,
-      const std::vector<std::vector<int32_t>>& prompts, const std::string& id_prefix,
-      Metrics* metrics);
+      const std::vector<std::vector<int32_t>>& prompts, const std::string& id_prefix);
   // Cancels the choices still running and waits (briefly) for their final events, so
   // aborted requests are counted.
   ~Generation();
@@ -47,9 +44,7 @@ class Generation {
     bool finished = false;
   };
   Generation() = default;
-  void Record(const Choice& c, const scheduler::StreamEvent& final_event);
 
-  Metrics* metrics_ = nullptr;
   std::vector<Choice> choices_;
   int num_finished_ = 0;
   size_t cursor_ = 0;  // round-robin start, so no choice starves

@@ -63,7 +63,7 @@ void HandleGenerate(const ServingState& s, ApiKind kind, const httplib::Request&
   meta.model = s.model_name;
 
   absl::StatusOr<std::unique_ptr<Generation>> gen =
-      Generation::Submit(s.scheduler, req, prompts, meta.id, s.metrics);
+      Generation::Submit(s.scheduler, req, prompts, meta.id);
   if (!gen.ok()) return SendError(res, ApiErrorFromStatus(gen.status()));
 
   if (req.stream) {

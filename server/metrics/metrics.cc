@@ -34,6 +34,19 @@ Metrics::Metrics(std::string model_name)
       queue_time_("vllm:request_queue_time_seconds",
                   "Histogram of time spent waiting in the queue in seconds.", LatencyBuckets()) {}
 
+scheduler::RequestFinishedCallback Metrics::SchedulerHook() {
+  return [this](const scheduler::RequestFinishedInfo& info) {
+    FinishedRequestStats s;
+    s.finished_reason = info.finished_reason;
+    s.prompt_tokens = info.prompt_tokens;
+    s.generation_tokens = info.completion_tokens;
+    s.time_to_first_token_s = info.time_to_first_token_s;
+    s.e2e_latency_s = info.e2e_latency_s;
+    if (info.was_scheduled) s.queue_time_s = info.queue_time_s;
+    OnRequestFinished(s);
+  };
+}
+
 void Metrics::OnRequestFinished(const FinishedRequestStats& r) {
   const metrics::Labels base = Base();
   prompt_tokens_.Add(base, std::max(0, r.prompt_tokens));

@@ -35,6 +35,9 @@ class Metrics {
   explicit Metrics(std::string model_name);
 
   void OnRequestFinished(const FinishedRequestStats& r);
+  // The scheduler's finished-request observer feeding OnRequestFinished: every request,
+  // whichever frontend sent it, is counted once. The Metrics must outlive the scheduler.
+  scheduler::RequestFinishedCallback SchedulerHook();
 
   // Prometheus text. `stats` gives the gauges (running / waiting requests, KV cache usage)
   // and vllm:num_preemptions_total; null (model still loading) renders them as 0.

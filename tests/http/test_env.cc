@@ -46,7 +46,9 @@ absl::StatusOr<std::unique_ptr<HttpTestEnv>> StartHttpTestEnv(const HttpTestEnvO
   if (!m.ok()) return m.status();
   env->model = *std::move(m);
 
+  env->metrics = std::make_unique<server::Metrics>(o.model_name);
   scheduler::SchedulerOptions so;
+  so.on_request_finished = env->metrics->SchedulerHook();
   so.max_num_seqs = 16;
   so.max_num_batched_tokens = 256;
   const engine::Tokenizer* tok = env->model.tokenizer.get();
@@ -56,7 +58,6 @@ absl::StatusOr<std::unique_ptr<HttpTestEnv>> StartHttpTestEnv(const HttpTestEnvO
   env->scheduler = std::make_unique<scheduler::Scheduler>(env->model.runner.get(), so);
   if (absl::Status s = env->scheduler->Start(); !s.ok()) return s;
 
-  env->metrics = std::make_unique<server::Metrics>(o.model_name);
   server::http::HttpGatewayOptions go;
   go.host = "127.0.0.1";
   go.port = 0;

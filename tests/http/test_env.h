@@ -28,8 +28,8 @@ struct HttpTestEnvOptions {
 
 struct HttpTestEnv {
   engine::LoadedModel model;
+  std::unique_ptr<server::Metrics> metrics;  // outlives the scheduler that feeds it
   std::unique_ptr<scheduler::Scheduler> scheduler;
-  std::unique_ptr<server::Metrics> metrics;
   std::unique_ptr<server::http::HttpGateway> gateway;
 
   ~HttpTestEnv();  // gateway first, then the scheduler
