@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "engine/cpu/cpu_runner.h"
 #ifdef MOE_HAVE_CUDA
+#include "engine/cuda/cuda_runner.h"
 #include "kernels/cuda/device_query.h"
 #endif
 
@@ -35,9 +36,11 @@ absl::StatusOr<DeviceKind> ChooseDevice(DeviceKind requested, std::string* reaso
 #else
   cuda_state = "this build has no CUDA support (--config=cpu)";
 #endif
-  // The model forward on CUDA is not part of this build yet: the CPU backend is the
-  // only model backend, whatever devices exist.
+#ifdef MOE_HAVE_CUDA
+  constexpr bool kCudaModelBackend = true;
+#else
   constexpr bool kCudaModelBackend = false;
+#endif
   switch (requested) {
     case DeviceKind::kCpu:
       *reason = "requested cpu";
@@ -91,7 +94,16 @@ absl::StatusOr<LoadedModel> LoadModel(const std::string& dir, const LoadOptions&
         " tokens but config.json's vocab_size is ", model.config.vocab_size));
   }
 
-  auto runner = CreateCpuRunner(*model.checkpoint, model.config, options.runner);
+  absl::StatusOr<std::unique_ptr<ModelRunner>> runner;
+#ifdef MOE_HAVE_CUDA
+  if (model.device == DeviceKind::kCuda) {
+    runner = CreateCudaRunner(*model.checkpoint, model.config, options.runner);
+  } else {
+    runner = CreateCpuRunner(*model.checkpoint, model.config, options.runner);
+  }
+#else
+  runner = CreateCpuRunner(*model.checkpoint, model.config, options.runner);
+#endif
   if (!runner.ok()) return runner.status();
   model.runner = *std::move(runner);
   if (options.progress) {
