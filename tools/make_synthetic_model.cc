@@ -52,6 +52,8 @@ int main(int argc, char** argv) {
   CLI::App app{"Writes a random-weight MoE checkpoint (config, tokenizer, safetensors) in "
                "Hugging Face format."};
   std::string profile = "tiny", profile_file, arch, out_dir, dtype = "bf16", config_style = "hf5";
+  std::string routing = "standard";
+  int router_hidden = 0;
   uint64_t seed = 0;
   int layers = 0, threads = 0;
   double shard_size_gib = 4.0;
@@ -82,6 +84,12 @@ int main(int argc, char** argv) {
                  "initializer_range; matrices use init_std*50/sqrt(fan_in)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  app.add_option("--routing", routing,
+                 "standard | pregated (gate at layer l picks layer l+1's experts) | router "
+                 "(decoupled router over token embeddings); see engine/experts/FORMATS.md")
+      ->check(CLI::IsMember({"standard", "pregated", "router"}))
+      ->capture_default_str();
+  app.add_option("--router-hidden-size", router_hidden, "router width for --routing router (0: hidden_size)");
   app.add_option("--threads", threads, "generation threads (0: all cores)");
   app.add_flag("--list-profiles", list_profiles, "print the built-in profiles and exit");
   CLI11_PARSE(app, argc, argv);
@@ -122,6 +130,12 @@ int main(int argc, char** argv) {
       config_style == "hf4" ? moe::tools::ConfigStyle::kHf4 : moe::tools::ConfigStyle::kHf5;
   spec.shard_size_bytes = static_cast<uint64_t>(std::llround(shard_size_gib * (1 << 30)));
   spec.init_std = init_std;
+  if (auto r = moe::tools::ParseRouting(routing); r.ok()) {
+    spec.routing = *r;
+  } else {
+    return Fail(std::string(r.status().message()));
+  }
+  spec.router_hidden_size = router_hidden;
   if (auto st = moe::tools::ValidateSpec(spec); !st.ok()) return Fail(std::string(st.message()));
 
   const int64_t params = moe::tools::ParameterCount(spec);

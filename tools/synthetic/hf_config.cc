@@ -86,6 +86,12 @@ std::string HfConfigJson(const SyntheticSpec& s, int bos_id, int eos_id) {
       break;
   }
 
+  if (s.routing != Routing::kStandard) {
+    nlohmann::json r = {{"mode", RoutingName(s.routing)}};
+    if (s.routing == Routing::kRouter) r["router_hidden_size"] = s.RouterHiddenSize();
+    j["moe_serve_routing"] = r;
+  }
+
   if (s.config_style == ConfigStyle::kHf5) {
     j["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", s.rope_theta}};
     j["dtype"] = DTypeConfigName(s.dtype);

@@ -30,6 +30,23 @@ absl::Status FieldError(absl::string_view source, absl::string_view field,
 
 }  // namespace
 
+const char* RoutingName(Routing r) {
+  switch (r) {
+    case Routing::kStandard: return "standard";
+    case Routing::kPregated: return "pregated";
+    case Routing::kRouter: return "router";
+  }
+  return "?";
+}
+
+absl::StatusOr<Routing> ParseRouting(absl::string_view name) {
+  for (Routing r : {Routing::kStandard, Routing::kPregated, Routing::kRouter}) {
+    if (name == RoutingName(r)) return r;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown routing \"", name, "\"; known: standard, pregated, router"));
+}
+
 const char* FamilyName(Family f) { return kFamilyNames[static_cast<int>(f)]; }
 
 absl::StatusOr<Family> ParseFamily(absl::string_view name) {
@@ -108,6 +125,15 @@ absl::Status ValidateSpec(const SyntheticSpec& s) {
     return FieldError(src, "init_std", "must be a positive number");
   }
   if (s.tokenizer_merges < 0) return FieldError(src, "tokenizer_merges", "must be >= 0");
+  if (s.router_hidden_size < 0) return FieldError(src, "router_hidden_size", "must be >= 0");
+  if (s.routing != Routing::kStandard) {
+    int moe_layers = 0;
+    for (int l = 0; l < s.num_layers; ++l) moe_layers += s.IsMoeLayer(l);
+    if (moe_layers == 0) {
+      return FieldError(src, "routing", absl::StrCat(RoutingName(s.routing),
+                                                     " routing needs at least one MoE layer"));
+    }
+  }
   return absl::OkStatus();
 }
 

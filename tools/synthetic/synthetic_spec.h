@@ -23,6 +23,18 @@ enum class Family { kMixtral, kQwen2Moe, kQwen3Moe, kOlmoe };
 const char* FamilyName(Family f);
 absl::StatusOr<Family> ParseFamily(absl::string_view name);  // error lists the known ones
 
+// How the checkpoint routes tokens to experts (engine/experts/FORMATS.md):
+//   standard  each MoE layer's own gate (Hugging Face layout);
+//   pregated  the first MoE layer's own gate, then model.layers.{l}.pregate.weight in each
+//             MoE layer but the last, selecting the next MoE layer's experts;
+//   router    model.router.{norm,up_proj,out_proj}.weight over token embeddings, giving
+//             every MoE layer's routing; no per-layer gates.
+// config.json gets "moe_serve_routing": {"mode": ..., "router_hidden_size": ...} for the
+// latter two.
+enum class Routing { kStandard, kPregated, kRouter };
+const char* RoutingName(Routing r);                       // "standard", "pregated", "router"
+absl::StatusOr<Routing> ParseRouting(absl::string_view name);  // error lists the known ones
+
 // config.json spelling: transformers 5 (`rope_parameters`, `dtype`) or 4.x (`rope_theta`,
 // `rope_scaling`, `torch_dtype` at top level).
 enum class ConfigStyle { kHf5, kHf4 };
@@ -50,6 +62,11 @@ struct SyntheticSpec {
   double rope_theta = 10000.0;
   double rms_norm_eps = 1e-6;
   bool tie_word_embeddings = false;
+
+  // Routing variant and, for kRouter, the router's hidden width (0: hidden_size).
+  Routing routing = Routing::kStandard;
+  int router_hidden_size = 0;
+  int RouterHiddenSize() const { return router_hidden_size > 0 ? router_hidden_size : hidden_size; }
 
   // Weights and files.
   uint64_t seed = 0;

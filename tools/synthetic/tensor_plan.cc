@@ -40,6 +40,14 @@ class Planner {
     const int64_t q = int64_t{s_.num_heads} * s_.head_dim;
     const int64_t kv = int64_t{s_.num_kv_heads} * s_.head_dim;
     Embedding("model.embed_tokens.weight", s_.vocab_size, h);
+    if (s_.routing == Routing::kRouter) {
+      int64_t moe_layers = 0;
+      for (int l = 0; l < s_.num_layers; ++l) moe_layers += s_.IsMoeLayer(l);
+      const int64_t r = s_.RouterHiddenSize();
+      Norm("model.router.norm.weight", h);
+      Linear("model.router.up_proj.weight", r, h);
+      Linear("model.router.out_proj.weight", moe_layers * s_.num_experts, r);
+    }
     for (int l = 0; l < s_.num_layers; ++l) {
       const std::string p = absl::StrCat("model.layers.", l, ".");
       Norm(p + "input_layernorm.weight", h);
@@ -68,12 +76,26 @@ class Planner {
   }
 
  private:
-  void Mlp(const std::string& p, int layer) {
+  // Routing tensors of a MoE layer: its own gate (standard; pregated: the first MoE
+  // layer only) and its pre-gate (pregated: when another MoE layer follows).
+  void Gates(const std::string& p, const std::string& gate_name, int layer) {
     const int64_t h = s_.hidden_size;
     const int64_t e = s_.num_experts;
+    bool first_moe = true, next_moe = false;
+    for (int l = 0; l < layer; ++l) first_moe &= !s_.IsMoeLayer(l);
+    for (int l = layer + 1; l < s_.num_layers; ++l) next_moe |= s_.IsMoeLayer(l);
+    const bool own = s_.routing == Routing::kStandard ||
+                     (s_.routing == Routing::kPregated && first_moe);
+    if (own) Linear(p + gate_name, e, h);
+    if (s_.routing == Routing::kPregated && next_moe) Linear(p + "pregate.weight", e, h);
+  }
+
+  void Mlp(const std::string& p, int layer) {
+    const int64_t h = s_.hidden_size;
     const int64_t w = s_.moe_intermediate_size;
+    const int64_t e = s_.num_experts;
     if (s_.family == Family::kMixtral) {
-      Linear(p + "block_sparse_moe.gate.weight", e, h);
+      Gates(p, "block_sparse_moe.gate.weight", layer);
       for (int j = 0; j < e; ++j) {
         GatedMlp(absl::StrCat(p, "block_sparse_moe.experts.", j, "."), "w1", "w3", "w2", w);
       }
@@ -83,7 +105,7 @@ class Planner {
       GatedMlp(p + "mlp.", "gate_proj", "up_proj", "down_proj", s_.intermediate_size);
       return;
     }
-    Linear(p + "mlp.gate.weight", e, h);
+    Gates(p, "mlp.gate.weight", layer);
     for (int j = 0; j < e; ++j) {
       GatedMlp(absl::StrCat(p, "mlp.experts.", j, "."), "gate_proj", "up_proj", "down_proj", w);
     }
