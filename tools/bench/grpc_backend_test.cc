@@ -103,7 +103,7 @@ TEST_CASE("gRPC backend: successes, server errors, aborts and timeouts add up", 
   o.arrivals.request_rate = std::numeric_limits<double>::infinity();
   o.max_concurrency = 4;
   o.generate.ignore_eos = true;
-  o.generate.timeout_s = 0.5;
+  o.generate.timeout_s = 2.0;  // generous: a loaded CI machine must not time out the rest
   auto result = RunBenchmark(*backend, requests, o);
   REQUIRE(result.ok());
   const auto& rec = result->records;
@@ -126,7 +126,7 @@ TEST_CASE("gRPC backend: successes, server errors, aborts and timeouts add up", 
   CHECK(rec[1].error.find("queue full") != std::string::npos);
   CHECK_FALSE(rec[3].ok);
   CHECK(rec[3].error.find("timeout") != std::string::npos);
-  CHECK(rec[3].latency_s < 1.5);
+  CHECK(rec[3].latency_s < 6.0);  // ended by the client timeout (the server never ends it)
   CHECK_FALSE(rec[4].ok);
   CHECK(rec[4].error.find("engine exploded") != std::string::npos);
   CHECK_FALSE(rec[5].ok);
