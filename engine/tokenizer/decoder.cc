@@ -220,17 +220,9 @@ absl::StatusOr<std::unique_ptr<Decoder>> ParseDecoder(const Json& j, const std::
     return std::make_unique<StripDecoder>(*content, *start, *stop);
   }
   if (*type == "Sequence") {
-    const std::string list = Sub(path, "decoders");
-    if (!j.contains("decoders") || !j["decoders"].is_array()) {
-      return FieldError(list, "must be an array");
-    }
-    std::vector<std::unique_ptr<Decoder>> parts;
-    for (size_t i = 0; i < j["decoders"].size(); ++i) {
-      auto d = ParseDecoder(j["decoders"][i], Index(list, i));
-      if (!d.ok()) return d.status();
-      parts.push_back(std::move(*d));
-    }
-    return std::make_unique<SequenceDecoder>(std::move(parts));
+    auto parts = ParseParts<Decoder>(j, "decoders", path, ParseDecoder);
+    if (!parts.ok()) return parts.status();
+    return std::make_unique<SequenceDecoder>(*std::move(parts));
   }
   return Unsupported(path, *type);
 }

@@ -3,7 +3,9 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -59,6 +61,23 @@ inline absl::StatusOr<std::string> GetType(const Json& j, const std::string& pat
 
 inline absl::Status Unsupported(const std::string& path, const std::string& type) {
   return FieldError(Sub(path, "type"), absl::StrCat("'", type, "' is not supported"));
+}
+
+// Parses the array `j[key]` (a "Sequence" component's parts) with `parse(element, path)`,
+// which returns absl::StatusOr<std::unique_ptr<T>>. Errors name the element's path.
+template <typename T, typename ParseFn>
+absl::StatusOr<std::vector<std::unique_ptr<T>>> ParseParts(const Json& j, const std::string& key,
+                                                           const std::string& path,
+                                                           ParseFn parse) {
+  const std::string list = Sub(path, key);
+  if (!j.contains(key) || !j[key].is_array()) return FieldError(list, "must be an array");
+  std::vector<std::unique_ptr<T>> parts;
+  for (size_t i = 0; i < j[key].size(); ++i) {
+    auto part = parse(j[key][i], Index(list, i));
+    if (!part.ok()) return part.status();
+    parts.push_back(std::move(*part));
+  }
+  return parts;
 }
 
 }  // namespace moe::engine::tok

@@ -170,17 +170,9 @@ absl::StatusOr<std::unique_ptr<Normalizer>> ParseNormalizer(const Json& j,
     return std::make_unique<StripNormalizer>(*l, *r);
   }
   if (*type == "Sequence") {
-    const std::string list = Sub(path, "normalizers");
-    if (!j.contains("normalizers") || !j["normalizers"].is_array()) {
-      return FieldError(list, "must be an array");
-    }
-    std::vector<std::unique_ptr<Normalizer>> parts;
-    for (size_t i = 0; i < j["normalizers"].size(); ++i) {
-      auto n = ParseNormalizer(j["normalizers"][i], Index(list, i));
-      if (!n.ok()) return n.status();
-      parts.push_back(std::move(*n));
-    }
-    return std::make_unique<SequenceNormalizer>(std::move(parts));
+    auto parts = ParseParts<Normalizer>(j, "normalizers", path, ParseNormalizer);
+    if (!parts.ok()) return parts.status();
+    return std::make_unique<SequenceNormalizer>(*std::move(parts));
   }
   return Unsupported(path, *type);
 }

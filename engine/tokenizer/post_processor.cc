@@ -127,17 +127,9 @@ absl::StatusOr<std::unique_ptr<PostProcessor>> ParsePostProcessor(const Json& j,
     return MakeWrapProcessor({*cls}, {*sep});
   }
   if (*type == "Sequence") {
-    const std::string list = Sub(path, "processors");
-    if (!j.contains("processors") || !j["processors"].is_array()) {
-      return FieldError(list, "must be an array");
-    }
-    std::vector<std::unique_ptr<PostProcessor>> parts;
-    for (size_t i = 0; i < j["processors"].size(); ++i) {
-      auto p = ParsePostProcessor(j["processors"][i], Index(list, i));
-      if (!p.ok()) return p.status();
-      parts.push_back(std::move(*p));
-    }
-    return std::make_unique<SequenceProcessor>(std::move(parts));
+    auto parts = ParseParts<PostProcessor>(j, "processors", path, ParsePostProcessor);
+    if (!parts.ok()) return parts.status();
+    return std::make_unique<SequenceProcessor>(*std::move(parts));
   }
   return Unsupported(path, *type);
 }

@@ -293,17 +293,9 @@ absl::StatusOr<std::unique_ptr<PreTokenizer>> ParsePreTokenizer(const Json& j,
                                                Behavior::kRemoved, false);
   }
   if (*type == "Sequence") {
-    const std::string list = Sub(path, "pretokenizers");
-    if (!j.contains("pretokenizers") || !j["pretokenizers"].is_array()) {
-      return FieldError(list, "must be an array");
-    }
-    std::vector<std::unique_ptr<PreTokenizer>> parts;
-    for (size_t i = 0; i < j["pretokenizers"].size(); ++i) {
-      auto p = ParsePreTokenizer(j["pretokenizers"][i], Index(list, i));
-      if (!p.ok()) return p.status();
-      parts.push_back(std::move(*p));
-    }
-    return std::make_unique<SequencePreTokenizer>(std::move(parts));
+    auto parts = ParseParts<PreTokenizer>(j, "pretokenizers", path, ParsePreTokenizer);
+    if (!parts.ok()) return parts.status();
+    return std::make_unique<SequencePreTokenizer>(*std::move(parts));
   }
   return Unsupported(path, *type);
 }
