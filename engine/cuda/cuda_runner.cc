@@ -4,6 +4,8 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <type_traits>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -77,12 +79,13 @@ struct Scratch {
   }
 };
 
+template <typename T>
 class CudaModelRunner : public ModelRunner {
  public:
   CudaModelRunner(const ModelConfig& config, bool renormalize, std::optional<float> clip,
-                  int block_size, int num_blocks)
+                  int block_size, int num_blocks, const char* dtype_name)
       : config_(config), renormalize_(renormalize), clip_(clip), block_size_(block_size),
-        num_blocks_(num_blocks) {}
+        num_blocks_(num_blocks), dtype_name_(dtype_name) {}
   ~CudaModelRunner() override {
     for (auto& p : kv_) cudaFree(p);
     if (cublas_) cublasDestroy(cublas_);
@@ -99,20 +102,21 @@ class CudaModelRunner : public ModelRunner {
 
  private:
   absl::Status Validate(const ForwardBatch& batch) const;
-  absl::Status Attention(int l, int64_t T);
-  absl::Status Ffn(int l, int64_t T);
-  absl::Status DenseFfn(const cuda::DeviceFfn& f, int64_t T, float* out);
+  absl::Status Attention(int l, int64_t n);
+  absl::Status Ffn(int l, int64_t n);
+  absl::Status DenseFfn(const cuda::DeviceFfn<T>& f, int64_t n, float* out);
 
   const ModelConfig config_;
   const bool renormalize_;
   const std::optional<float> clip_;
   const int block_size_;
   const int num_blocks_;
+  const char* dtype_name_;
   std::string device_name_;
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
-  cuda::DeviceWeights w_;
-  std::vector<bf16*> kv_;  // per layer: k then v
+  cuda::DeviceWeights<T> w_;
+  std::vector<T*> kv_;  // per layer: k then v
   int rotary_dim_ = 0;
   float scale_ = 1.f;
   Scratch<float> inv_freq_;
@@ -124,12 +128,13 @@ class CudaModelRunner : public ModelRunner {
   // Activations.
   Scratch<float> x_, delta_, qkv_, logits_, router_logits_, topk_w_, gu_, eout_, shared_out_,
       shared_logit_, ws_;
-  Scratch<bf16> h_, attn_, perm_, act_, rows_h_;
+  Scratch<T> h_, attn_, perm_, act_, rows_h_;
   Scratch<int32_t> topk_idx_, counts_, offsets_, row_token_, slot_row_;
   std::vector<int32_t> h_counts_, h_offsets_;
 };
 
-absl::Status CudaModelRunner::Init(const DecoderWeights& w) {
+template <typename T>
+absl::Status CudaModelRunner<T>::Init(const DecoderWeights& w) {
   int n = 0;
   cudaError_t e = cudaGetDeviceCount(&n);
   if (e != cudaSuccess || n == 0) {
@@ -138,18 +143,18 @@ absl::Status CudaModelRunner::Init(const DecoderWeights& w) {
   }
   cudaDeviceProp prop;
   CU(cudaGetDeviceProperties(&prop, 0));
-  device_name_ = prop.name;
+  device_name_ = absl::StrCat(prop.name, " (", dtype_name_, ")");
   CU(cudaStreamCreate(&stream_));
   CB(cublasCreate(&cublas_));
   CB(cublasSetStream(cublas_, stream_));
   RET(w_.Upload(w, config_));
   const size_t per_layer = static_cast<size_t>(num_blocks_) * block_size_ * config_.kv_size();
   for (int l = 0; l < 2 * config_.num_layers; ++l) {
-    bf16* p = nullptr;
-    e = cudaMalloc(reinterpret_cast<void**>(&p), per_layer * sizeof(bf16));
+    T* p = nullptr;
+    e = cudaMalloc(reinterpret_cast<void**>(&p), per_layer * sizeof(T));
     if (e != cudaSuccess) {
       return absl::ResourceExhaustedError(absl::StrCat(
-          "KV cache of ", num_blocks_, " blocks (", per_layer * 2, " bytes per layer and K/V) does "
+          "KV cache of ", num_blocks_, " blocks (", per_layer * sizeof(T), " bytes per layer and K/V) does "
           "not fit after ", w_.bytes, " bytes of weights: ", cudaGetErrorString(e)));
     }
     kv_.push_back(p);
@@ -163,7 +168,8 @@ absl::Status CudaModelRunner::Init(const DecoderWeights& w) {
   return absl::OkStatus();
 }
 
-absl::Status CudaModelRunner::Validate(const ForwardBatch& batch) const {
+template <typename T>
+absl::Status CudaModelRunner<T>::Validate(const ForwardBatch& batch) const {
   std::set<int64_t> ids;
   for (size_t i = 0; i < batch.seqs.size(); ++i) {
     const SequenceChunk& s = batch.seqs[i];
@@ -192,29 +198,30 @@ absl::Status CudaModelRunner::Validate(const ForwardBatch& batch) const {
   return absl::OkStatus();
 }
 
-absl::Status CudaModelRunner::Attention(int l, int64_t T) {
-  const cuda::DeviceLayer& L = w_.layers[l];
+template <typename T>
+absl::Status CudaModelRunner<T>::Attention(int l, int64_t n) {
+  const cuda::DeviceLayer<T>& L = w_.layers[l];
   const int64_t H = config_.hidden_size, Q = config_.q_size(), KV = config_.kv_size(), S = Q + 2 * KV;
   const int hd = config_.head_dim;
   const float eps = config_.rms_norm_eps;
-  CB(kg::LinearBf16(cublas_, h_.p, T, H, H, L.qkv, S, qkv_.p, S));
-  if (L.qkv_bias) CU(kg::LaunchAddBias(qkv_.p, T, S, S, L.qkv_bias, stream_));
+  CB(kg::Linear(cublas_, h_.p, n, H, H, L.qkv, S, qkv_.p, S));
+  if (L.qkv_bias) CU(kg::LaunchAddBias(qkv_.p, n, S, S, L.qkv_bias, stream_));
   if (config_.qk_norm == QkNorm::kPerHead) {
-    CU(kg::LaunchRmsNormGroups(qkv_.p, T, S, config_.num_heads, hd, L.q_norm, eps, stream_));
-    CU(kg::LaunchRmsNormGroups(qkv_.p + Q, T, S, config_.num_kv_heads, hd, L.k_norm, eps, stream_));
+    CU(kg::LaunchRmsNormGroups(qkv_.p, n, S, config_.num_heads, hd, L.q_norm, eps, stream_));
+    CU(kg::LaunchRmsNormGroups(qkv_.p + Q, n, S, config_.num_kv_heads, hd, L.k_norm, eps, stream_));
   } else if (config_.qk_norm == QkNorm::kWholeProjection) {
-    CU(kg::LaunchRmsNormGroups(qkv_.p, T, S, 1, static_cast<int>(Q), L.q_norm, eps, stream_));
-    CU(kg::LaunchRmsNormGroups(qkv_.p + Q, T, S, 1, static_cast<int>(KV), L.k_norm, eps, stream_));
+    CU(kg::LaunchRmsNormGroups(qkv_.p, n, S, 1, static_cast<int>(Q), L.q_norm, eps, stream_));
+    CU(kg::LaunchRmsNormGroups(qkv_.p + Q, n, S, 1, static_cast<int>(KV), L.k_norm, eps, stream_));
   }
-  if (clip_.has_value()) CU(kg::LaunchClamp(qkv_.p, T * S, *clip_, stream_));
+  if (clip_.has_value()) CU(kg::LaunchClamp(qkv_.p, n * S, *clip_, stream_));
   if (rotary_dim_ > 0) {
-    CU(kg::LaunchRopeQk(qkv_.p, S, config_.num_heads, qkv_.p + Q, S, config_.num_kv_heads, T, hd,
+    CU(kg::LaunchRopeQk(qkv_.p, S, config_.num_heads, qkv_.p + Q, S, config_.num_kv_heads, n, hd,
                         rotary_dim_, positions_.p, inv_freq_.p, stream_));
   }
-  bf16* kc = kv_[2 * l];
-  bf16* vc = kv_[2 * l + 1];
-  CU(kg::LaunchWriteKvCache(qkv_.p + Q, qkv_.p + Q + KV, S, T, slots_.p, static_cast<int>(KV), kc, vc, stream_));
-  kg::PagedAttentionParams p;
+  T* kc = kv_[2 * l];
+  T* vc = kv_[2 * l + 1];
+  CU(kg::LaunchWriteKvCache(qkv_.p + Q, qkv_.p + Q + KV, S, n, slots_.p, static_cast<int>(KV), kc, vc, stream_));
+  kg::PagedAttentionParamsT<T> p;
   p.q = qkv_.p;
   p.q_stride = S;
   p.num_heads = config_.num_heads;
@@ -231,29 +238,31 @@ absl::Status CudaModelRunner::Attention(int l, int64_t T) {
   p.out_stride = Q;
   CU(kg::LaunchPrefillAttention(p, tiles_.p, num_prefill_tiles_, stream_));
   CU(kg::LaunchDecodeAttention(p, decode_.p, num_decode_, num_splits_, ws_.p, stream_));
-  CB(kg::LinearBf16(cublas_, attn_.p, T, Q, Q, L.o_proj, H, delta_.p, H));
-  if (L.o_bias) CU(kg::LaunchAddBias(delta_.p, T, H, H, L.o_bias, stream_));
+  CB(kg::Linear(cublas_, attn_.p, n, Q, Q, L.o_proj, H, delta_.p, H));
+  if (L.o_bias) CU(kg::LaunchAddBias(delta_.p, n, H, H, L.o_bias, stream_));
   return absl::OkStatus();
 }
 
-absl::Status CudaModelRunner::DenseFfn(const cuda::DeviceFfn& f, int64_t T, float* out) {
+template <typename T>
+absl::Status CudaModelRunner<T>::DenseFfn(const cuda::DeviceFfn<T>& f, int64_t n, float* out) {
   const int64_t H = config_.hidden_size;
-  RET(gu_.Reserve(T * 2 * f.inter, "gate_up"));
-  RET(act_.Reserve(T * f.inter, "act"));
-  CB(kg::LinearBf16(cublas_, h_.p, T, H, H, f.gate_up, 2 * f.inter, gu_.p, 2 * f.inter));
-  CU(kg::LaunchSiluMul(gu_.p, T, f.inter, act_.p, stream_));
-  CB(kg::LinearBf16(cublas_, act_.p, T, f.inter, f.inter, f.down, H, out, H));
+  RET(gu_.Reserve(n * 2 * f.inter, "gate_up"));
+  RET(act_.Reserve(n * f.inter, "act"));
+  CB(kg::Linear(cublas_, h_.p, n, H, H, f.gate_up, 2 * f.inter, gu_.p, 2 * f.inter));
+  CU(kg::LaunchSiluMul(gu_.p, n, f.inter, act_.p, stream_));
+  CB(kg::Linear(cublas_, act_.p, n, f.inter, f.inter, f.down, H, out, H));
   return absl::OkStatus();
 }
 
-absl::Status CudaModelRunner::Ffn(int l, int64_t T) {
-  const cuda::DeviceLayer& L = w_.layers[l];
+template <typename T>
+absl::Status CudaModelRunner<T>::Ffn(int l, int64_t n) {
+  const cuda::DeviceLayer<T>& L = w_.layers[l];
   const int64_t H = config_.hidden_size;
-  if (!L.is_moe) return DenseFfn(L.dense, T, delta_.p);
+  if (!L.is_moe) return DenseFfn(L.dense, n, delta_.p);
   const int E = config_.num_experts, k = config_.num_experts_per_tok;
-  const int64_t S = T * k, I = L.expert_inter;
-  CB(kg::LinearBf16(cublas_, h_.p, T, H, H, L.router, E, router_logits_.p, E));
-  CU(kg::LaunchRouterSoftmaxTopK(router_logits_.p, T, E, k, renormalize_, topk_idx_.p, topk_w_.p, stream_));
+  const int64_t S = n * k, I = L.expert_inter;
+  CB(kg::Linear(cublas_, h_.p, n, H, H, L.router, E, router_logits_.p, E));
+  CU(kg::LaunchRouterSoftmaxTopK(router_logits_.p, n, E, k, renormalize_, topk_idx_.p, topk_w_.p, stream_));
   CU(kg::LaunchMoePermute(topk_idx_.p, S, k, E, counts_.p, offsets_.p, row_token_.p, slot_row_.p, stream_));
   h_counts_.resize(E);
   h_offsets_.resize(E + 1);
@@ -266,18 +275,19 @@ absl::Status CudaModelRunner::Ffn(int l, int64_t T) {
   const char* err = kg::RunExperts(cublas_, stream_, perm_.p, h_counts_.data(), h_offsets_.data(), E,
                                    L.experts.data(), H, I, gu_.p, act_.p, eout_.p);
   if (err != nullptr) return absl::InternalError(absl::StrCat("layer ", l, ": ", err));
-  CU(kg::LaunchMoeCombine(eout_.p, slot_row_.p, topk_w_.p, T, k, H, delta_.p, stream_));
+  CU(kg::LaunchMoeCombine(eout_.p, slot_row_.p, topk_w_.p, n, k, H, delta_.p, stream_));
   if (L.shared.present()) {
-    RET(shared_out_.Reserve(T * H, "shared expert out"));
-    RET(shared_logit_.Reserve(T, "shared gate"));
-    RET(DenseFfn(L.shared, T, shared_out_.p));
-    CB(kg::LinearBf16(cublas_, h_.p, T, H, H, L.shared_gate, 1, shared_logit_.p, 1));
-    CU(kg::LaunchSigmoidGatedAdd(delta_.p, shared_logit_.p, shared_out_.p, T, H, stream_));
+    RET(shared_out_.Reserve(n * H, "shared expert out"));
+    RET(shared_logit_.Reserve(n, "shared gate"));
+    RET(DenseFfn(L.shared, n, shared_out_.p));
+    CB(kg::Linear(cublas_, h_.p, n, H, H, L.shared_gate, 1, shared_logit_.p, 1));
+    CU(kg::LaunchSigmoidGatedAdd(delta_.p, shared_logit_.p, shared_out_.p, n, H, stream_));
   }
   return absl::OkStatus();
 }
 
-absl::Status CudaModelRunner::Forward(const ForwardBatch& batch, ForwardResult* out) {
+template <typename T>
+absl::Status CudaModelRunner<T>::Forward(const ForwardBatch& batch, ForwardResult* out) {
   RET(Validate(batch));
   // Flatten the batch on the host.
   std::vector<int32_t> tokens, positions, slots, tables, rows, prefill, decode;
@@ -317,7 +327,7 @@ absl::Status CudaModelRunner::Forward(const ForwardBatch& batch, ForwardResult* 
   num_decode_ = static_cast<int>(decode.size());
   num_splits_ = kg::DecodeNumSplits(max_ctx);
 
-  const int64_t T = static_cast<int64_t>(tokens.size()), H = config_.hidden_size;
+  const int64_t NT = static_cast<int64_t>(tokens.size()), H = config_.hidden_size;
   const int64_t Q = config_.q_size(), KV = config_.kv_size();
   const int E = std::max(config_.num_experts, 1), k = std::max(config_.num_experts_per_tok, 1);
   RET(tokens_.Put(tokens, "tokens", stream_));
@@ -328,40 +338,40 @@ absl::Status CudaModelRunner::Forward(const ForwardBatch& batch, ForwardResult* 
   RET(decode_.Put(decode, "decode list", stream_));
   RET(rows_.Put(rows, "logit rows", stream_));
   RET(seqs_.Put(seqs, "seqs", stream_));
-  RET(x_.Reserve(T * H, "x"));
-  RET(delta_.Reserve(T * H, "delta"));
-  RET(h_.Reserve(T * H, "h"));
-  RET(qkv_.Reserve(T * (Q + 2 * KV), "qkv"));
-  RET(attn_.Reserve(T * Q, "attn"));
+  RET(x_.Reserve(NT * H, "x"));
+  RET(delta_.Reserve(NT * H, "delta"));
+  RET(h_.Reserve(NT * H, "h"));
+  RET(qkv_.Reserve(NT * (Q + 2 * KV), "qkv"));
+  RET(attn_.Reserve(NT * Q, "attn"));
   RET(ws_.Reserve(kg::DecodeWorkspaceFloats(num_decode_, config_.num_heads, config_.head_dim, num_splits_), "decode workspace"));
-  RET(router_logits_.Reserve(T * E, "router logits"));
-  RET(topk_idx_.Reserve(T * k, "topk idx"));
-  RET(topk_w_.Reserve(T * k, "topk w"));
+  RET(router_logits_.Reserve(NT * E, "router logits"));
+  RET(topk_idx_.Reserve(NT * k, "topk idx"));
+  RET(topk_w_.Reserve(NT * k, "topk w"));
   RET(counts_.Reserve(E, "counts"));
   RET(offsets_.Reserve(E + 1, "offsets"));
-  RET(row_token_.Reserve(T * k, "row_token"));
-  RET(slot_row_.Reserve(T * k, "slot_row"));
-  RET(perm_.Reserve(T * k * H, "permuted rows"));
-  RET(eout_.Reserve(T * k * H, "expert out"));
+  RET(row_token_.Reserve(NT * k, "row_token"));
+  RET(slot_row_.Reserve(NT * k, "slot_row"));
+  RET(perm_.Reserve(NT * k * H, "permuted rows"));
+  RET(eout_.Reserve(NT * k * H, "expert out"));
 
-  CU(kg::LaunchEmbedding(tokens_.p, T, w_.embed, H, x_.p, stream_));
+  CU(kg::LaunchEmbedding(tokens_.p, NT, w_.embed, H, x_.p, stream_));
   const float eps = config_.rms_norm_eps;
   for (int l = 0; l < config_.num_layers; ++l) {
-    const cuda::DeviceLayer& L = w_.layers[l];
-    CU(kg::LaunchAddRmsNorm(x_.p, l > 0 ? delta_.p : nullptr, T, static_cast<int>(H), L.input_norm, eps, h_.p, stream_));
-    RET(Attention(l, T));
-    CU(kg::LaunchAddRmsNorm(x_.p, delta_.p, T, static_cast<int>(H), L.post_norm, eps, h_.p, stream_));
-    RET(Ffn(l, T));
+    const cuda::DeviceLayer<T>& L = w_.layers[l];
+    CU(kg::LaunchAddRmsNorm(x_.p, l > 0 ? delta_.p : nullptr, NT, static_cast<int>(H), L.input_norm, eps, h_.p, stream_));
+    RET(Attention(l, NT));
+    CU(kg::LaunchAddRmsNorm(x_.p, delta_.p, NT, static_cast<int>(H), L.post_norm, eps, h_.p, stream_));
+    RET(Ffn(l, NT));
   }
   const int64_t R = static_cast<int64_t>(rows.size());
   out->vocab_size = config_.vocab_size;
   out->logits.assign(static_cast<size_t>(R) * config_.vocab_size, 0.f);
   if (R > 0) {
-    CU(kg::LaunchAddRmsNorm(x_.p, config_.num_layers > 0 ? delta_.p : nullptr, T, static_cast<int>(H), w_.final_norm, eps, h_.p, stream_));
+    CU(kg::LaunchAddRmsNorm(x_.p, config_.num_layers > 0 ? delta_.p : nullptr, NT, static_cast<int>(H), w_.final_norm, eps, h_.p, stream_));
     RET(rows_h_.Reserve(R * H, "logit rows"));
     RET(logits_.Reserve(R * config_.vocab_size, "logits"));
     CU(kg::LaunchGatherRows(h_.p, rows_.p, R, H, rows_h_.p, stream_));
-    CB(kg::LinearBf16(cublas_, rows_h_.p, R, H, H, w_.lm_head, config_.vocab_size, logits_.p, config_.vocab_size));
+    CB(kg::Linear(cublas_, rows_h_.p, R, H, H, w_.lm_head, config_.vocab_size, logits_.p, config_.vocab_size));
     CU(cudaMemcpyAsync(out->logits.data(), logits_.p, out->logits.size() * sizeof(float), cudaMemcpyDeviceToHost, stream_));
   }
   CU(cudaStreamSynchronize(stream_));
@@ -371,9 +381,40 @@ absl::Status CudaModelRunner::Forward(const ForwardBatch& batch, ForwardResult* 
 
 }  // namespace
 
+absl::StatusOr<CudaDType> ParseCudaDType(std::string_view s) {
+  if (s == "auto") return CudaDType::kAuto;
+  if (s == "bf16" || s == "bfloat16") return CudaDType::kBF16;
+  if (s == "fp16" || s == "float16" || s == "half") return CudaDType::kF16;
+  if (s == "fp32" || s == "float32" || s == "float") return CudaDType::kF32;
+  return absl::InvalidArgumentError(absl::StrCat("dtype '", std::string(s), "' is not one of auto, bf16, fp16, fp32"));
+}
+
+const char* CudaDTypeName(CudaDType d) {
+  switch (d) {
+    case CudaDType::kAuto: return "auto";
+    case CudaDType::kBF16: return "bf16";
+    case CudaDType::kF16: return "fp16";
+    case CudaDType::kF32: return "fp32";
+  }
+  return "?";
+}
+
 absl::StatusOr<std::unique_ptr<ModelRunner>> CreateCudaRunner(const Checkpoint& checkpoint,
                                                               const ModelConfig& config,
                                                               const RunnerOptions& options) {
+  CudaDType dtype = CudaDType::kAuto;
+  if (const char* env = std::getenv("MOE_CUDA_DTYPE"); env != nullptr && *env != '\0') {
+    auto d = ParseCudaDType(env);
+    if (!d.ok()) return absl::InvalidArgumentError(absl::StrCat("MOE_CUDA_DTYPE: ", d.status().message()));
+    dtype = *d;
+  }
+  return CreateCudaRunner(checkpoint, config, options, dtype);
+}
+
+absl::StatusOr<std::unique_ptr<ModelRunner>> CreateCudaRunner(const Checkpoint& checkpoint,
+                                                              const ModelConfig& config,
+                                                              const RunnerOptions& options,
+                                                              CudaDType dtype) {
   if (options.kv_block_size <= 0) {
     return absl::InvalidArgumentError(absl::StrCat("kv_block_size must be positive, got ", options.kv_block_size));
   }
@@ -389,20 +430,35 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> CreateCudaRunner(const Checkpoint& 
   }
   auto weights = BindDecoderWeights(checkpoint, config);
   if (!weights.ok()) return weights.status();
+  if (dtype == CudaDType::kAuto) {
+    // The checkpoint's own dtype (as vLLM's --dtype auto), read off the first projection.
+    const WeightRef& probe = weights->layers.empty() ? weights->embed_tokens : weights->layers[0].q_proj;
+    dtype = probe.dtype == DType::kF32 ? CudaDType::kF32
+            : probe.dtype == DType::kF16 ? CudaDType::kF16 : CudaDType::kBF16;
+  }
+  const size_t elem = dtype == CudaDType::kF32 ? 4 : 2;
   int num_blocks = options.num_kv_blocks;
   if (num_blocks <= 0) {
-    const size_t block_bytes = static_cast<size_t>(config.num_layers) * 2 * options.kv_block_size * config.kv_size() * sizeof(bf16);
+    const size_t block_bytes = static_cast<size_t>(config.num_layers) * 2 * options.kv_block_size * config.kv_size() * elem;
     num_blocks = static_cast<int>(options.kv_cache_bytes / std::max<size_t>(1, block_bytes));
     if (num_blocks <= 0) {
       return absl::InvalidArgumentError(absl::StrCat("kv_cache_bytes ", options.kv_cache_bytes,
                                                      " holds no KV block (one block needs ", block_bytes, " bytes)"));
     }
   }
-  auto runner = std::make_unique<CudaModelRunner>(config, weights->router_renormalize, weights->clip_qkv,
-                                                  options.kv_block_size, num_blocks);
-  absl::Status s = runner->Init(*weights);
-  if (!s.ok()) return s;
-  return std::unique_ptr<ModelRunner>(std::move(runner));
+  auto make = [&](auto* tag) -> absl::StatusOr<std::unique_ptr<ModelRunner>> {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    auto runner = std::make_unique<CudaModelRunner<T>>(config, weights->router_renormalize, weights->clip_qkv,
+                                                       options.kv_block_size, num_blocks, CudaDTypeName(dtype));
+    absl::Status s = runner->Init(*weights);
+    if (!s.ok()) return s;
+    return std::unique_ptr<ModelRunner>(std::move(runner));
+  };
+  switch (dtype) {
+    case CudaDType::kF32: return make(static_cast<float*>(nullptr));
+    case CudaDType::kF16: return make(static_cast<cuda::f16*>(nullptr));
+    default: return make(static_cast<bf16*>(nullptr));
+  }
 }
 
 }  // namespace moe::engine

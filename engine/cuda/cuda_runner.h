@@ -1,14 +1,19 @@
 // The CUDA backend: runs every supported MoE family on one GPU. Weights are converted to
-// bf16 and uploaded once at creation (q/k/v fused into one projection, each expert's
-// gate/up fused); the paged KV cache is bf16 on the device; activations are fp32 with
-// bf16 GEMM operands (fp32 accumulation). One CUDA stream; logits come back as fp32.
-// Numerically it follows the CPU backend up to bf16 rounding of weights and GEMM inputs
-// (top-5 logprobs within ~2e-2 of transformers' fp32).
+// the storage dtype (bf16, fp16 or fp32; default: the checkpoint's own) and uploaded once
+// at creation (q/k/v fused into one projection, each expert's gate/up fused); the paged KV
+// cache and every GEMM input are in that dtype; the residual stream, q, attention softmax,
+// router logits/softmax and the logits are fp32, accumulation always fp32. One CUDA
+// stream; logits come back as fp32.
+// Numerically: fp32 follows the CPU backend (and transformers' fp32) to ~1e-5 in top-5
+// logprobs; bf16 storage rounds weights, KV and GEMM inputs to 8 bits of mantissa, which
+// on the tiny high-variance test models moves logprobs by ~1e-2 (median) and up to ~0.6
+// (tools/gpu/rounding_probe reproduces this on the CPU; see tools/gpu/NOTES.md).
 //
 // Thread safety: as ModelRunner: one thread drives Forward at a time.
 #pragma once
 
 #include <memory>
+#include <string_view>
 
 #include "absl/status/statusor.h"
 #include "engine/loader/checkpoint.h"
@@ -22,8 +27,22 @@ namespace moe::engine {
 // options.num_kv_blocks blocks, or as many bf16 blocks as fit in options.kv_cache_bytes
 // when that is 0. Fails with a clear message when no GPU is usable or memory runs out.
 // `checkpoint` need not outlive the runner (weights are copied to the device).
+// The storage dtype is taken from the environment variable MOE_CUDA_DTYPE (auto | bf16 |
+// fp16 | fp32) when set, else kAuto.
 absl::StatusOr<std::unique_ptr<ModelRunner>> CreateCudaRunner(const Checkpoint& checkpoint,
                                                               const ModelConfig& config,
                                                               const RunnerOptions& options);
+
+// Storage dtype of weights, KV cache and GEMM inputs on the GPU. kAuto: the checkpoint's
+// dtype (fp32 checkpoints run in fp32, fp16 in fp16, everything else in bf16).
+enum class CudaDType { kAuto, kBF16, kF16, kF32 };
+// "auto", "bf16"/"bfloat16", "fp16"/"float16"/"half", "fp32"/"float32"/"float".
+absl::StatusOr<CudaDType> ParseCudaDType(std::string_view s);
+const char* CudaDTypeName(CudaDType d);
+
+absl::StatusOr<std::unique_ptr<ModelRunner>> CreateCudaRunner(const Checkpoint& checkpoint,
+                                                              const ModelConfig& config,
+                                                              const RunnerOptions& options,
+                                                              CudaDType dtype);
 
 }  // namespace moe::engine

@@ -9,43 +9,58 @@
 
 namespace moe::engine::cuda {
 
-DeviceWeights::~DeviceWeights() {
+template <typename T>
+DeviceWeights<T>::~DeviceWeights() {
   for (void* p : allocations_) cudaFree(p);
 }
 
-absl::Status DeviceWeights::Put(std::vector<const WeightRef*> parts, const bf16** out) {
+namespace {
+void Convert(const WeightRef& p, size_t i, float* dst) { *dst = LoadAsF32(p.data, p.dtype, i); }
+void Convert(const WeightRef& p, size_t i, bf16* dst) {
+  const uint16_t b = F32ToBf16(LoadAsF32(p.data, p.dtype, i));
+  std::memcpy(dst, &b, 2);
+}
+void Convert(const WeightRef& p, size_t i, f16* dst) {
+  const uint16_t b = F32ToF16(LoadAsF32(p.data, p.dtype, i));
+  std::memcpy(dst, &b, 2);
+}
+DType DTypeOf(const float*) { return DType::kF32; }
+DType DTypeOf(const bf16*) { return DType::kBF16; }
+DType DTypeOf(const f16*) { return DType::kF16; }
+}  // namespace
+
+template <typename T>
+absl::Status DeviceWeights<T>::Put(std::vector<const WeightRef*> parts, const T** out) {
   int64_t numel = 0;
   std::string names;
   for (const WeightRef* p : parts) {
     numel += p->numel();
     absl::StrAppend(&names, names.empty() ? "" : "+", p->name);
   }
-  std::vector<uint16_t> host(static_cast<size_t>(numel));
+  std::vector<T> host(static_cast<size_t>(numel));
   size_t at = 0;
   for (const WeightRef* p : parts) {
-    if (p->dtype == DType::kBF16) {
+    if (p->dtype == DTypeOf(host.data())) {
       std::memcpy(host.data() + at, p->data, p->nbytes());
     } else {
-      for (int64_t i = 0; i < p->numel(); ++i) {
-        host[at + i] = F32ToBf16(LoadAsF32(p->data, p->dtype, static_cast<size_t>(i)));
-      }
+      for (int64_t i = 0; i < p->numel(); ++i) Convert(*p, static_cast<size_t>(i), &host[at + i]);
     }
     at += static_cast<size_t>(p->numel());
   }
   void* d = nullptr;
-  cudaError_t e = cudaMalloc(&d, host.size() * 2);
+  cudaError_t e = cudaMalloc(&d, host.size() * sizeof(T));
   if (e != cudaSuccess) {
-    return absl::ResourceExhaustedError(absl::StrCat("cudaMalloc of ", host.size() * 2,
+    return absl::ResourceExhaustedError(absl::StrCat("cudaMalloc of ", host.size() * sizeof(T),
                                                      " bytes for ", names, ": ",
                                                      cudaGetErrorString(e)));
   }
   allocations_.push_back(d);
-  e = cudaMemcpy(d, host.data(), host.size() * 2, cudaMemcpyHostToDevice);
+  e = cudaMemcpy(d, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice);
   if (e != cudaSuccess) {
     return absl::InternalError(absl::StrCat("upload of ", names, ": ", cudaGetErrorString(e)));
   }
-  bytes += host.size() * 2;
-  *out = static_cast<const bf16*>(d);
+  bytes += host.size() * sizeof(T);
+  *out = static_cast<const T*>(d);
   return absl::OkStatus();
 }
 
@@ -56,7 +71,8 @@ absl::Status DeviceWeights::Put(std::vector<const WeightRef*> parts, const bf16*
   } while (0)
 
 
-absl::Status DeviceWeights::Upload(const DecoderWeights& w, const ModelConfig& config) {
+template <typename T>
+absl::Status DeviceWeights<T>::Upload(const DecoderWeights& w, const ModelConfig& config) {
   RETURN_IF_ERROR_(Put({&w.embed_tokens}, &embed));
   RETURN_IF_ERROR_(Put({&w.final_norm}, &final_norm));
   if (w.lm_head.data == w.embed_tokens.data) {
@@ -64,7 +80,7 @@ absl::Status DeviceWeights::Upload(const DecoderWeights& w, const ModelConfig& c
   } else {
     RETURN_IF_ERROR_(Put({&w.lm_head}, &lm_head));
   }
-  auto put_ffn = [&](const FfnWeights& f, DeviceFfn* out) -> absl::Status {
+  auto put_ffn = [&](const FfnWeights& f, DeviceFfn<T>* out) -> absl::Status {
     if (!f.present()) return absl::OkStatus();
     RETURN_IF_ERROR_(Put({&f.gate, &f.up}, &out->gate_up));
     RETURN_IF_ERROR_(Put({&f.down}, &out->down));
@@ -74,7 +90,7 @@ absl::Status DeviceWeights::Upload(const DecoderWeights& w, const ModelConfig& c
   layers.resize(w.layers.size());
   for (size_t l = 0; l < w.layers.size(); ++l) {
     const LayerWeights& s = w.layers[l];
-    DeviceLayer& d = layers[l];
+    DeviceLayer<T>& d = layers[l];
     RETURN_IF_ERROR_(Put({&s.input_norm}, &d.input_norm));
     RETURN_IF_ERROR_(Put({&s.post_attention_norm}, &d.post_norm));
     RETURN_IF_ERROR_(Put({&s.q_proj, &s.k_proj, &s.v_proj}, &d.qkv));
@@ -88,7 +104,7 @@ absl::Status DeviceWeights::Upload(const DecoderWeights& w, const ModelConfig& c
       RETURN_IF_ERROR_(Put({&s.router}, &d.router));
       d.experts.resize(s.experts.size());
       for (size_t e = 0; e < s.experts.size(); ++e) {
-        DeviceFfn f;
+        DeviceFfn<T> f;
         RETURN_IF_ERROR_(put_ffn(s.experts[e], &f));
         d.experts[e].gate_up = f.gate_up;
         d.experts[e].down = f.down;
@@ -105,5 +121,9 @@ absl::Status DeviceWeights::Upload(const DecoderWeights& w, const ModelConfig& c
   (void)config;
   return absl::OkStatus();
 }
+
+template class DeviceWeights<bf16>;
+template class DeviceWeights<f16>;
+template class DeviceWeights<float>;
 
 }  // namespace moe::engine::cuda

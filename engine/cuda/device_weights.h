@@ -1,4 +1,5 @@
-// The model's weights on the GPU, bf16, uploaded once from the bound DecoderWeights:
+// The model's weights on the GPU in the storage type T (bf16, fp16 or fp32), uploaded once
+// from the bound DecoderWeights:
 // q/k/v stacked into one [q + 2 kv, hidden] projection (biases likewise), each FFN's
 // gate/up stacked into one [2 * inter, hidden] matrix.
 //
@@ -6,6 +7,7 @@
 #pragma once
 
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 
 #include <cstdint>
 #include <vector>
@@ -18,32 +20,37 @@
 namespace moe::engine::cuda {
 
 using bf16 = __nv_bfloat16;
+using f16 = __half;
 
+template <typename T>
 struct DeviceFfn {
-  const bf16* gate_up = nullptr;  // [2 * inter, hidden]
-  const bf16* down = nullptr;     // [hidden, inter]
+  const T* gate_up = nullptr;  // [2 * inter, hidden]
+  const T* down = nullptr;     // [hidden, inter]
   int64_t inter = 0;
   bool present() const { return gate_up != nullptr; }
 };
 
+template <typename T>
 struct DeviceLayer {
-  const bf16* input_norm = nullptr;
-  const bf16* post_norm = nullptr;
-  const bf16* qkv = nullptr;       // [q + 2 kv, hidden]
-  const bf16* qkv_bias = nullptr;  // [q + 2 kv] or null
-  const bf16* o_proj = nullptr;    // [hidden, q]
-  const bf16* o_bias = nullptr;
-  const bf16* q_norm = nullptr;
-  const bf16* k_norm = nullptr;
+  const T* input_norm = nullptr;
+  const T* post_norm = nullptr;
+  const T* qkv = nullptr;       // [q + 2 kv, hidden]
+  const T* qkv_bias = nullptr;  // [q + 2 kv] or null
+  const T* o_proj = nullptr;    // [hidden, q]
+  const T* o_bias = nullptr;
+  const T* q_norm = nullptr;
+  const T* k_norm = nullptr;
   bool is_moe = false;
-  const bf16* router = nullptr;  // [experts, hidden]
-  std::vector<kernels::cuda::ExpertWeightsBf16> experts;
+  const T* router = nullptr;  // [experts, hidden]
+  std::vector<kernels::cuda::ExpertWeights<T>> experts;
   int64_t expert_inter = 0;
-  DeviceFfn shared;
-  const bf16* shared_gate = nullptr;  // [1, hidden]
-  DeviceFfn dense;
+  DeviceFfn<T> shared;
+  const T* shared_gate = nullptr;  // [1, hidden]
+  DeviceFfn<T> dense;
 };
 
+// Explicitly instantiated for bf16, f16 and float.
+template <typename T>
 class DeviceWeights {
  public:
   DeviceWeights() = default;
@@ -54,15 +61,15 @@ class DeviceWeights {
   // Converts and uploads every tensor; fails naming the tensor on an allocation error.
   absl::Status Upload(const DecoderWeights& w, const ModelConfig& config);
 
-  const bf16* embed = nullptr;
-  const bf16* final_norm = nullptr;
-  const bf16* lm_head = nullptr;
-  std::vector<DeviceLayer> layers;
+  const T* embed = nullptr;
+  const T* final_norm = nullptr;
+  const T* lm_head = nullptr;
+  std::vector<DeviceLayer<T>> layers;
   size_t bytes = 0;
 
  private:
   // Uploads the row-wise concatenation of `parts` (all with the same cols).
-  absl::Status Put(std::vector<const WeightRef*> parts, const bf16** out);
+  absl::Status Put(std::vector<const WeightRef*> parts, const T** out);
   std::vector<void*> allocations_;
 };
 

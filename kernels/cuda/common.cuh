@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -9,9 +10,11 @@
 namespace moe::kernels::cuda::detail {
 
 using bf16 = __nv_bfloat16;
+using f16 = __half;
 
 __device__ __forceinline__ float ToF32(float x) { return x; }
 __device__ __forceinline__ float ToF32(bf16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ float ToF32(f16 x) { return __half2float(x); }
 
 template <typename T>
 __device__ __forceinline__ T FromF32(float x);
@@ -19,6 +22,8 @@ template <>
 __device__ __forceinline__ float FromF32<float>(float x) { return x; }
 template <>
 __device__ __forceinline__ bf16 FromF32<bf16>(float x) { return __float2bfloat16_rn(x); }
+template <>
+__device__ __forceinline__ f16 FromF32<f16>(float x) { return __float2half_rn(x); }
 
 __device__ __forceinline__ float WarpSum(float v) {
 #pragma unroll

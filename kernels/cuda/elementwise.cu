@@ -6,6 +6,7 @@ namespace moe::kernels::cuda {
 namespace {
 
 using detail::bf16;
+using detail::f16;
 using detail::CeilDiv;
 
 constexpr int kThreads = 256;
@@ -44,13 +45,14 @@ __global__ void SigmoidGatedAddKernel(float* out, const float* gate_logit, const
   }
 }
 
+template <typename B>
 __global__ void AddBiasKernel(float* y, int64_t rows, int64_t n, int64_t stride,
-                              const bf16* bias) {
+                              const B* bias) {
   const int64_t total = rows * n;
   for (int64_t i = blockIdx.x * int64_t{kThreads} + threadIdx.x; i < total;
        i += int64_t{gridDim.x} * kThreads) {
     const int64_t r = i / n, c = i - r * n;
-    y[r * stride + c] += __bfloat162float(bias[c]);
+    y[r * stride + c] += detail::ToF32(bias[c]);
   }
 }
 
@@ -93,11 +95,28 @@ cudaError_t LaunchSigmoidGatedAdd(float* out, const float* gate_logit, const flo
   return cudaGetLastError();
 }
 
+template <typename B>
+cudaError_t AddBias(float* y, int64_t rows, int64_t n, int64_t stride, const B* bias,
+                    cudaStream_t stream) {
+  if (rows * n <= 0) return cudaSuccess;
+  AddBiasKernel<B><<<Blocks(rows * n), kThreads, 0, stream>>>(y, rows, n, stride, bias);
+  return cudaGetLastError();
+}
 cudaError_t LaunchAddBias(float* y, int64_t rows, int64_t n, int64_t stride, const bf16* bias,
                           cudaStream_t stream) {
-  if (rows * n <= 0) return cudaSuccess;
-  AddBiasKernel<<<Blocks(rows * n), kThreads, 0, stream>>>(y, rows, n, stride, bias);
-  return cudaGetLastError();
+  return AddBias(y, rows, n, stride, bias, stream);
+}
+cudaError_t LaunchAddBias(float* y, int64_t rows, int64_t n, int64_t stride, const f16* bias,
+                          cudaStream_t stream) {
+  return AddBias(y, rows, n, stride, bias, stream);
+}
+cudaError_t LaunchAddBias(float* y, int64_t rows, int64_t n, int64_t stride, const float* bias,
+                          cudaStream_t stream) {
+  return AddBias(y, rows, n, stride, bias, stream);
+}
+cudaError_t LaunchSiluMul(const float* gate_up, int64_t rows, int64_t width, f16* out,
+                          cudaStream_t stream) {
+  return SiluMul<f16>(gate_up, rows, width, out, stream);
 }
 
 cudaError_t LaunchCastToBf16(const float* x, int64_t n, bf16* out, cudaStream_t stream) {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
@@ -19,6 +20,8 @@ cudaError_t LaunchClamp(float* x, int64_t n, float c, cudaStream_t stream);
 // exp(-g)), written as bf16 (the down projection's input) or fp32.
 cudaError_t LaunchSiluMul(const float* gate_up, int64_t rows, int64_t width, __nv_bfloat16* out,
                           cudaStream_t stream);
+cudaError_t LaunchSiluMul(const float* gate_up, int64_t rows, int64_t width, __half* out,
+                          cudaStream_t stream);
 cudaError_t LaunchSiluMul(const float* gate_up, int64_t rows, int64_t width, float* out,
                           cudaStream_t stream);
 
@@ -26,9 +29,13 @@ cudaError_t LaunchSiluMul(const float* gate_up, int64_t rows, int64_t width, flo
 cudaError_t LaunchSigmoidGatedAdd(float* out, const float* gate_logit, const float* shared,
                                   int64_t rows, int64_t n, cudaStream_t stream);
 
-// y[r, :] += bias[:] for a [rows, n] buffer of row stride `stride` (bias bf16).
+// y[r, :] += bias[:] for a [rows, n] buffer of row stride `stride` (bias bf16, fp16 or fp32).
 cudaError_t LaunchAddBias(float* y, int64_t rows, int64_t n, int64_t stride,
                           const __nv_bfloat16* bias, cudaStream_t stream);
+cudaError_t LaunchAddBias(float* y, int64_t rows, int64_t n, int64_t stride, const __half* bias,
+                          cudaStream_t stream);
+cudaError_t LaunchAddBias(float* y, int64_t rows, int64_t n, int64_t stride, const float* bias,
+                          cudaStream_t stream);
 
 // out[i] = bf16(x[i]).
 cudaError_t LaunchCastToBf16(const float* x, int64_t n, __nv_bfloat16* out, cudaStream_t stream);

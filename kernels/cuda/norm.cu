@@ -6,6 +6,7 @@ namespace moe::kernels::cuda {
 namespace {
 
 using detail::bf16;
+using detail::f16;
 
 int NormThreads(int n) {
   int t = 32;
@@ -14,9 +15,9 @@ int NormThreads(int n) {
 }
 
 // One block per row. The residual add (if any) is written back before the norm.
-template <typename Out>
+template <typename Out, typename W>
 __global__ void AddRmsNormKernel(float* residual, const float* delta, const float* x_in,
-                                 int64_t in_stride, int groups, int n, const bf16* weight,
+                                 int64_t in_stride, int groups, int n, const W* weight,
                                  float eps, Out* out, int64_t out_stride) {
   __shared__ float scratch[32];
   const int64_t row = blockIdx.x;
@@ -42,41 +43,41 @@ __global__ void AddRmsNormKernel(float* residual, const float* delta, const floa
   }
 }
 
-template <typename Out>
+template <typename Out, typename W>
 cudaError_t Launch(float* residual, const float* delta, const float* x, int64_t rows, int n,
-                   const bf16* weight, float eps, Out* out, cudaStream_t stream) {
+                   const W* weight, float eps, Out* out, cudaStream_t stream) {
   if (rows <= 0) return cudaSuccess;
-  AddRmsNormKernel<Out><<<static_cast<unsigned>(rows), NormThreads(n), 0, stream>>>(
+  AddRmsNormKernel<Out, W><<<static_cast<unsigned>(rows), NormThreads(n), 0, stream>>>(
       residual, delta, x, n, 1, n, weight, eps, out, n);
   return cudaGetLastError();
 }
 
 }  // namespace
 
-cudaError_t LaunchRmsNorm(const float* x, int64_t rows, int n, const bf16* weight, float eps,
-                          bf16* out, cudaStream_t stream) {
-  return Launch<bf16>(nullptr, nullptr, x, rows, n, weight, eps, out, stream);
-}
-cudaError_t LaunchRmsNorm(const float* x, int64_t rows, int n, const bf16* weight, float eps,
-                          float* out, cudaStream_t stream) {
-  return Launch<float>(nullptr, nullptr, x, rows, n, weight, eps, out, stream);
-}
-cudaError_t LaunchAddRmsNorm(float* residual, const float* delta, int64_t rows, int n,
-                             const bf16* weight, float eps, bf16* out, cudaStream_t stream) {
-  return Launch<bf16>(residual, delta, nullptr, rows, n, weight, eps, out, stream);
-}
-cudaError_t LaunchAddRmsNorm(float* residual, const float* delta, int64_t rows, int n,
-                             const bf16* weight, float eps, float* out, cudaStream_t stream) {
-  return Launch<float>(residual, delta, nullptr, rows, n, weight, eps, out, stream);
-}
-
-cudaError_t LaunchRmsNormGroups(float* x, int64_t num_tokens, int64_t token_stride, int groups,
-                                int n, const bf16* weight, float eps, cudaStream_t stream) {
-  const int64_t rows = num_tokens * groups;
-  if (rows <= 0) return cudaSuccess;
-  AddRmsNormKernel<float><<<static_cast<unsigned>(rows), NormThreads(n), 0, stream>>>(
-      nullptr, nullptr, x, token_stride, groups, n, weight, eps, x, token_stride);
-  return cudaGetLastError();
-}
+#define MOE_NORM_OVERLOADS(W, Out)                                                          \
+  cudaError_t LaunchRmsNorm(const float* x, int64_t rows, int n, const W* weight, float eps, \
+                            Out* out, cudaStream_t stream) {                                \
+    return Launch<Out, W>(nullptr, nullptr, x, rows, n, weight, eps, out, stream);          \
+  }                                                                                         \
+  cudaError_t LaunchAddRmsNorm(float* residual, const float* delta, int64_t rows, int n,    \
+                               const W* weight, float eps, Out* out, cudaStream_t stream) { \
+    return Launch<Out, W>(residual, delta, nullptr, rows, n, weight, eps, out, stream);     \
+  }
+#define MOE_NORM_OVERLOADS_W(W)                                                              \
+  MOE_NORM_OVERLOADS(W, bf16)                                                                \
+  MOE_NORM_OVERLOADS(W, f16)                                                                 \
+  MOE_NORM_OVERLOADS(W, float)                                                               \
+  cudaError_t LaunchRmsNormGroups(float* x, int64_t num_tokens, int64_t token_stride,        \
+                                  int groups, int n, const W* weight, float eps,             \
+                                  cudaStream_t stream) {                                     \
+    const int64_t rows = num_tokens * groups;                                                \
+    if (rows <= 0) return cudaSuccess;                                                       \
+    AddRmsNormKernel<float, W><<<static_cast<unsigned>(rows), NormThreads(n), 0, stream>>>(  \
+        nullptr, nullptr, x, token_stride, groups, n, weight, eps, x, token_stride);         \
+    return cudaGetLastError();                                                               \
+  }
+MOE_NORM_OVERLOADS_W(bf16)
+MOE_NORM_OVERLOADS_W(f16)
+MOE_NORM_OVERLOADS_W(float)
 
 }  // namespace moe::kernels::cuda

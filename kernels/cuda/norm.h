@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
@@ -16,26 +17,29 @@ namespace moe::kernels::cuda {
 
 // out[r, :] = RmsNorm(x[r, :]); x and out contiguous [rows, n]. out may alias x only
 // when both are fp32.
-cudaError_t LaunchRmsNorm(const float* x, int64_t rows, int n, const __nv_bfloat16* weight,
-                          float eps, __nv_bfloat16* out, cudaStream_t stream);
-cudaError_t LaunchRmsNorm(const float* x, int64_t rows, int n, const __nv_bfloat16* weight,
-                          float eps, float* out, cudaStream_t stream);
-
-// Fused residual add + RMSNorm: residual += delta (when delta is not null), then
-// out = RmsNorm(residual). out must not alias residual or delta.
-cudaError_t LaunchAddRmsNorm(float* residual, const float* delta, int64_t rows, int n,
-                             const __nv_bfloat16* weight, float eps, __nv_bfloat16* out,
-                             cudaStream_t stream);
-cudaError_t LaunchAddRmsNorm(float* residual, const float* delta, int64_t rows, int n,
-                             const __nv_bfloat16* weight, float eps, float* out,
-                             cudaStream_t stream);
-
-// In-place RMSNorm of `groups` consecutive rows of length n inside each token's row of a
-// strided buffer: row (t, g) starts at x + t * token_stride + g * n. Per-head q/k norm is
-// groups = heads, n = head_dim; whole-projection q/k norm is groups = 1, n = heads *
-// head_dim. weight has n elements.
-cudaError_t LaunchRmsNormGroups(float* x, int64_t num_tokens, int64_t token_stride, int groups,
-                                int n, const __nv_bfloat16* weight, float eps,
-                                cudaStream_t stream);
+// Overloads for weights W and outputs Out each of bf16, fp16 (__half) or fp32.
+#define MOE_NORM_DECLS(W, Out)                                                                \
+  cudaError_t LaunchRmsNorm(const float* x, int64_t rows, int n, const W* weight, float eps,   \
+                            Out* out, cudaStream_t stream);                                   \
+  /* Fused residual add + RMSNorm: residual += delta (when delta is not null), then   */      \
+  /* out = RmsNorm(residual). out must not alias residual or delta.                   */      \
+  cudaError_t LaunchAddRmsNorm(float* residual, const float* delta, int64_t rows, int n,      \
+                               const W* weight, float eps, Out* out, cudaStream_t stream);
+#define MOE_NORM_DECLS_W(W)                                                                   \
+  MOE_NORM_DECLS(W, __nv_bfloat16)                                                            \
+  MOE_NORM_DECLS(W, __half)                                                                   \
+  MOE_NORM_DECLS(W, float)                                                                    \
+  /* In-place RMSNorm of `groups` consecutive rows of length n inside each token's row  */    \
+  /* of a strided buffer: row (t, g) starts at x + t * token_stride + g * n. Per-head   */    \
+  /* q/k norm is groups = heads, n = head_dim; whole-projection q/k norm is groups = 1, */    \
+  /* n = heads * head_dim. weight has n elements.                                       */    \
+  cudaError_t LaunchRmsNormGroups(float* x, int64_t num_tokens, int64_t token_stride,         \
+                                  int groups, int n, const W* weight, float eps,              \
+                                  cudaStream_t stream);
+MOE_NORM_DECLS_W(__nv_bfloat16)
+MOE_NORM_DECLS_W(__half)
+MOE_NORM_DECLS_W(float)
+#undef MOE_NORM_DECLS_W
+#undef MOE_NORM_DECLS
 
 }  // namespace moe::kernels::cuda

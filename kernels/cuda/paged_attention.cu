@@ -1,6 +1,7 @@
 #include "kernels/cuda/paged_attention.h"
 
 #include <cmath>
+#include <type_traits>
 
 #include "kernels/cuda/common.cuh"
 
@@ -8,22 +9,25 @@ namespace moe::kernels::cuda {
 namespace {
 
 using detail::bf16;
+using detail::f16;
 
 constexpr int kWarps = 4;
 constexpr int kKeyTile = 32;
 constexpr int kQPerWarp = kPrefillTileRows / kWarps;
 
+template <typename T>
 __global__ void WriteKvKernel(const float* k, const float* v, int64_t src_stride,
-                              const int32_t* slots, int kv_row, bf16* k_cache, bf16* v_cache) {
+                              const int32_t* slots, int kv_row, T* k_cache, T* v_cache) {
   const int64_t t = blockIdx.x;
   const int64_t dst = static_cast<int64_t>(slots[t]) * kv_row;
   for (int i = threadIdx.x; i < kv_row; i += blockDim.x) {
-    k_cache[dst + i] = __float2bfloat16_rn(k[t * src_stride + i]);
-    v_cache[dst + i] = __float2bfloat16_rn(v[t * src_stride + i]);
+    k_cache[dst + i] = detail::FromF32<T>(k[t * src_stride + i]);
+    v_cache[dst + i] = detail::FromF32<T>(v[t * src_stride + i]);
   }
 }
 
-__device__ __forceinline__ int64_t CacheRow(const PagedAttentionParams& p, const int32_t* table,
+template <typename P>
+__device__ __forceinline__ int64_t CacheRow(const P& p, const int32_t* table,
                                             int pos, int kvh) {
   const int64_t phys = static_cast<int64_t>(table[pos / p.block_size]) * p.block_size +
                        pos % p.block_size;
@@ -32,9 +36,9 @@ __device__ __forceinline__ int64_t CacheRow(const PagedAttentionParams& p, const
 
 // ---------------------------------------------------------------------------------------
 // Prefill: grid (num_tiles, num_heads), kWarps warps, each warp kQPerWarp queries.
-template <int DPL>
+template <typename T, int DPL>
 __global__ void __launch_bounds__(kWarps * 32)
-    PrefillKernel(const PagedAttentionParams p, const int32_t* tiles) {
+    PrefillKernel(const PagedAttentionParamsT<T> p, const int32_t* tiles) {
   extern __shared__ float smem[];
   const int hd = p.head_dim;
   const int kstride = hd + (hd % 2 == 0 ? 1 : 0);  // odd stride: conflict-free rows
@@ -78,8 +82,8 @@ __global__ void __launch_bounds__(kWarps * 32)
       float kx = 0.f, vx = 0.f;
       if (pos < kv_hi) {
         const int64_t off = CacheRow(p, table, pos, kvh) + d;
-        kx = __bfloat162float(p.k_cache[off]);
-        vx = __bfloat162float(p.v_cache[off]);
+        kx = detail::ToF32(p.k_cache[off]);
+        vx = detail::ToF32(p.v_cache[off]);
       }
       sk[key * kstride + d] = kx;
       sv[key * hd + d] = vx;
@@ -121,12 +125,12 @@ __global__ void __launch_bounds__(kWarps * 32)
   for (int qi = 0; qi < kQPerWarp; ++qi) {
     const int r = warp * kQPerWarp + qi;
     if (r >= rows) continue;
-    bf16* o = p.out + (seq.token_begin + row0 + r) * p.out_stride + h * hd;
+    T* o = p.out + (seq.token_begin + row0 + r) * p.out_stride + h * hd;
     const float inv = 1.f / l[qi];
 #pragma unroll
     for (int j = 0; j < DPL; ++j) {
       const int d = lane + 32 * j;
-      if (d < hd) o[d] = __float2bfloat16_rn(acc[qi][j] * inv);
+      if (d < hd) o[d] = detail::FromF32<T>(acc[qi][j] * inv);
     }
   }
 }
@@ -135,9 +139,9 @@ __global__ void __launch_bounds__(kWarps * 32)
 // Decode: grid (num_heads, num_decode, num_splits). Each warp takes tiles of 32 keys in
 // turn; lane i scores key i, then the warp accumulates P·V with lanes owning dims.
 // Partial results (m, l, unnormalised acc[hd]) go to the workspace.
-template <int DPL>
+template <typename T, int DPL>
 __global__ void __launch_bounds__(kWarps * 32)
-    DecodeKernel(const PagedAttentionParams p, const int32_t* decode_seqs, int num_splits,
+    DecodeKernel(const PagedAttentionParamsT<T> p, const int32_t* decode_seqs, int num_splits,
                  float* ws) {
   __shared__ float sq[kMaxHeadDim];
   __shared__ float s_m[kWarps], s_l[kWarps];
@@ -171,9 +175,11 @@ __global__ void __launch_bounds__(kWarps * 32)
     float s = -INFINITY;
     if (ok) {
       row = CacheRow(p, table, kpos, kvh);
-      const bf16* kr = p.k_cache + row;
+      const T* kr = p.k_cache + row;
       float dot = 0.f;
-      if (hd % 8 == 0) {
+      if constexpr (!std::is_same_v<T, bf16>) {
+        for (int d = 0; d < hd; ++d) dot += sq[d] * detail::ToF32(kr[d]);
+      } else if (hd % 8 == 0) {
         for (int d = 0; d < hd; d += 8) {
           const uint4 u = *reinterpret_cast<const uint4*>(kr + d);
           const __nv_bfloat162* b = reinterpret_cast<const __nv_bfloat162*>(&u);
@@ -184,7 +190,7 @@ __global__ void __launch_bounds__(kWarps * 32)
           }
         }
       } else {
-        for (int d = 0; d < hd; ++d) dot += sq[d] * __bfloat162float(kr[d]);
+        for (int d = 0; d < hd; ++d) dot += sq[d] * detail::ToF32(kr[d]);
       }
       s = dot;
     }
@@ -199,11 +205,11 @@ __global__ void __launch_bounds__(kWarps * 32)
     for (int key = 0; key < nkeys; ++key) {
       const float pk = __shfl_sync(0xffffffffu, pr, key);
       const int64_t vrow = __shfl_sync(0xffffffffu, row, key);
-      const bf16* vr = p.v_cache + vrow;
+      const T* vr = p.v_cache + vrow;
 #pragma unroll
       for (int j = 0; j < DPL; ++j) {
         const int d = lane + 32 * j;
-        if (d < hd) acc[j] += pk * __bfloat162float(vr[d]);
+        if (d < hd) acc[j] += pk * detail::ToF32(vr[d]);
       }
     }
   }
@@ -240,7 +246,8 @@ __global__ void __launch_bounds__(kWarps * 32)
 }
 
 // grid (num_heads, num_decode), threads over head_dim.
-__global__ void DecodeReduceKernel(const PagedAttentionParams p, const int32_t* decode_seqs,
+template <typename T>
+__global__ void DecodeReduceKernel(const PagedAttentionParamsT<T> p, const int32_t* decode_seqs,
                                    int num_splits, const float* ws) {
   const int hd = p.head_dim;
   const int h = blockIdx.x, di = blockIdx.y;
@@ -253,14 +260,14 @@ __global__ void DecodeReduceKernel(const PagedAttentionParams p, const int32_t* 
     const float ms = part[s * (hd + 2)];
     if (ms != -INFINITY) ll += part[s * (hd + 2) + 1] * expf(ms - mm);
   }
-  bf16* o = p.out + static_cast<int64_t>(seq.token_begin) * p.out_stride + h * hd;
+  T* o = p.out + static_cast<int64_t>(seq.token_begin) * p.out_stride + h * hd;
   for (int d = threadIdx.x; d < hd; d += blockDim.x) {
     float a = 0.f;
     for (int s = 0; s < num_splits; ++s) {
       const float ms = part[s * (hd + 2)];
       if (ms != -INFINITY) a += part[s * (hd + 2) + 2 + d] * expf(ms - mm);
     }
-    o[d] = __float2bfloat16_rn(a / ll);
+    o[d] = detail::FromF32<T>(a / ll);
   }
 }
 
@@ -272,47 +279,73 @@ int PickDpl(int hd) {
   return 8;
 }
 
-template <int DPL>
-cudaError_t Prefill(const PagedAttentionParams& p, const int32_t* tiles, int num_tiles,
+template <typename T, int DPL>
+cudaError_t Prefill(const PagedAttentionParamsT<T>& p, const int32_t* tiles, int num_tiles,
                     cudaStream_t stream) {
   const int hd = p.head_dim;
   const int kstride = hd + (hd % 2 == 0 ? 1 : 0);
   const size_t smem = sizeof(float) * (kPrefillTileRows * hd + kKeyTile * kstride + kKeyTile * hd);
   if (smem > 48 * 1024) {
-    cudaError_t e = cudaFuncSetAttribute(PrefillKernel<DPL>,
+    cudaError_t e = cudaFuncSetAttribute(PrefillKernel<T, DPL>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize,
                                          static_cast<int>(smem));
     if (e != cudaSuccess) return e;
   }
-  PrefillKernel<DPL><<<dim3(num_tiles, p.num_heads), kWarps * 32, smem, stream>>>(p, tiles);
+  PrefillKernel<T, DPL><<<dim3(num_tiles, p.num_heads), kWarps * 32, smem, stream>>>(p, tiles);
   return cudaGetLastError();
 }
 
-}  // namespace
 
-cudaError_t LaunchWriteKvCache(const float* k, const float* v, int64_t src_stride,
-                               int64_t num_tokens, const int32_t* slots, int kv_row,
-                               bf16* k_cache, bf16* v_cache, cudaStream_t stream) {
+template <typename T>
+cudaError_t WriteKvCache(const float* k, const float* v, int64_t src_stride,
+                         int64_t num_tokens, const int32_t* slots, int kv_row,
+                         T* k_cache, T* v_cache, cudaStream_t stream) {
   if (num_tokens <= 0) return cudaSuccess;
-  WriteKvKernel<<<static_cast<unsigned>(num_tokens), 256, 0, stream>>>(k, v, src_stride, slots,
+  WriteKvKernel<T><<<static_cast<unsigned>(num_tokens), 256, 0, stream>>>(k, v, src_stride, slots,
                                                                        kv_row, k_cache, v_cache);
   return cudaGetLastError();
 }
 
-cudaError_t LaunchPrefillAttention(const PagedAttentionParams& p, const int32_t* tiles,
-                                   int num_tiles, cudaStream_t stream) {
+template <typename T>
+cudaError_t PrefillAttention(const PagedAttentionParamsT<T>& p, const int32_t* tiles,
+                             int num_tiles, cudaStream_t stream) {
   if (num_tiles <= 0) return cudaSuccess;
   if (p.head_dim <= 0 || p.head_dim > kMaxHeadDim || p.num_kv_heads <= 0 ||
       p.num_heads % p.num_kv_heads != 0) {
     return cudaErrorInvalidValue;
   }
   switch (PickDpl(p.head_dim)) {
-    case 2: return Prefill<2>(p, tiles, num_tiles, stream);
-    case 3: return Prefill<3>(p, tiles, num_tiles, stream);
-    case 4: return Prefill<4>(p, tiles, num_tiles, stream);
-    default: return Prefill<8>(p, tiles, num_tiles, stream);
+    case 2: return Prefill<T, 2>(p, tiles, num_tiles, stream);
+    case 3: return Prefill<T, 3>(p, tiles, num_tiles, stream);
+    case 4: return Prefill<T, 4>(p, tiles, num_tiles, stream);
+    default: return Prefill<T, 8>(p, tiles, num_tiles, stream);
   }
 }
+
+template <typename T>
+cudaError_t DecodeAttention(const PagedAttentionParamsT<T>& p, const int32_t* decode_seqs,
+                            int num_decode, int num_splits, float* workspace,
+                            cudaStream_t stream) {
+  if (num_decode <= 0) return cudaSuccess;
+  if (p.head_dim <= 0 || p.head_dim > kMaxHeadDim || p.num_kv_heads <= 0 ||
+      p.num_heads % p.num_kv_heads != 0 || num_splits < 1) {
+    return cudaErrorInvalidValue;
+  }
+  const dim3 grid(p.num_heads, num_decode, num_splits);
+  switch (PickDpl(p.head_dim)) {
+    case 2: DecodeKernel<T, 2><<<grid, kWarps * 32, 0, stream>>>(p, decode_seqs, num_splits, workspace); break;
+    case 3: DecodeKernel<T, 3><<<grid, kWarps * 32, 0, stream>>>(p, decode_seqs, num_splits, workspace); break;
+    case 4: DecodeKernel<T, 4><<<grid, kWarps * 32, 0, stream>>>(p, decode_seqs, num_splits, workspace); break;
+    default: DecodeKernel<T, 8><<<grid, kWarps * 32, 0, stream>>>(p, decode_seqs, num_splits, workspace); break;
+  }
+  cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) return e;
+  DecodeReduceKernel<T><<<dim3(p.num_heads, num_decode), 128, 0, stream>>>(p, decode_seqs,
+                                                                        num_splits, workspace);
+  return cudaGetLastError();
+}
+
+}  // namespace
 
 int DecodeNumSplits(int max_context) {
   const int s = (max_context + 511) / 512;  // >= 512 keys (4 warps x 4 tiles) per split
@@ -323,26 +356,24 @@ size_t DecodeWorkspaceFloats(int num_decode, int num_heads, int head_dim, int nu
   return static_cast<size_t>(num_decode) * num_heads * num_splits * (head_dim + 2);
 }
 
-cudaError_t LaunchDecodeAttention(const PagedAttentionParams& p, const int32_t* decode_seqs,
-                                  int num_decode, int num_splits, float* workspace,
-                                  cudaStream_t stream) {
-  if (num_decode <= 0) return cudaSuccess;
-  if (p.head_dim <= 0 || p.head_dim > kMaxHeadDim || p.num_kv_heads <= 0 ||
-      p.num_heads % p.num_kv_heads != 0 || num_splits < 1) {
-    return cudaErrorInvalidValue;
+#define MOE_ATTN_OVERLOADS(T)                                                               \
+  cudaError_t LaunchWriteKvCache(const float* k, const float* v, int64_t src_stride,          \
+                                 int64_t num_tokens, const int32_t* slots, int kv_row,        \
+                                 T* k_cache, T* v_cache, cudaStream_t stream) {               \
+    return WriteKvCache<T>(k, v, src_stride, num_tokens, slots, kv_row, k_cache, v_cache,     \
+                           stream);                                                           \
+  }                                                                                           \
+  cudaError_t LaunchPrefillAttention(const PagedAttentionParamsT<T>& p, const int32_t* tiles, \
+                                     int num_tiles, cudaStream_t stream) {                    \
+    return PrefillAttention<T>(p, tiles, num_tiles, stream);                                  \
+  }                                                                                           \
+  cudaError_t LaunchDecodeAttention(const PagedAttentionParamsT<T>& p,                        \
+                                    const int32_t* decode_seqs, int num_decode,               \
+                                    int num_splits, float* workspace, cudaStream_t stream) {  \
+    return DecodeAttention<T>(p, decode_seqs, num_decode, num_splits, workspace, stream);     \
   }
-  const dim3 grid(p.num_heads, num_decode, num_splits);
-  switch (PickDpl(p.head_dim)) {
-    case 2: DecodeKernel<2><<<grid, kWarps * 32, 0, stream>>>(p, decode_seqs, num_splits, workspace); break;
-    case 3: DecodeKernel<3><<<grid, kWarps * 32, 0, stream>>>(p, decode_seqs, num_splits, workspace); break;
-    case 4: DecodeKernel<4><<<grid, kWarps * 32, 0, stream>>>(p, decode_seqs, num_splits, workspace); break;
-    default: DecodeKernel<8><<<grid, kWarps * 32, 0, stream>>>(p, decode_seqs, num_splits, workspace); break;
-  }
-  cudaError_t e = cudaGetLastError();
-  if (e != cudaSuccess) return e;
-  DecodeReduceKernel<<<dim3(p.num_heads, num_decode), 128, 0, stream>>>(p, decode_seqs,
-                                                                        num_splits, workspace);
-  return cudaGetLastError();
-}
+MOE_ATTN_OVERLOADS(bf16)
+MOE_ATTN_OVERLOADS(f16)
+MOE_ATTN_OVERLOADS(float)
 
 }  // namespace moe::kernels::cuda

@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
@@ -36,32 +37,39 @@ struct CudaAttnSeq {
   int32_t block_table_offset = 0;
 };
 
-struct PagedAttentionParams {
+// T: the KV cache's and the output's storage type (bf16, __half or float).
+template <typename T>
+struct PagedAttentionParamsT {
   const float* q = nullptr;  // [tokens, q_stride], head h at column h * head_dim
   int64_t q_stride = 0;
   int num_heads = 0;
   int num_kv_heads = 0;
   int head_dim = 0;
   int block_size = 16;
-  const __nv_bfloat16* k_cache = nullptr;
-  const __nv_bfloat16* v_cache = nullptr;
+  const T* k_cache = nullptr;
+  const T* v_cache = nullptr;
   const CudaAttnSeq* seqs = nullptr;      // device
   const int32_t* block_tables = nullptr;  // device
   float scale = 1.f;
   int sliding_window = 0;
-  __nv_bfloat16* out = nullptr;  // [tokens, out_stride]
+  T* out = nullptr;  // [tokens, out_stride]
   int64_t out_stride = 0;
 };
+using PagedAttentionParams = PagedAttentionParamsT<__nv_bfloat16>;
 
 constexpr int kPrefillTileRows = 16;
 constexpr int kMaxHeadDim = 256;
 
 // Stores fp32 k/v rows (row stride src_stride, kv_heads * head_dim = kv_row elements) as
-// bf16 at cache rows slots[t] (= physical block * block_size + offset).
-cudaError_t LaunchWriteKvCache(const float* k, const float* v, int64_t src_stride,
-                               int64_t num_tokens, const int32_t* slots, int kv_row,
-                               __nv_bfloat16* k_cache, __nv_bfloat16* v_cache,
-                               cudaStream_t stream);
+// the cache's type at cache rows slots[t] (= physical block * block_size + offset).
+#define MOE_KV_DECL(T)                                                                        \
+  cudaError_t LaunchWriteKvCache(const float* k, const float* v, int64_t src_stride,          \
+                                 int64_t num_tokens, const int32_t* slots, int kv_row,        \
+                                 T* k_cache, T* v_cache, cudaStream_t stream);
+MOE_KV_DECL(__nv_bfloat16)
+MOE_KV_DECL(__half)
+MOE_KV_DECL(float)
+#undef MOE_KV_DECL
 
 // Work list of the prefill path for the given (host) sequences: pairs (seq index,
 // first query row within the sequence), kPrefillTileRows rows each.
@@ -79,7 +87,12 @@ inline std::vector<int32_t> BuildPrefillTiles(const CudaAttnSeq* seqs,
 }
 
 // tiles: device copy of BuildPrefillTiles' output (num_tiles pairs).
-cudaError_t LaunchPrefillAttention(const PagedAttentionParams& p, const int32_t* tiles,
+// (Overloads for bf16, __half and float caches.)
+cudaError_t LaunchPrefillAttention(const PagedAttentionParamsT<__nv_bfloat16>& p,
+                                   const int32_t* tiles, int num_tiles, cudaStream_t stream);
+cudaError_t LaunchPrefillAttention(const PagedAttentionParamsT<__half>& p, const int32_t* tiles,
+                                   int num_tiles, cudaStream_t stream);
+cudaError_t LaunchPrefillAttention(const PagedAttentionParamsT<float>& p, const int32_t* tiles,
                                    int num_tiles, cudaStream_t stream);
 
 // How many parts the decode path splits a context of max_context keys into.
@@ -88,8 +101,13 @@ int DecodeNumSplits(int max_context);
 size_t DecodeWorkspaceFloats(int num_decode, int num_heads, int head_dim, int num_splits);
 
 // decode_seqs: device [num_decode] indices into p.seqs of sequences with num_tokens == 1.
-cudaError_t LaunchDecodeAttention(const PagedAttentionParams& p, const int32_t* decode_seqs,
-                                  int num_decode, int num_splits, float* workspace,
-                                  cudaStream_t stream);
+#define MOE_DECODE_DECL(T)                                                                    \
+  cudaError_t LaunchDecodeAttention(const PagedAttentionParamsT<T>& p,                        \
+                                    const int32_t* decode_seqs, int num_decode,               \
+                                    int num_splits, float* workspace, cudaStream_t stream);
+MOE_DECODE_DECL(__nv_bfloat16)
+MOE_DECODE_DECL(__half)
+MOE_DECODE_DECL(float)
+#undef MOE_DECODE_DECL
 
 }  // namespace moe::kernels::cuda
