@@ -72,6 +72,11 @@ absl::StatusOr<DeviceKind> ChooseDevice(DeviceKind requested, std::string* reaso
 }  // namespace
 
 absl::StatusOr<LoadedModel> LoadModel(const std::string& dir, const LoadOptions& options) {
+  const std::string& dt = options.runner.dtype;
+  if (dt != "auto" && dt != "bf16" && dt != "fp16" && dt != "fp32") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("dtype: '", dt, "' is not one of auto, bf16, fp16, fp32"));
+  }
   LoadedModel model;
   auto device = ChooseDevice(options.device, &model.device_reason);
   if (!device.ok()) return device.status();
@@ -97,7 +102,11 @@ absl::StatusOr<LoadedModel> LoadModel(const std::string& dir, const LoadOptions&
   absl::StatusOr<std::unique_ptr<ModelRunner>> runner;
 #ifdef MOE_HAVE_CUDA
   if (model.device == DeviceKind::kCuda) {
-    runner = CreateCudaRunner(*model.checkpoint, model.config, options.runner);
+    auto dtype = ParseCudaDType(options.runner.dtype);
+    if (!dtype.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("dtype: ", dtype.status().message()));
+    }
+    runner = CreateCudaRunner(*model.checkpoint, model.config, options.runner, *dtype);
   } else {
     runner = CreateCpuRunner(*model.checkpoint, model.config, options.runner);
   }

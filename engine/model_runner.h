@@ -54,6 +54,10 @@ struct RunnerOptions {
   int num_kv_blocks = 0;
   size_t kv_cache_bytes = 256ull << 20;
   int num_threads = 0;  // CPU backend: 0 = all cores
+  // CUDA backend: storage type of weights, KV cache and GEMM inputs: "auto" (the
+  // checkpoint's dtype, as vLLM's --dtype auto), "bf16", "fp16" or "fp32". The CPU
+  // backend always computes in fp32 on the weights as stored, and ignores it.
+  std::string dtype = "auto";
 };
 
 class ModelRunner {

@@ -39,6 +39,8 @@ int main(int argc, char** argv) {
   bool json = false, ignore_eos = false;
   app.add_option("--model", model_dir, "Hugging Face model directory")->required();
   app.add_option("--device", device, "auto | cpu | cuda");
+  std::string dtype = "auto";
+  app.add_option("--dtype", dtype, "CUDA storage dtype: auto | bf16 | fp16 | fp32 (the CPU computes in fp32)");
   auto* p1 = app.add_option("--prompt", prompt, "prompt text");
   auto* p2 = app.add_option("--prompt-ids", prompt_ids_arg, "prompt token ids, comma separated");
   p1->excludes(p2);
@@ -57,6 +59,7 @@ int main(int argc, char** argv) {
   if (!kind.ok()) return Fail(std::string(kind.status().message()));
   moe::engine::LoadOptions load_options;
   load_options.device = *kind;
+  load_options.runner.dtype = dtype;
   auto model = moe::engine::LoadModel(model_dir, load_options);
   if (!model.ok()) return Fail(std::string(model.status().message()));
   if (!json) std::fprintf(stderr, "device: %s (%s)\n", model->runner->device_name().c_str(),

@@ -65,6 +65,7 @@ for args, needle in [
     (["--model", m, "--prompt", "x", "--top-p", "0"], "top_p"),
     (["--model", m, "--prompt", "x", "--max-tokens", "0"], "max_tokens"),
     (["--model", m, "--prompt", "x", "--device", "tpu"], "device"),
+    (["--model", m, "--prompt", "x", "--dtype", "fp8"], "dtype"),
 ]:
     r = run(args)
     check(r.returncode not in (0,) and r.returncode > 0 and needle in r.stderr,
