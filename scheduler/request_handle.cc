@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include "absl/strings/str_cat.h"
+
 namespace moe::scheduler {
 
 const char* FinishReasonName(FinishReason r) {
@@ -25,6 +27,10 @@ bool RequestHandle::Next(StreamEvent* event, absl::Duration timeout) {
   if (!mu_.AwaitWithTimeout(absl::Condition(&ready), timeout)) return false;
   *event = std::move(events_.front());
   events_.pop_front();
+  if (event->kind == StreamEvent::Kind::kTokens) {
+    buffered_tokens_ -= static_cast<int>(event->token_ids.size());
+    if (buffered_tokens_ < 0) buffered_tokens_ = 0;
+  }
   if (event->kind != StreamEvent::Kind::kTokens) final_taken_ = true;
   return true;
 }
@@ -48,10 +54,60 @@ bool RequestHandle::cancelled() const {
   return cancelled_;
 }
 
+void RequestHandle::set_max_buffered_tokens(int n) {
+  absl::MutexLock lock(&mu_);
+  max_buffered_tokens_ = n;
+}
+
+int RequestHandle::max_buffered_tokens() const {
+  absl::MutexLock lock(&mu_);
+  return max_buffered_tokens_;
+}
+
+int RequestHandle::buffered_tokens() const {
+  absl::MutexLock lock(&mu_);
+  return buffered_tokens_;
+}
+
+bool RequestHandle::overflowed() const {
+  absl::MutexLock lock(&mu_);
+  return overflowed_;
+}
+
 void RequestHandle::PushTokens(std::vector<int32_t> ids, std::string text,
                                std::vector<engine::SampledToken> logprobs) {
-  absl::MutexLock lock(&mu_);
-  if (final_pushed_) return;
+  bool wake = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (final_pushed_) return;
+    const int total = buffered_tokens_ + static_cast<int>(ids.size());
+    if (max_buffered_tokens_ <= 0 || total <= max_buffered_tokens_) {
+      AppendTokens(std::move(ids), std::move(text), std::move(logprobs));
+      buffered_tokens_ = total;
+      return;
+    }
+    // The consumer is too far behind: drop what it has not taken (the memory goes now),
+    // end the stream with the reason, and cancel so the engine frees the KV blocks.
+    events_.clear();
+    buffered_tokens_ = 0;
+    overflowed_ = true;
+    final_pushed_ = true;
+    StreamEvent ev;
+    ev.kind = StreamEvent::Kind::kError;
+    ev.error = absl::ResourceExhaustedError(
+        absl::StrCat("client reading too slowly: ", total, " tokens buffered (limit ",
+                     max_buffered_tokens_, "); request cancelled"));
+    events_.push_back(std::move(ev));
+    if (!cancelled_) {
+      cancelled_ = true;
+      wake = true;
+    }
+  }
+  if (wake && on_cancel_) on_cancel_();
+}
+
+void RequestHandle::AppendTokens(std::vector<int32_t> ids, std::string text,
+                                 std::vector<engine::SampledToken> logprobs) {
   if (!events_.empty() && events_.back().kind == StreamEvent::Kind::kTokens) {
     // The consumer is behind: merge instead of queueing one event per token.
     StreamEvent& last = events_.back();

@@ -5,7 +5,11 @@
 // produces (Push*) and never blocks: events go into a mutex-protected queue and waiting
 // consumers are signalled. Consecutive token events that the consumer has not taken yet
 // are merged into one, so a slow consumer costs memory proportional to the tokens it is
-// behind, never a stall of the engine. One consumer per handle.
+// behind, never a stall of the engine. That buffer is bounded: once more than
+// max_buffered_tokens() tokens wait untaken, the buffered tokens are dropped, the stream
+// ends with Error RESOURCE_EXHAUSTED ("client reading too slowly: N tokens buffered") and
+// the handle cancels itself, so the engine frees its KV blocks in the next step. One
+// consumer per handle.
 #pragma once
 
 #include <cstdint>
@@ -46,9 +50,22 @@ struct StreamEvent {
   absl::Status error;
 };
 
+// Default bound on tokens waiting untaken in one handle (see above).
+inline constexpr int kDefaultMaxBufferedTokens = 4096;
+
 class RequestHandle {
  public:
   explicit RequestHandle(std::string request_id);
+
+  // Tokens that may wait untaken before the stream is ended as too slow; <= 0 means
+  // unbounded. May be changed at any time (the frontend sets it right after Submit);
+  // applies to the next PushTokens.
+  void set_max_buffered_tokens(int n);
+  int max_buffered_tokens() const;
+  // Tokens pushed but not yet taken by the consumer.
+  int buffered_tokens() const;
+  // True when the stream was ended because the consumer fell too far behind.
+  bool overflowed() const;
 
   const std::string& request_id() const { return request_id_; }
 
@@ -74,6 +91,9 @@ class RequestHandle {
 
  private:
   void PushFinal(StreamEvent event);
+  void AppendTokens(std::vector<int32_t> ids, std::string text,
+                    std::vector<engine::SampledToken> logprobs)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string request_id_;
   std::function<void()> on_cancel_;
@@ -82,6 +102,9 @@ class RequestHandle {
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   bool final_pushed_ ABSL_GUARDED_BY(mu_) = false;
   bool final_taken_ ABSL_GUARDED_BY(mu_) = false;
+  bool overflowed_ ABSL_GUARDED_BY(mu_) = false;
+  int max_buffered_tokens_ ABSL_GUARDED_BY(mu_) = kDefaultMaxBufferedTokens;
+  int buffered_tokens_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace moe::scheduler

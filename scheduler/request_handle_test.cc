@@ -60,5 +60,45 @@ TEST_CASE("RequestHandle wakes a consumer blocked in Next and reports Cancel onc
   REQUIRE(wakes == 1);
 }
 
+TEST_CASE("RequestHandle ends a stream whose consumer falls too far behind") {
+  RequestHandle h("slow");
+  h.set_max_buffered_tokens(8);
+  int wakes = 0;
+  h.set_on_cancel([&wakes] { ++wakes; });
+  for (int i = 0; i < 8; ++i) h.PushTokens({i}, "x", {});
+  REQUIRE(h.buffered_tokens() == 8);
+  REQUIRE_FALSE(h.finished());
+  h.PushTokens({8}, "x", {});  // the ninth untaken token overflows
+  REQUIRE(h.finished());
+  REQUIRE(h.overflowed());
+  REQUIRE(h.cancelled());
+  REQUIRE(wakes == 1);
+  REQUIRE(h.buffered_tokens() == 0);  // the buffered tokens were dropped
+  h.PushTokens({9}, "x", {});         // later pushes are ignored
+  StreamEvent ev;
+  REQUIRE(h.Next(&ev, absl::Seconds(1)));
+  REQUIRE(ev.kind == StreamEvent::Kind::kError);
+  REQUIRE(ev.error.code() == absl::StatusCode::kResourceExhausted);
+  REQUIRE_THAT(std::string(ev.error.message()),
+               Catch::Contains("client reading too slowly: 9 tokens buffered"));
+  REQUIRE_FALSE(h.Next(&ev, absl::Milliseconds(1)));
+}
+
+TEST_CASE("RequestHandle never overflows a consumer that keeps up") {
+  RequestHandle h("fast");
+  h.set_max_buffered_tokens(4);
+  StreamEvent ev;
+  for (int i = 0; i < 100; ++i) {
+    h.PushTokens({i, i}, "xy", {});
+    REQUIRE(h.Next(&ev, absl::Seconds(1)));
+    REQUIRE(ev.token_ids.size() == 2);
+  }
+  REQUIRE_FALSE(h.overflowed());
+  h.set_max_buffered_tokens(0);  // unbounded
+  for (int i = 0; i < 10000; ++i) h.PushTokens({i}, "", {});
+  REQUIRE(h.buffered_tokens() == 10000);
+  REQUIRE_FALSE(h.finished());
+}
+
 }  // namespace
 }  // namespace moe::scheduler

@@ -93,6 +93,7 @@ grpc::Status InferenceService::Generate(grpc::ServerContext* context,
   auto handle_or = ctx->scheduler->Submit(*std::move(req));
   if (!handle_or.ok()) return ToGrpcStatus(handle_or.status());
   std::shared_ptr<scheduler::RequestHandle> handle = *std::move(handle_or);
+  handle->set_max_buffered_tokens(ctx->max_stream_buffer_tokens);
   SPDLOG_DEBUG("generate {} started", handle->request_id());
 
   bool client_gone = false;

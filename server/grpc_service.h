@@ -30,6 +30,8 @@ struct ServingContext {
   std::string device;
   int num_kv_blocks = 0;
   ModelLimits limits;
+  // Tokens a stream may buffer for a slow client (RequestHandle::set_max_buffered_tokens).
+  int max_stream_buffer_tokens = scheduler::kDefaultMaxBufferedTokens;
 };
 
 class InferenceService final : public moe::v1::Inference::Service {

@@ -48,6 +48,19 @@ absl::StatusOr<scheduler::GenerateRequest> ToSchedulerRequest(
       return Invalid("input", "the prompt is empty: set text or token_ids");
   }
 
+  const char* prompt_field = req.input_case() == moe::v1::GenerateRequest::kTokenIds ? "token_ids"
+                                                                                  : "text";
+  if (limits.context_length > 0 && static_cast<int64_t>(out.prompt.size()) >= limits.context_length) {
+    return Invalid(prompt_field, absl::StrCat("the prompt (", out.prompt.size(),
+                                              " tokens) leaves no room in the context length ",
+                                              limits.context_length));
+  }
+  if (limits.max_prompt_tokens > 0 &&
+      static_cast<int64_t>(out.prompt.size()) > limits.max_prompt_tokens) {
+    return Invalid(prompt_field, absl::StrCat("the prompt (", out.prompt.size(),
+                                              " tokens) exceeds the server's max_prompt_tokens ",
+                                              limits.max_prompt_tokens));
+  }
   const moe::v1::SamplingParams& sp = req.sampling();
   if (sp.has_max_tokens() && sp.max_tokens() <= 0) {
     return Invalid("sampling.max_tokens", absl::StrCat("must be > 0, got ", sp.max_tokens()));

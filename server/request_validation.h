@@ -18,6 +18,7 @@ namespace moe::server {
 struct ModelLimits {
   int vocab_size = 0;
   int context_length = 0;  // prompt + max_tokens must fit
+  int max_prompt_tokens = 0;  // 0: only the context limits the prompt
 };
 
 inline constexpr int kDefaultMaxTokens = 16;

@@ -4,10 +4,13 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <spdlog/spdlog.h>
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "engine/loader/model_config.h"
 #include "server/detokenizer_text_decoder.h"
 
 namespace moe::server {
@@ -36,10 +39,80 @@ std::function<void(size_t, size_t)> ProgressLogger() {
   };
 }
 
+absl::StatusOr<std::string> ReadFile(const char* option, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat(option, ": cannot read ", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// MemAvailable from /proc/meminfo in bytes; 0 if unknown.
+uint64_t MemAvailableBytes() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  uint64_t kb = 0;
+  std::string unit;
+  while (in >> key >> kb >> unit) {
+    if (key == "MemAvailable:") return kb * 1024;
+  }
+  return 0;
+}
+
 }  // namespace
+
+absl::Status CheckCpuMemoryBudget(const ServerOptions& options) {
+  if (options.device == "cuda") return absl::OkStatus();
+  // With --device auto the weights may go to a GPU: only an explicit limit applies.
+  if (options.device == "auto" && options.cpu_memory_limit_mb == 0) return absl::OkStatus();
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  uint64_t weight_bytes = 0;
+  for (const auto& entry : fs::directory_iterator(options.model, ec)) {
+    if (entry.path().extension() == ".safetensors") {
+      const uintmax_t size = entry.file_size(ec);
+      if (!ec) weight_bytes += size;
+    }
+  }
+  if (ec) return absl::OkStatus();  // the loader reports a missing directory precisely
+  uint64_t kv_bytes = static_cast<uint64_t>(options.kv_cache_mb) << 20;
+  if (options.num_kv_blocks > 0) {
+    auto config = engine::LoadModelConfig(options.model);
+    if (!config.ok()) return absl::OkStatus();  // the loader reports it
+    // K and V, fp32, 16 positions per block, every layer.
+    kv_bytes = static_cast<uint64_t>(options.num_kv_blocks) * 16 * 2 * sizeof(float) *
+               config->num_layers * config->kv_size();
+  }
+  const uint64_t need = weight_bytes + kv_bytes;
+  uint64_t budget = static_cast<uint64_t>(options.cpu_memory_limit_mb) << 20;
+  const char* what = "cpu_memory_limit_mb";
+  if (budget == 0) {
+    budget = MemAvailableBytes();
+    what = "available memory (MemAvailable)";
+    if (budget == 0) return absl::OkStatus();
+  }
+  if (need <= budget) return absl::OkStatus();
+  const double mib = 1024.0 * 1024.0;
+  return absl::ResourceExhaustedError(absl::StrFormat(
+      "model too big for the memory budget: weights %.1f MiB (*.safetensors in %s) + KV "
+      "cache %.1f MiB = %.1f MiB, but the %s is %.1f MiB (lower --kv-cache-mb / "
+      "--num-kv-blocks or raise --cpu-memory-limit-mb)",
+      weight_bytes / mib, options.model, kv_bytes / mib, need / mib, what, budget / mib));
+}
 
 absl::StatusOr<std::unique_ptr<Server>> Server::BuildAndStart(const ServerOptions& options,
                                                               ModelSource source) {
+  if (absl::Status budget = CheckCpuMemoryBudget(options); !budget.ok()) return budget;
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  if (!options.tls_cert.empty()) {
+    auto cert = ReadFile("tls_cert", options.tls_cert);
+    if (!cert.ok()) return cert.status();
+    auto key = ReadFile("tls_key", options.tls_key);
+    if (!key.ok()) return key.status();
+    grpc::SslServerCredentialsOptions ssl;
+    ssl.pem_key_cert_pairs.push_back({*key, *cert});
+    credentials = grpc::SslServerCredentials(ssl);
+  }
   std::unique_ptr<Server> s(new Server());
   const std::string model_name =
       options.served_model_name.empty() ? options.model : options.served_model_name;
@@ -52,7 +125,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::BuildAndStart(const ServerOption
       options.host.find(':') != std::string::npos ? absl::StrCat("[", options.host, "]")
                                                   : options.host,
       ":", options.grpc_port);
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &s->port_);
+  builder.AddListeningPort(listen, credentials, &s->port_);
   builder.RegisterService(&s->service_);
   s->grpc_server_ = builder.BuildAndStart();
   if (s->grpc_server_ == nullptr || s->port_ == 0) {
@@ -60,8 +133,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::BuildAndStart(const ServerOption
   }
   s->address_ = absl::StrCat(options.host, ":", s->port_);
   SetHealth(s->grpc_server_.get(), false);
-  spdlog::info("gRPC listening on {} (health NOT_SERVING until the model is loaded)",
-               s->address_);
+  spdlog::info("gRPC{} listening on {} (health NOT_SERVING until the model is loaded)",
+               options.tls_cert.empty() ? "" : " (TLS)", s->address_);
 
   if (options.http_port >= 0) {
     http::HttpGatewayOptions ho;
@@ -69,6 +142,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::BuildAndStart(const ServerOption
     ho.port = options.http_port;
     ho.model_name = model_name;
     ho.api_key = options.api_key;
+    ho.max_body_bytes = static_cast<size_t>(options.max_body_mb) << 20;
+    ho.max_stream_buffer_tokens = options.max_stream_buffer_tokens;
+    ho.max_prompt_tokens = options.max_prompt_tokens;
+    ho.tls_cert_file = options.tls_cert;
+    ho.tls_key_file = options.tls_key;
     if (!options.chat_template.empty()) {
       std::ifstream in(options.chat_template);
       if (!in) {
@@ -156,6 +234,8 @@ void Server::LoadAndServe(ServerOptions options, ModelSource source) {
   ctx.num_kv_blocks = sched->GetStats().num_kv_blocks;
   ctx.limits.vocab_size = model->config.vocab_size;
   ctx.limits.context_length = sched->max_model_len();
+  ctx.limits.max_prompt_tokens = options.max_prompt_tokens;
+  ctx.max_stream_buffer_tokens = options.max_stream_buffer_tokens;
   model_ = std::move(model);
   scheduler_ = std::move(sched);
   if (shutting_down_) return;  // shutdown raced with loading: never go SERVING

@@ -30,6 +30,11 @@ namespace moe::server {
 using ModelSource =
     std::function<absl::StatusOr<engine::LoadedModel>(const engine::LoadOptions&)>;
 
+// The CPU backend's startup check: weights (the *.safetensors files in the model
+// directory) + the KV cache must fit in --cpu-memory-limit-mb, or in MemAvailable when
+// no limit is set and the device is cpu. RESOURCE_EXHAUSTED naming both sizes.
+absl::Status CheckCpuMemoryBudget(const ServerOptions& options);
+
 class Server {
  public:
   static absl::StatusOr<std::unique_ptr<Server>> BuildAndStart(const ServerOptions& options,

@@ -59,6 +59,12 @@ absl::StatusOr<ServerOptions> ApplyConfigJson(absl::string_view text, const std:
     else if (k == "drain_timeout_s") s = Read(v, k, origin, &o.drain_timeout_s);
     else if (k == "log_format") s = Read(v, k, origin, &o.log_format);
     else if (k == "log_level") s = Read(v, k, origin, &o.log_level);
+    else if (k == "max_stream_buffer_tokens") s = Read(v, k, origin, &o.max_stream_buffer_tokens);
+    else if (k == "max_body_mb") s = Read(v, k, origin, &o.max_body_mb);
+    else if (k == "max_prompt_tokens") s = Read(v, k, origin, &o.max_prompt_tokens);
+    else if (k == "cpu_memory_limit_mb") s = Read(v, k, origin, &o.cpu_memory_limit_mb);
+    else if (k == "tls_cert") s = Read(v, k, origin, &o.tls_cert);
+    else if (k == "tls_key") s = Read(v, k, origin, &o.tls_key);
     else if (!k.empty() && k[0] == '_') continue;  // "_comment" and friends
     else return absl::InvalidArgumentError(absl::StrCat(origin, ": unknown option \"", k, "\""));
     if (!s.ok()) return s;
@@ -96,6 +102,12 @@ absl::StatusOr<ServerOptions> ParseServerFlags(int argc, char** argv) {
   app.add_option("--drain-timeout", flags.drain_timeout_s, "seconds to finish in-flight requests on SIGTERM/SIGINT");
   app.add_option("--log-format", flags.log_format, "text | json");
   app.add_option("--log-level", flags.log_level, "trace | debug | info | warn | error");
+  app.add_option("--max-stream-buffer-tokens", flags.max_stream_buffer_tokens, "tokens a stream may buffer for a slow client before it is cancelled (RESOURCE_EXHAUSTED); 0 = unbounded");
+  app.add_option("--max-body-mb", flags.max_body_mb, "HTTP request body limit in MiB (413 above it)");
+  app.add_option("--max-prompt-tokens", flags.max_prompt_tokens, "longest prompt accepted, in tokens (0 = the model context)");
+  app.add_option("--cpu-memory-limit-mb", flags.cpu_memory_limit_mb, "CPU backend: weights + KV cache must fit in this (0 = MemAvailable); checked at startup");
+  app.add_option("--tls-cert", flags.tls_cert, "PEM certificate chain: serve gRPC and HTTP over TLS (with --tls-key)");
+  app.add_option("--tls-key", flags.tls_key, "PEM private key for --tls-cert");
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
@@ -130,6 +142,12 @@ absl::StatusOr<ServerOptions> ParseServerFlags(int argc, char** argv) {
   if (set("--drain-timeout")) o.drain_timeout_s = flags.drain_timeout_s;
   if (set("--log-format")) o.log_format = flags.log_format;
   if (set("--log-level")) o.log_level = flags.log_level;
+  if (set("--max-stream-buffer-tokens")) o.max_stream_buffer_tokens = flags.max_stream_buffer_tokens;
+  if (set("--max-body-mb")) o.max_body_mb = flags.max_body_mb;
+  if (set("--max-prompt-tokens")) o.max_prompt_tokens = flags.max_prompt_tokens;
+  if (set("--cpu-memory-limit-mb")) o.cpu_memory_limit_mb = flags.cpu_memory_limit_mb;
+  if (set("--tls-cert")) o.tls_cert = flags.tls_cert;
+  if (set("--tls-key")) o.tls_key = flags.tls_key;
   if (absl::Status s = ValidateServerOptions(o); !s.ok()) return s;
   return o;
 }
@@ -152,6 +170,14 @@ absl::Status ValidateServerOptions(const ServerOptions& o) {
   if (o.kv_cache_mb < 1) return bad("kv_cache_mb", "must be >= 1");
   if (o.max_queue < 0) return bad("max_queue", "must be >= 0");
   if (o.drain_timeout_s < 0) return bad("drain_timeout_s", "must be >= 0");
+  if (o.max_stream_buffer_tokens < 0) return bad("max_stream_buffer_tokens", "must be >= 0");
+  if (o.max_body_mb < 1) return bad("max_body_mb", "must be >= 1");
+  if (o.max_prompt_tokens < 0) return bad("max_prompt_tokens", "must be >= 0");
+  if (o.cpu_memory_limit_mb < 0) return bad("cpu_memory_limit_mb", "must be >= 0");
+  if (o.tls_cert.empty() != o.tls_key.empty()) {
+    return bad(o.tls_cert.empty() ? "tls_cert" : "tls_key",
+               "--tls-cert and --tls-key must be given together");
+  }
   if (o.log_format != "text" && o.log_format != "json") {
     return bad("log_format", "must be text or json");
   }

@@ -32,6 +32,15 @@ struct ServerOptions {
   std::string log_format = "text";  // text | json
   std::string log_level = "info";   // trace | debug | info | warn | error
   std::string config;               // the config file read, if any
+  // Reliability and security limits.
+  int max_stream_buffer_tokens = 4096;  // untaken tokens per stream before RESOURCE_EXHAUSTED; 0 = unbounded
+  int max_body_mb = 8;                  // HTTP request body limit (413 above it)
+  int max_prompt_tokens = 0;            // 0: the model context is the only limit
+  // CPU backend: weights + KV cache must fit in this many MiB (0: MemAvailable), checked
+  // at startup; the error names both sizes.
+  int cpu_memory_limit_mb = 0;
+  std::string tls_cert;  // PEM certificate chain: both frontends serve TLS when set
+  std::string tls_key;   // PEM private key (required with tls_cert)
 };
 
 // Reads a JSON object of options (unknown keys are an error naming the key; a mistyped

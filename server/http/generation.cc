@@ -16,7 +16,8 @@ uint64_t RandomU64() {
 
 absl::StatusOr<std::unique_ptr<Generation>> Generation::Submit(
     scheduler::Scheduler* scheduler, const OpenAiRequest& req,
-    const std::vector<std::vector<int32_t>>& prompts, const std::string& id_prefix) {
+    const std::vector<std::vector<int32_t>>& prompts, const std::string& id_prefix,
+    int max_buffered_tokens) {
   std::unique_ptr<Generation> g(new Generation());
   for (size_t p = 0; p < prompts.size(); ++p) {
     for (int i = 0; i < req.n; ++i) {
@@ -51,6 +52,7 @@ absl::StatusOr<std::unique_ptr<Generation>> Generation::Submit(
           scheduler->Submit(std::move(r));
       if (!h.ok()) return h.status();  // the destructor cancels what was submitted
       c.handle = *std::move(h);
+      c.handle->set_max_buffered_tokens(max_buffered_tokens);
       g->choices_.push_back(std::move(c));
     }
   }

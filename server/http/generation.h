@@ -23,9 +23,12 @@ class Generation {
   // Submits prompts.size() * req.n requests (choice index = prompt * n + i). Without
   // max_tokens, completions get 16 tokens and chat the rest of the context. If any
   // Submit fails, the ones already submitted are cancelled and its error is returned.
+  // Each choice's handle buffers at most `max_buffered_tokens` untaken tokens (0 =
+  // unbounded; see RequestHandle).
   static absl::StatusOr<std::unique_ptr<Generation>> Submit(
       scheduler::Scheduler* scheduler, const OpenAiRequest& req,
-      const std::vector<std::vector<int32_t>>& prompts, const std::string& id_prefix);
+      const std::vector<std::vector<int32_t>>& prompts, const std::string& id_prefix,
+      int max_buffered_tokens = scheduler::kDefaultMaxBufferedTokens);
   // Cancels the choices still running and waits (briefly) for their final events, so
   // aborted requests are counted.
   ~Generation();

@@ -56,6 +56,18 @@ void HandleGenerate(const ServingState& s, ApiKind kind, const httplib::Request&
     prompts = *std::move(p);
   }
 
+  if (s.max_prompt_tokens > 0) {
+    for (const auto& p : prompts) {
+      if (static_cast<int>(p.size()) > s.max_prompt_tokens) {
+        return SendError(res, ApiErrorFromStatus(absl::InvalidArgumentError(absl::StrCat(
+                                  kind == ApiKind::kChat ? "messages" : "prompt",
+                                  ": the prompt (", p.size(),
+                                  " tokens) exceeds the server's max_prompt_tokens ",
+                                  s.max_prompt_tokens))));
+      }
+    }
+  }
+
   ResponseMeta meta;
   meta.id = absl::StrFormat("%s-%016x", kind == ApiKind::kChat ? "chatcmpl" : "cmpl",
                             RandomU64());
@@ -63,7 +75,7 @@ void HandleGenerate(const ServingState& s, ApiKind kind, const httplib::Request&
   meta.model = s.model_name;
 
   absl::StatusOr<std::unique_ptr<Generation>> gen =
-      Generation::Submit(s.scheduler, req, prompts, meta.id);
+      Generation::Submit(s.scheduler, req, prompts, meta.id, s.max_stream_buffer_tokens);
   if (!gen.ok()) return SendError(res, ApiErrorFromStatus(gen.status()));
 
   if (req.stream) {

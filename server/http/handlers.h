@@ -28,6 +28,8 @@ struct ServingState {
   std::unique_ptr<PromptBuilder> prompts;
   std::string model_name;
   Metrics* metrics = nullptr;  // may be null
+  int max_stream_buffer_tokens = 0;  // per choice; 0 = unbounded
+  int max_prompt_tokens = 0;         // 0 = the context is the only limit
 };
 
 void SendJson(httplib::Response& res, int status, const std::string& body);

@@ -25,7 +25,19 @@ absl::StatusOr<std::unique_ptr<HttpGateway>> HttpGateway::Start(const HttpGatewa
   std::unique_ptr<HttpGateway> g(new HttpGateway());
   g->options_ = options;
   g->metrics_ = metrics;
-  g->server_ = std::make_unique<httplib::Server>();
+  if (!options.tls_cert_file.empty()) {
+    auto ssl = std::make_unique<httplib::SSLServer>(options.tls_cert_file.c_str(),
+                                                    options.tls_key_file.c_str());
+    if (!ssl->is_valid()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tls_cert: cannot load the certificate ", options.tls_cert_file,
+                       " with the key ", options.tls_key_file,
+                       " (PEM files, key matching the certificate)"));
+    }
+    g->server_ = std::move(ssl);
+  } else {
+    g->server_ = std::make_unique<httplib::Server>();
+  }
   const int threads = std::max(1, options.num_threads);
   g->server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   g->server_->set_payload_max_length(options.max_body_bytes);
@@ -58,6 +70,8 @@ absl::Status HttpGateway::SetReady(const HttpServingContext& ctx) {
   state->config = ctx.config;
   state->model_name = options_.model_name;
   state->metrics = metrics_;
+  state->max_stream_buffer_tokens = options_.max_stream_buffer_tokens;
+  state->max_prompt_tokens = options_.max_prompt_tokens;
   absl::StatusOr<std::unique_ptr<PromptBuilder>> prompts =
       PromptBuilder::Create(ctx.tokenizer, options_.chat_template);
   if (!prompts.ok()) return prompts.status();

@@ -50,6 +50,15 @@ struct HttpGatewayOptions {
   std::string api_key;
   size_t max_body_bytes = 8 << 20;
   int num_threads = 64;
+  // Tokens a stream may buffer for a slow client before it is cancelled
+  // (RequestHandle::set_max_buffered_tokens); 0 = unbounded.
+  int max_stream_buffer_tokens = 4096;
+  // Prompts longer than this (in tokens) get 400 naming the prompt field; 0 = the
+  // context is the only limit.
+  int max_prompt_tokens = 0;
+  // PEM files: when both are set the listener speaks HTTPS only.
+  std::string tls_cert_file;
+  std::string tls_key_file;
 };
 
 // What SetReady needs; everything must outlive the gateway (or the next Stop()).

@@ -1,0 +1,7 @@
+#!/bin/bash
+# The CI soak: 60 s of load after 5 s of warm-up (see RELIABILITY.md for why this many
+# clients on the 2-core CI machine).
+set -euo pipefail
+exec tools/soak/moe_soak --server server/moe_server --model tests/data/models/olmoe \
+  --clients "${SOAK_CLIENTS:-48}" --duration-s "${SOAK_DURATION_S:-55}" --warmup-s 5 \
+  --report "${TEST_UNDECLARED_OUTPUTS_DIR:-/tmp}/soak.json"
