@@ -377,8 +377,13 @@ absl::StatusOr<ModelConfig> Parse(absl::string_view config_json, absl::string_vi
 
   double eps = fam.rms_norm_eps;
   RETURN_IF_ERROR(f.OptionalDouble("rms_norm_eps", &eps));
-  if (!(eps > 0)) return f.Error("'rms_norm_eps' must be positive");
-  c.rms_norm_eps = static_cast<float>(eps);
+  // Checked as the float the kernels use: 1e-86 would become 0 (NaN on a zero row) and
+  // 1e300 infinity.
+  const float eps_f = static_cast<float>(eps);
+  if (!(eps > 0) || !(eps_f > 0) || !std::isfinite(eps_f)) {
+    return f.Error("'rms_norm_eps' must be a positive number representable as a float");
+  }
+  c.rms_norm_eps = eps_f;
   c.max_position_embeddings = fam.max_position_embeddings;
   RETURN_IF_ERROR(f.OptionalInt("max_position_embeddings", &c.max_position_embeddings));
   RETURN_IF_ERROR(f.OptionalBool("tie_word_embeddings", &c.tie_word_embeddings));

@@ -392,6 +392,12 @@ TEST_CASE("IsMoeLayer follows decoder_sparse_step and mlp_only_layers", "[model_
              Contains("mlp_only_layers") && Contains("48"));
 }
 
+TEST_CASE("rms_norm_eps must survive conversion to float (found by fuzzing)", "[model_config]") {
+  CHECK_THAT(ErrorOf(Patched(kQwen3_30B_A3B, R"({"rms_norm_eps": 1e-86})")), Contains("rms_norm_eps"));
+  CHECK_THAT(ErrorOf(Patched(kQwen3_30B_A3B, R"({"rms_norm_eps": 1e300})")), Contains("rms_norm_eps"));
+  CHECK(ParseModelConfig(Patched(kQwen3_30B_A3B, R"({"rms_norm_eps": 1e-30})")).ok());
+}
+
 TEST_CASE("eos ids from generation_config are merged in order without duplicates", "[model_config]") {
   auto c = ParseModelConfig(Patched(kMixtral8x7B, R"({"eos_token_id": [2, 7, 2]})"),
                             R"({"eos_token_id": [9, 7, 2, 11]})");

@@ -107,8 +107,17 @@ absl::Status HfTokenizer::ParseTokenizer(const Json& j) {
     post_processor_ = std::move(*p);
   }
 
+  // Tables are indexed by id, so ids are bounded: real vocabularies stay far below
+  // this (the largest are ~260k), and a file naming id 2e9 must not allocate 64 GB.
+  constexpr int32_t kMaxTokenId = (1 << 24) - 1;
   int32_t size = 0;
-  for (const auto& [token, id] : model_->vocab()) size = std::max(size, id + 1);
+  for (const auto& [token, id] : model_->vocab()) {
+    if (id > kMaxTokenId) {
+      return tok::FieldError("model.vocab", absl::StrCat("token '", token, "' has id ", id,
+                                                          ", above the supported ", kMaxTokenId));
+    }
+    size = std::max(size, id + 1);
+  }
   std::vector<tok::AddedToken> raw, normalized;
   std::vector<std::string> raw_patterns, normalized_patterns;
   if (j.contains("added_tokens") && !j["added_tokens"].is_null()) {
@@ -120,7 +129,10 @@ absl::Status HfTokenizer::ParseTokenizer(const Json& j) {
       tok::AddedToken a;
       auto id = tok::GetInt(t, "id", path, -1);
       if (!id.ok()) return id.status();
-      if (*id < 0 || *id > INT32_MAX - 1) return tok::FieldError(tok::Sub(path, "id"), "is missing or out of range");
+      if (*id < 0 || *id > kMaxTokenId) {
+        return tok::FieldError(tok::Sub(path, "id"),
+                               absl::StrCat("is missing or out of range [0, ", kMaxTokenId, "]"));
+      }
       a.id = static_cast<int32_t>(*id);
       auto content = tok::GetString(t, "content", path);
       if (!content.ok()) return content.status();

@@ -243,7 +243,7 @@ TEST_CASE("runaway templates stop quickly with an error") {
   CHECK_FALSE(ChatTemplate::Parse(deep_ifs).ok());
   auto elapsed = std::chrono::steady_clock::now() - start;
   // About 1.5 s in an optimized build; generous for sanitizer builds.
-  CHECK(elapsed < std::chrono::seconds(30));
+  CHECK(elapsed < std::chrono::seconds(120));  // a hang guard, not a benchmark
 }
 
 }  // namespace

@@ -1,5 +1,7 @@
 #include "server/http/http_gateway.h"
 
+#include <sys/socket.h>
+
 #include <httplib.h>
 
 #include "absl/strings/match.h"
@@ -9,6 +11,8 @@
 
 namespace moe::server::http {
 namespace {
+
+constexpr int kListenBacklog = 4096;
 
 bool IsOpenRoute(const std::string& path) { return path == "/health" || path == "/metrics"; }
 
@@ -41,6 +45,14 @@ absl::StatusOr<std::unique_ptr<HttpGateway>> HttpGateway::Start(const HttpGatewa
   const int threads = std::max(1, options.num_threads);
   g->server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   g->server_->set_payload_max_length(options.max_body_bytes);
+  // Debian's compiled cpp-httplib listens with a backlog of 5: under a burst of new
+  // connections the kernel then drops handshakes and clients see read errors. Remember
+  // the listening socket so the backlog can be raised once it is bound.
+  auto listen_fd = std::make_shared<std::atomic<int>>(-1);
+  g->server_->set_socket_options([listen_fd](socket_t sock) {
+    httplib::default_socket_options(sock);
+    listen_fd->store(sock);
+  });
   g->RegisterRoutes();
 
   if (options.port == 0) {
@@ -53,6 +65,8 @@ absl::StatusOr<std::unique_ptr<HttpGateway>> HttpGateway::Start(const HttpGatewa
     return absl::UnavailableError(
         absl::StrCat("http_port: cannot listen on ", options.host, ":", options.port));
   }
+  // listen() on a listening socket only changes its backlog (capped by somaxconn).
+  if (listen_fd->load() >= 0) ::listen(listen_fd->load(), kListenBacklog);
   httplib::Server* server = g->server_.get();
   g->thread_ = std::thread([server] { server->listen_after_bind(); });
   return g;
