@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Counts test cases after `bazel test`: reads each test target's status from Bazel's
 summary and its Catch2 totals from bazel-testlogs/<target>/test.log. Prints
-"N passed, N failed" and exits 1 if anything failed or no test ran."""
+"N passed, N failed" and exits 1 if anything failed or no test ran. An optional third
+argument is the log of tests/fuzz/run_fuzzers.sh: each fuzz target counts as one case."""
 import os
 import re
 import sys
@@ -12,8 +13,30 @@ SOME_FAILED = re.compile(r"test cases:\s+(\d+)\s*\|\s*(\d+) passed\s*\|\s*(\d+) 
 ONLY_FAILED = re.compile(r"test cases:\s+(\d+)\s*\|\s*(\d+) failed")
 
 
-def main(log_path, testlogs):
+def count_fuzz(fuzz_log):
+    """(passed, failed) from run_fuzzers.sh's summary; a build failure is one failure."""
     passed = failed = 0
+    if not fuzz_log or not os.path.exists(fuzz_log):
+        return 0, 0
+    text = open(fuzz_log, errors="replace").read()
+    if not text.strip():
+        return 0, 0
+    for line in text.splitlines():
+        m = re.match(r"^(\w+_fuzzer) (ok|FAILED)\b", line)
+        if m:
+            if m.group(2) == "ok":
+                passed += 1
+            else:
+                failed += 1
+                print(f"FAILED: fuzz target {m.group(1)}: {line}")
+    if "fuzz targets did not build" in text:
+        failed += 1
+        print("FAILED: fuzz targets did not build")
+    return passed, failed
+
+
+def main(log_path, testlogs, fuzz_log=None):
+    passed, failed = count_fuzz(fuzz_log)
     targets = {}
     build_failed = False
     with open(log_path, errors="replace") as f:
@@ -57,4 +80,4 @@ def main(log_path, testlogs):
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], sys.argv[2]))
+    sys.exit(main(sys.argv[1], sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None))

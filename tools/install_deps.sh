@@ -9,6 +9,7 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libspdlog-dev nlohmann-json3-dev catch2 libcpp-httplib-dev libabsl-dev libcli11-dev
   libpcre2-dev libutf8proc-dev
+  clang libclang-rt-14-dev
   python3-grpcio python3-grpc-tools python3-protobuf python3-pip
 )
 

@@ -84,7 +84,9 @@ for entry in "${TARGETS[@]}"; do
   ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1} \
   UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
   MOE_SOURCE_DIR="$ROOT" \
-    "$BIN/$name" "${args[@]}" "$out/corpus" "tests/fuzz/corpus/$name" > "$out/log" 2>&1
+    "$BIN/$name" "${args[@]}" "$out/corpus" "tests/fuzz/corpus/$name" \
+    $( [ -d "tests/fuzz/regressions/$name" ] && echo "tests/fuzz/regressions/$name" ) \
+    > "$out/log" 2>&1
   rc=$?
   secs=$(( $(date +%s) - start ))
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$out/log" | awk '{print $2}' | tail -1)
