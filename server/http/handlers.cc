@@ -59,11 +59,14 @@ void HandleGenerate(const ServingState& s, ApiKind kind, const httplib::Request&
   if (s.max_prompt_tokens > 0) {
     for (const auto& p : prompts) {
       if (static_cast<int>(p.size()) > s.max_prompt_tokens) {
-        return SendError(res, ApiErrorFromStatus(absl::InvalidArgumentError(absl::StrCat(
-                                  kind == ApiKind::kChat ? "messages" : "prompt",
-                                  ": the prompt (", p.size(),
-                                  " tokens) exceeds the server's max_prompt_tokens ",
-                                  s.max_prompt_tokens))));
+        // 413, as for an oversized body: the request is too large, not malformed.
+        const std::string field = kind == ApiKind::kChat ? "messages" : "prompt";
+        return SendError(res, MakeApiError(413, "invalid_request_error",
+                                           absl::StrCat(field, ": the prompt (", p.size(),
+                                                        " tokens) exceeds the server's "
+                                                        "max_prompt_tokens ",
+                                                        s.max_prompt_tokens),
+                                           field));
       }
     }
   }

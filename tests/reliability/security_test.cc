@@ -115,7 +115,7 @@ TEST_CASE("Limits: body size, prompt length, max_tokens; no field names a file")
                             nlohmann::json({{"prompt", ids}, {"max_tokens", 1}}).dump(),
                             "application/json");
   REQUIRE(http_long);
-  REQUIRE(http_long->status == 400);
+  REQUIRE(http_long->status == 413);
   REQUIRE_THAT(http_long->body, Catch::Contains("max_prompt_tokens"));
 
   // max_tokens: prompt + max_tokens above the context (1024).
