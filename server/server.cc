@@ -188,6 +188,7 @@ void Server::LoadAndServe(ServerOptions options, ModelSource source) {
   lo.runner.num_kv_blocks = options.num_kv_blocks;
   lo.runner.kv_cache_bytes = static_cast<size_t>(options.kv_cache_mb) << 20;
   lo.runner.num_threads = options.num_threads;
+  lo.runner.dtype = options.dtype;
   lo.progress = ProgressLogger();
 
   std::unique_ptr<engine::LoadedModel> model;

@@ -44,6 +44,7 @@ absl::StatusOr<ServerOptions> ApplyConfigJson(absl::string_view text, const std:
     absl::Status s;
     if (k == "model") s = Read(v, k, origin, &o.model);
     else if (k == "device") s = Read(v, k, origin, &o.device);
+    else if (k == "dtype") s = Read(v, k, origin, &o.dtype);
     else if (k == "host") s = Read(v, k, origin, &o.host);
     else if (k == "grpc_port") s = Read(v, k, origin, &o.grpc_port);
     else if (k == "http_port") s = Read(v, k, origin, &o.http_port);
@@ -87,6 +88,7 @@ absl::StatusOr<ServerOptions> ParseServerFlags(int argc, char** argv) {
   app.add_option("--config", flags.config, "JSON config file (flags override it)");
   app.add_option("--model", flags.model, "model directory (config.json, *.safetensors, tokenizer.json)");
   app.add_option("--device", flags.device, "auto | cpu | cuda");
+  app.add_option("--dtype", flags.dtype, "CUDA storage dtype: auto (the checkpoint's) | bf16 | fp16 | fp32; the CPU computes in fp32");
   app.add_option("--host", flags.host, "address to listen on");
   app.add_option("--grpc-port", flags.grpc_port, "gRPC port; 0 picks a free one");
   app.add_option("--http-port", flags.http_port, "OpenAI-compatible HTTP port; 0 picks a free one, -1 disables HTTP");
@@ -124,6 +126,7 @@ absl::StatusOr<ServerOptions> ParseServerFlags(int argc, char** argv) {
   auto set = [&app](const char* name) { return app.count(name) > 0; };
   if (set("--model")) o.model = flags.model;
   if (set("--device")) o.device = flags.device;
+  if (set("--dtype")) o.dtype = flags.dtype;
   if (set("--host")) o.host = flags.host;
   if (set("--grpc-port")) o.grpc_port = flags.grpc_port;
   if (set("--http-port")) o.http_port = flags.http_port;
@@ -157,6 +160,9 @@ absl::Status ValidateServerOptions(const ServerOptions& o) {
     return absl::InvalidArgumentError(absl::StrCat(name, ": ", why));
   };
   if (o.model.empty()) return bad("model", "a model directory is required (--model DIR)");
+  if (o.dtype != "auto" && o.dtype != "bf16" && o.dtype != "fp16" && o.dtype != "fp32") {
+    return bad("dtype", absl::StrCat("must be auto, bf16, fp16 or fp32, got \"", o.dtype, "\""));
+  }
   if (o.device != "auto" && o.device != "cpu" && o.device != "cuda") {
     return bad("device", absl::StrCat("must be auto, cpu or cuda, got \"", o.device, "\""));
   }

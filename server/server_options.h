@@ -16,6 +16,7 @@ namespace moe::server {
 struct ServerOptions {
   std::string model;            // model directory (Hugging Face layout)
   std::string device = "auto";  // auto | cpu | cuda
+  std::string dtype = "auto";   // CUDA storage dtype: auto | bf16 | fp16 | fp32
   std::string host = "127.0.0.1";
   int grpc_port = 50051;        // 0: the OS picks a free port (printed)
   int http_port = 8080;         // OpenAI-compatible HTTP; 0: the OS picks; -1: no HTTP
