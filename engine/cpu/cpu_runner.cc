@@ -7,6 +7,7 @@
 #include "engine/cpu/attention_step.h"
 #include "engine/cpu/batch_validation.h"
 #include "engine/cpu/ffn_step.h"
+#include "engine/cpu/routing_step.h"
 #include "engine/cpu/step_context.h"
 #include "engine/models/registry.h"
 #include "kernels/cpu/embedding.h"
@@ -18,7 +19,7 @@ namespace {
 
 namespace kc = ::moe::kernels::cpu;
 
-class CpuModelRunner : public ModelRunner {
+class CpuModelRunner : public CpuRunner {
  public:
   CpuModelRunner(const ModelConfig& config, DecoderWeights weights, int block_size,
                  int num_blocks, int num_threads)
@@ -28,7 +29,8 @@ class CpuModelRunner : public ModelRunner {
         num_blocks_(num_blocks),
         pool_(num_threads),
         attention_(config_, block_size),
-        ffn_(config_) {
+        ffn_(config_),
+        routing_(config_, weights_) {
     const size_t per_layer = static_cast<size_t>(num_blocks) * block_size * config_.kv_size();
     kv_.resize(config_.num_layers);
     for (auto& layer : kv_) {
@@ -44,6 +46,16 @@ class CpuModelRunner : public ModelRunner {
 
   absl::Status Forward(const ForwardBatch& batch, ForwardResult* out) override;
 
+  const RoutingRecord* last_routing() const override {
+    return has_routing_ ? &routing_.record() : nullptr;
+  }
+  void set_routing_observer(RoutingObserver observer) override {
+    observer_ = std::move(observer);
+  }
+  void set_layer_observer(LayerObserver observer) override {
+    layer_observer_ = std::move(observer);
+  }
+
  private:
   void BuildContext(const ForwardBatch& batch);
 
@@ -55,6 +67,10 @@ class CpuModelRunner : public ModelRunner {
   std::vector<cpu::LayerKvCache> kv_;
   cpu::AttentionStep attention_;
   cpu::FfnStep ffn_;
+  cpu::RoutingStep routing_;
+  bool has_routing_ = false;
+  RoutingObserver observer_;
+  LayerObserver layer_observer_;
   cpu::StepContext ctx_;
   std::vector<float> x_, h_, delta_, rows_x_, rows_h_;
 };
@@ -82,6 +98,7 @@ void CpuModelRunner::BuildContext(const ForwardBatch& batch) {
 }
 
 absl::Status CpuModelRunner::Forward(const ForwardBatch& batch, ForwardResult* out) {
+  has_routing_ = false;
   absl::Status valid = cpu::ValidateBatch(batch, config_, block_size_, num_blocks_);
   if (!valid.ok()) return valid;
   BuildContext(batch);
@@ -93,6 +110,7 @@ absl::Status CpuModelRunner::Forward(const ForwardBatch& batch, ForwardResult* o
   delta_.resize(T * H);
   const WeightRef& emb = weights_.embed_tokens;
   kc::EmbeddingLookup(ctx_.tokens.data(), T, emb.data, emb.dtype, H, x_.data(), &pool_);
+  routing_.Begin(ctx_, x_.data());
 
   // x_ is the residual stream; delta_ holds the previous sub-layer's output until the next
   // fused add + norm folds it in.
@@ -104,9 +122,18 @@ absl::Status CpuModelRunner::Forward(const ForwardBatch& batch, ForwardResult* o
     attention_.Run(ctx_, layer, h_.data(), &kv_[l], delta_.data());
     kc::AddRmsNorm(x_.data(), delta_.data(), T, H, layer.post_attention_norm.data,
                    layer.post_attention_norm.dtype, eps, h_.data(), &pool_);
-    ffn_.Run(ctx_, layer, h_.data(), delta_.data());
+    if (layer_observer_) layer_observer_(l, x_.data(), T, ctx_.tokens);
+    if (layer.is_moe) {
+      const int m = routing_.AtMoeLayer(ctx_, l, h_.data(), &ffn_);
+      ffn_.RunRoutedMoe(ctx_, layer, h_.data(), routing_.topk_idx(m), routing_.topk_weight(m),
+                        delta_.data());
+    } else {
+      ffn_.Run(ctx_, layer, h_.data(), delta_.data());
+    }
     pending = true;
   }
+  has_routing_ = true;
+  if (observer_) observer_(routing_.record());
 
   // Rows that need logits, in batch order.
   std::vector<int64_t> rows;

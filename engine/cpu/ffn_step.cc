@@ -38,21 +38,35 @@ void FfnStep::Run(const StepContext& ctx, const LayerWeights& layer, const float
   }
 }
 
-void FfnStep::RunMoe(const StepContext& ctx, const LayerWeights& layer, const float* h,
-                     float* out) {
-  const int64_t T = ctx.num_tokens, H = config_.hidden_size;
+void FfnStep::Route(const StepContext& ctx, const WeightRef& gate, const float* h,
+                    int32_t* topk_idx, float* topk_weight) {
+  const int64_t T = ctx.num_tokens;
   const int E = config_.num_experts, k = config_.num_experts_per_tok;
   router_logits_.resize(T * E);
+  Matmul(ctx, h, T, gate, router_logits_.data());
+  kc::RouterSoftmaxTopK(router_logits_.data(), T, E, k, ctx.weights->router_renormalize,
+                        topk_idx, topk_weight, ctx.pool);
+}
+
+void FfnStep::RunMoe(const StepContext& ctx, const LayerWeights& layer, const float* h,
+                     float* out) {
+  const int64_t T = ctx.num_tokens;
+  const int k = config_.num_experts_per_tok;
   topk_idx_.resize(T * k);
   topk_w_.resize(T * k);
-  Matmul(ctx, h, T, layer.router, router_logits_.data());
-  kc::RouterSoftmaxTopK(router_logits_.data(), T, E, k, ctx.weights->router_renormalize,
-                        topk_idx_.data(), topk_w_.data(), ctx.pool);
+  Route(ctx, layer.router, h, topk_idx_.data(), topk_w_.data());
+  RunRoutedMoe(ctx, layer, h, topk_idx_.data(), topk_w_.data(), out);
+}
+
+void FfnStep::RunRoutedMoe(const StepContext& ctx, const LayerWeights& layer, const float* h,
+                           const int32_t* topk_idx, const float* topk_w, float* out) {
+  const int64_t T = ctx.num_tokens, H = config_.hidden_size;
+  const int E = config_.num_experts, k = config_.num_experts_per_tok;
 
   // Group (token, weight) pairs by expert, tokens in ascending order within each.
   std::vector<std::vector<std::pair<int32_t, float>>> by_expert(E);
   for (int64_t t = 0; t < T; ++t) {
-    for (int i = 0; i < k; ++i) by_expert[topk_idx_[t * k + i]].push_back({static_cast<int32_t>(t), topk_w_[t * k + i]});
+    for (int i = 0; i < k; ++i) by_expert[topk_idx[t * k + i]].push_back({static_cast<int32_t>(t), topk_w[t * k + i]});
   }
   expert_load_.assign(E, 0);
   std::fill(out, out + T * H, 0.f);

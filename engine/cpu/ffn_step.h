@@ -18,8 +18,18 @@ class FfnStep {
  public:
   explicit FfnStep(const ModelConfig& config) : config_(config) {}
 
-  // h: [T, hidden] normalised input; out: [T, hidden].
+  // h: [T, hidden] normalised input; out: [T, hidden]. An MoE layer routes with its own
+  // gate (layer.router).
   void Run(const StepContext& ctx, const LayerWeights& layer, const float* h, float* out);
+
+  // Routes every token of h [T, hidden] with `gate` [num_experts, hidden]: softmax over
+  // the experts, top-k, renormalised when ctx.weights->router_renormalize.
+  // topk_idx / topk_weight: [T, k], descending weight.
+  void Route(const StepContext& ctx, const WeightRef& gate, const float* h, int32_t* topk_idx,
+             float* topk_weight);
+  // The MoE block of `layer` with a given routing ([T, k] as Route writes it).
+  void RunRoutedMoe(const StepContext& ctx, const LayerWeights& layer, const float* h,
+                    const int32_t* topk_idx, const float* topk_weight, float* out);
 
   // Per expert, how many tokens the last MoE layer routed to it (for tests/metrics).
   const std::vector<int32_t>& last_expert_load() const { return expert_load_; }

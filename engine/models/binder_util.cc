@@ -31,6 +31,41 @@ WeightRef Slice(const TensorView& v, int64_t index, int64_t row0, int64_t rows) 
 
 }  // namespace
 
+bool RoutingPlan::OwnGate(int l) const {
+  const RoutingFormat& f = routing.format;
+  switch (f.mode) {
+    case RoutingMode::kStandard: return true;
+    case RoutingMode::kPregated: return !f.moe_layers.empty() && l == f.moe_layers.front();
+    case RoutingMode::kRouter: return false;
+  }
+  return true;
+}
+
+absl::StatusOr<RoutingPlan> PlanRouting(const Checkpoint& ckpt, const ModelConfig& config) {
+  auto format = LoadRoutingFormat(ckpt.dir(), config);
+  if (!format.ok()) return format.status();
+  auto routing = BindRoutingWeights(ckpt, config, *format);
+  if (!routing.ok()) return routing.status();
+  RoutingPlan plan;
+  plan.routing = *std::move(routing);
+  return plan;
+}
+
+void ApplyRouting(const RoutingPlan& plan, DecoderWeights* w) {
+  const RoutingWeights& r = plan.routing;
+  switch (r.format.mode) {
+    case RoutingMode::kStandard: w->routing = RoutingVariant::kStandard; break;
+    case RoutingMode::kPregated: w->routing = RoutingVariant::kPregated; break;
+    case RoutingMode::kRouter: w->routing = RoutingVariant::kRouter; break;
+  }
+  for (size_t l = 0; l < w->layers.size() && l < r.pregate.size(); ++l) {
+    w->layers[l].pregate = r.pregate[l];
+  }
+  w->decoupled_router.norm = r.router_norm;
+  w->decoupled_router.up_proj = r.router_up;
+  w->decoupled_router.out_proj = r.router_out;
+}
+
 std::string LayerPrefix(int l) { return absl::StrCat("model.layers.", l); }
 
 absl::StatusOr<WeightRef> Matrix(const Checkpoint& ckpt, const std::string& name, int64_t rows,
@@ -97,7 +132,9 @@ absl::Status BindRouterAndExperts(const Checkpoint& ckpt, const ModelConfig& con
   const int64_t H = config.hidden_size, E = config.num_experts,
                 I = config.moe_intermediate_size;
   const std::string& p = names.moe_prefix;
-  MOE_BIND_OR_RETURN(layer->router, Matrix(ckpt, p + ".gate.weight", E, H));
+  if (names.own_gate) {
+    MOE_BIND_OR_RETURN(layer->router, Matrix(ckpt, p + ".gate.weight", E, H));
+  }
   layer->experts.assign(E, FfnWeights{});
   const std::string gate_up_name = p + ".experts.gate_up_proj";
   const std::string fused_down_name = p + ".experts.down_proj";

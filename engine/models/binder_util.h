@@ -8,6 +8,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "engine/experts/routing_format.h"
 #include "engine/loader/checkpoint.h"
 #include "engine/loader/model_config.h"
 #include "engine/models/decoder_weights.h"
@@ -43,6 +44,8 @@ struct ExpertNames {
   std::string gate = "gate_proj";
   std::string up = "up_proj";
   std::string down = "down_proj";
+  // Whether the block has its own gate `<prefix>.gate.weight` (see RoutingPlan::OwnGate).
+  bool own_gate = true;
 };
 
 // The router and the experts of an MoE block under `names.moe_prefix`, in either layout:
@@ -55,6 +58,21 @@ absl::Status BindRouterAndExperts(const Checkpoint& ckpt, const ModelConfig& con
 // A gate/up/down FFN `<prefix>.{gate_proj,up_proj,down_proj}.weight` of width `width`.
 absl::StatusOr<FfnWeights> BindFfn(const Checkpoint& ckpt, const ModelConfig& config,
                                    const std::string& prefix, int64_t width);
+
+// The checkpoint's routing variant (config.json's "moe_serve_routing", FORMATS.md) and
+// its extra tensors, checked and bound by engine/experts' BindRoutingWeights: a missing
+// pre-gate / router tensor, an own gate where the variant has none, or routing tensors
+// in a standard checkpoint fail naming the tensor.
+struct RoutingPlan {
+  RoutingWeights routing;
+  // Whether MoE layer `l` has its own gate: always in standard checkpoints, only the
+  // first MoE layer in pre-gated ones, never in router ones.
+  bool OwnGate(int l) const;
+};
+absl::StatusOr<RoutingPlan> PlanRouting(const Checkpoint& ckpt, const ModelConfig& config);
+// Records the variant and its tensors (pre-gates, decoupled router) in `w`, whose layers
+// must already be bound.
+void ApplyRouting(const RoutingPlan& plan, DecoderWeights* w);
 
 std::string LayerPrefix(int l);  // "model.layers.<l>"
 

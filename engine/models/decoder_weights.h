@@ -51,12 +51,30 @@ struct LayerWeights {
 
   bool is_moe = false;
   // MoE layers.
-  WeightRef router;                  // [num_experts, hidden]
+  // [num_experts, hidden]: the layer's own gate. Absent in pre-gated checkpoints for every
+  // MoE layer but the first, and in router checkpoints (engine/experts/FORMATS.md).
+  WeightRef router;
+  // Pre-gated checkpoints: [num_experts, hidden], applied to this layer's gate input, it
+  // selects the experts of the next MoE layer. Present on every MoE layer but the last.
+  WeightRef pregate;
   std::vector<FfnWeights> experts;   // num_experts entries
   FfnWeights shared_expert;          // Qwen2-MoE; absent otherwise
   WeightRef shared_expert_gate;      // [1, hidden]
   // Dense layers (!is_moe).
   FfnWeights dense_mlp;
+};
+
+// Where MoE layers get their routing (engine/experts/FORMATS.md): their own gates, the
+// previous MoE layer's pre-gate (the first keeps its own gate), or a decoupled router
+// over the token embeddings that gives every MoE layer's routing before the step.
+enum class RoutingVariant { kStandard, kPregated, kRouter };
+
+// The decoupled router: logits[M * E] = out_proj · silu(up_proj · RMSNorm(embedding; norm)),
+// rows i*E .. i*E+E-1 routing the i-th MoE layer (ascending layer order).
+struct DecoupledRouterWeights {
+  WeightRef norm;      // [hidden]
+  WeightRef up_proj;   // [router_hidden, hidden]
+  WeightRef out_proj;  // [num_moe_layers * num_experts, router_hidden]
 };
 
 struct DecoderWeights {
@@ -70,6 +88,9 @@ struct DecoderWeights {
   QkNorm qk_norm = QkNorm::kNone;
   std::optional<float> clip_qkv;    // clamp q, k, v after projection (and q/k norm)
   bool expert_layout_fused = false;  // informational: experts were sliced from fused tensors
+
+  RoutingVariant routing = RoutingVariant::kStandard;
+  DecoupledRouterWeights decoupled_router;  // kRouter only
 };
 
 }  // namespace moe::engine

@@ -13,6 +13,8 @@ absl::StatusOr<DecoderWeights> BindMixtral(const Checkpoint& ckpt, const ModelCo
   w.router_renormalize = true;
   absl::Status s = binder::BindEmbeddingsAndHead(ckpt, config, &w);
   if (!s.ok()) return s;
+  auto plan = binder::PlanRouting(ckpt, config);
+  if (!plan.ok()) return plan.status();
   w.layers.resize(config.num_layers);
   for (int l = 0; l < config.num_layers; ++l) {
     LayerWeights& layer = w.layers[l];
@@ -20,9 +22,12 @@ absl::StatusOr<DecoderWeights> BindMixtral(const Checkpoint& ckpt, const ModelCo
     if (!s.ok()) return s;
     binder::ExpertNames names;
     const std::string legacy = binder::LayerPrefix(l) + ".block_sparse_moe";
-    names.moe_prefix = ckpt.Find(legacy + ".gate.weight") != nullptr
-                           ? legacy
-                           : binder::LayerPrefix(l) + ".mlp";
+    // Pre-gated / router checkpoints lack the gate in most layers: the experts tell too.
+    const bool is_legacy = ckpt.Find(legacy + ".gate.weight") != nullptr ||
+                           ckpt.Find(legacy + ".experts.0.w1.weight") != nullptr ||
+                           ckpt.Find(legacy + ".experts.0.gate_proj.weight") != nullptr ||
+                           ckpt.Find(legacy + ".experts.gate_up_proj") != nullptr;
+    names.moe_prefix = is_legacy ? legacy : binder::LayerPrefix(l) + ".mlp";
     names.gate = "w1";
     names.up = "w3";
     names.down = "w2";
@@ -33,11 +38,13 @@ absl::StatusOr<DecoderWeights> BindMixtral(const Checkpoint& ckpt, const ModelCo
       names.down = "down_proj";
     }
     layer.is_moe = true;
+    names.own_gate = plan->OwnGate(l);
     bool fused = false;
     s = binder::BindRouterAndExperts(ckpt, config, names, &layer, &fused);
     if (!s.ok()) return s;
     w.expert_layout_fused |= fused;
   }
+  binder::ApplyRouting(*plan, &w);
   return w;
 }
 

@@ -14,6 +14,8 @@ absl::StatusOr<DecoderWeights> BindOlmoe(const Checkpoint& ckpt, const ModelConf
   w.clip_qkv = config.clip_qkv;
   absl::Status s = binder::BindEmbeddingsAndHead(ckpt, config, &w);
   if (!s.ok()) return s;
+  auto plan = binder::PlanRouting(ckpt, config);
+  if (!plan.ok()) return plan.status();
   w.layers.resize(config.num_layers);
   for (int l = 0; l < config.num_layers; ++l) {
     LayerWeights& layer = w.layers[l];
@@ -25,11 +27,13 @@ absl::StatusOr<DecoderWeights> BindOlmoe(const Checkpoint& ckpt, const ModelConf
     layer.is_moe = true;
     binder::ExpertNames names;
     names.moe_prefix = binder::LayerPrefix(l) + ".mlp";
+    names.own_gate = plan->OwnGate(l);
     bool fused = false;
     s = binder::BindRouterAndExperts(ckpt, config, names, &layer, &fused);
     if (!s.ok()) return s;
     w.expert_layout_fused |= fused;
   }
+  binder::ApplyRouting(*plan, &w);
   return w;
 }
 

@@ -11,6 +11,8 @@ absl::StatusOr<DecoderWeights> BindQwen2Moe(const Checkpoint& ckpt, const ModelC
   w.router_renormalize = config.norm_topk_prob;
   absl::Status s = binder::BindEmbeddingsAndHead(ckpt, config, &w);
   if (!s.ok()) return s;
+  auto plan = binder::PlanRouting(ckpt, config);
+  if (!plan.ok()) return plan.status();
   w.layers.resize(config.num_layers);
   for (int l = 0; l < config.num_layers; ++l) {
     LayerWeights& layer = w.layers[l];
@@ -29,6 +31,7 @@ absl::StatusOr<DecoderWeights> BindQwen2Moe(const Checkpoint& ckpt, const ModelC
     }
     binder::ExpertNames names;
     names.moe_prefix = mlp;
+    names.own_gate = plan->OwnGate(l);
     bool fused = false;
     s = binder::BindRouterAndExperts(ckpt, config, names, &layer, &fused);
     if (!s.ok()) return s;
@@ -42,6 +45,7 @@ absl::StatusOr<DecoderWeights> BindQwen2Moe(const Checkpoint& ckpt, const ModelC
                                         config.hidden_size));
     }
   }
+  binder::ApplyRouting(*plan, &w);
   return w;
 }
 

@@ -12,6 +12,8 @@ absl::StatusOr<DecoderWeights> BindQwen3Moe(const Checkpoint& ckpt, const ModelC
   w.qk_norm = QkNorm::kPerHead;
   absl::Status s = binder::BindEmbeddingsAndHead(ckpt, config, &w);
   if (!s.ok()) return s;
+  auto plan = binder::PlanRouting(ckpt, config);
+  if (!plan.ok()) return plan.status();
   w.layers.resize(config.num_layers);
   for (int l = 0; l < config.num_layers; ++l) {
     LayerWeights& layer = w.layers[l];
@@ -28,11 +30,13 @@ absl::StatusOr<DecoderWeights> BindQwen3Moe(const Checkpoint& ckpt, const ModelC
     }
     binder::ExpertNames names;
     names.moe_prefix = mlp;
+    names.own_gate = plan->OwnGate(l);
     bool fused = false;
     s = binder::BindRouterAndExperts(ckpt, config, names, &layer, &fused);
     if (!s.ok()) return s;
     w.expert_layout_fused |= fused;
   }
+  binder::ApplyRouting(*plan, &w);
   return w;
 }
 
