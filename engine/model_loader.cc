@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/cpu/cpu_runner.h"
+#include "engine/experts/routing_format.h"
 #ifdef MOE_HAVE_CUDA
 #include "engine/cuda/cuda_runner.h"
 #include "kernels/cuda/device_query.h"
@@ -85,6 +86,20 @@ absl::StatusOr<LoadedModel> LoadModel(const std::string& dir, const LoadOptions&
   auto config = LoadModelConfig(dir);
   if (!config.ok()) return config.status();
   model.config = *std::move(config);
+
+  // The CUDA runner routes with each layer's own gate only: pre-gated and decoupled-router
+  // checkpoints run on the CPU backend until the CUDA runner learns their formats.
+  auto routing = LoadRoutingFormat(dir, model.config);
+  if (!routing.ok()) return routing.status();
+  if (model.device == DeviceKind::kCuda && routing->mode != RoutingMode::kStandard) {
+    if (options.device == DeviceKind::kCuda) {
+      return absl::UnimplementedError(
+          "device=cuda: this checkpoint uses pre-gated or decoupled-router routing, which "
+          "the CUDA backend does not run yet; use --device cpu");
+    }
+    model.device = DeviceKind::kCpu;
+    model.device_reason += "; pre-gated/router checkpoints run on the cpu backend for now";
+  }
 
   auto checkpoint = Checkpoint::Open(dir);
   if (!checkpoint.ok()) return checkpoint.status();
