@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <map>
+#include <tuple>
 #include <type_traits>
 #include <set>
 
@@ -21,6 +23,7 @@
 #include "kernels/cuda/paged_attention.h"
 #include "kernels/cuda/rope.h"
 #include "kernels/cuda/router.h"
+#include "kernels/cuda/small_batch_experts.h"
 
 namespace moe::engine {
 namespace {
@@ -87,7 +90,12 @@ class CudaModelRunner : public ModelRunner {
       : config_(config), renormalize_(renormalize), clip_(clip), block_size_(block_size),
         num_blocks_(num_blocks), dtype_name_(dtype_name) {}
   ~CudaModelRunner() override {
+    for (auto& [key, g] : graphs_) {
+      if (g.exec) cudaGraphExecDestroy(g.exec);
+    }
     for (auto& p : kv_) cudaFree(p);
+    if (expert_ptrs_) cudaFree(expert_ptrs_);
+    if (cublas_ws_) cudaFree(cublas_ws_);
     if (cublas_) cublasDestroy(cublas_);
     if (stream_) cudaStreamDestroy(stream_);
   }
@@ -105,6 +113,16 @@ class CudaModelRunner : public ModelRunner {
   absl::Status Attention(int l, int64_t n);
   absl::Status Ffn(int l, int64_t n);
   absl::Status DenseFfn(const cuda::DeviceFfn<T>& f, int64_t n, float* out);
+  // Embedding, every layer and (r > 0) the lm_head rows for the step's metadata already on
+  // the device. Host-sync free when SyncFree(n): then it may be captured into a graph.
+  absl::Status RunLayers(int64_t n, int64_t r);
+  bool SmallBatchExperts(int64_t n) const {
+    return small_experts_ && n <= kg::kSmallBatchExpertsMaxTokens;
+  }
+  bool SyncFree(int64_t n) const { return !has_moe_ || SmallBatchExperts(n); }
+  // Replays (or first runs eagerly, then captures) the decode-step graph for this shape.
+  absl::Status RunGraphed(int64_t n, int64_t r);
+  std::vector<const void*> Fingerprint() const;
 
   const ModelConfig config_;
   const bool renormalize_;
@@ -131,7 +149,32 @@ class CudaModelRunner : public ModelRunner {
   Scratch<T> h_, attn_, perm_, act_, rows_h_;
   Scratch<int32_t> topk_idx_, counts_, offsets_, row_token_, slot_row_;
   std::vector<int32_t> h_counts_, h_offsets_;
+  Scratch<int32_t> active_;
+
+  // Small-batch expert path: per MoE layer, device arrays of the experts' gate_up and
+  // down pointers (one allocation, expert_ptrs_). Off with MOE_CUDA_SMALL_BATCH_EXPERTS=0.
+  bool has_moe_ = false;
+  bool small_experts_ = false;
+  void* expert_ptrs_ = nullptr;
+  std::vector<const T* const*> gate_up_ptrs_, down_ptrs_;
+  // CUDA graphs of pure-decode steps, keyed by (tokens, logit rows, decode splits); each
+  // remembers the scratch addresses it was captured with and is re-captured when they
+  // move. Off with MOE_CUDA_GRAPHS=0.
+  struct GraphEntry {
+    std::vector<const void*> fingerprint;
+    bool seen = false;
+    cudaGraphExec_t exec = nullptr;
+  };
+  bool use_graphs_ = false;
+  std::map<std::tuple<int64_t, int64_t, int>, GraphEntry> graphs_;
+  void* cublas_ws_ = nullptr;
 };
+
+bool EnvFlag(const char* name, bool dflt) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') return dflt;
+  return !(v[0] == '0' || v[0] == 'n' || v[0] == 'N' || v[0] == 'f' || v[0] == 'F');
+}
 
 template <typename T>
 absl::Status CudaModelRunner<T>::Init(const DecoderWeights& w) {
@@ -147,7 +190,43 @@ absl::Status CudaModelRunner<T>::Init(const DecoderWeights& w) {
   CU(cudaStreamCreate(&stream_));
   CB(cublasCreate(&cublas_));
   CB(cublasSetStream(cublas_, stream_));
+  // A fixed cuBLAS workspace, so that GEMMs captured into graphs allocate nothing.
+  constexpr size_t kCublasWorkspace = size_t{32} << 20;
+  CU(cudaMalloc(&cublas_ws_, kCublasWorkspace));
+  CB(cublasSetWorkspace(cublas_, cublas_ws_, kCublasWorkspace));
   RET(w_.Upload(w, config_));
+  {
+    const int E = config_.num_experts;
+    bool ok = E > 0;
+    std::vector<const T*> ptrs;
+    for (const auto& L : w_.layers) {
+      if (!L.is_moe) continue;
+      has_moe_ = true;
+      ok = ok && static_cast<int>(L.experts.size()) == E &&
+           kg::SmallBatchExpertsSupported(config_.hidden_size, L.expert_inter, sizeof(T));
+      for (const auto& ew : L.experts) {
+        ok = ok && reinterpret_cast<uintptr_t>(ew.gate_up) % 16 == 0 && reinterpret_cast<uintptr_t>(ew.down) % 16 == 0;
+        ptrs.push_back(ew.gate_up);
+      }
+      for (const auto& ew : L.experts) ptrs.push_back(ew.down);
+    }
+    small_experts_ = has_moe_ && ok && EnvFlag("MOE_CUDA_SMALL_BATCH_EXPERTS", true);
+    if (small_experts_) {
+      CU(cudaMalloc(&expert_ptrs_, ptrs.size() * sizeof(const T*)));
+      CU(cudaMemcpy(expert_ptrs_, ptrs.data(), ptrs.size() * sizeof(const T*), cudaMemcpyHostToDevice));
+      const T* const* base = static_cast<const T* const*>(expert_ptrs_);
+      gate_up_ptrs_.assign(w_.layers.size(), nullptr);
+      down_ptrs_.assign(w_.layers.size(), nullptr);
+      size_t at = 0;
+      for (size_t l = 0; l < w_.layers.size(); ++l) {
+        if (!w_.layers[l].is_moe) continue;
+        gate_up_ptrs_[l] = base + at;
+        down_ptrs_[l] = base + at + E;
+        at += 2 * static_cast<size_t>(E);
+      }
+    }
+    use_graphs_ = EnvFlag("MOE_CUDA_GRAPHS", true);
+  }
   const size_t per_layer = static_cast<size_t>(num_blocks_) * block_size_ * config_.kv_size();
   for (int l = 0; l < 2 * config_.num_layers; ++l) {
     T* p = nullptr;
@@ -162,6 +241,8 @@ absl::Status CudaModelRunner<T>::Init(const DecoderWeights& w) {
   rotary_dim_ = static_cast<int>(config_.head_dim * config_.partial_rotary_factor);
   rotary_dim_ -= rotary_dim_ % 2;
   const double factor = config_.rope_type == "linear" ? config_.rope_scaling_factor : 1.0;
+  // Block tables at a stable address (graphs keep pointers): room for every block plus slack.
+  RET(tables_.Reserve(static_cast<size_t>(std::min(num_blocks_, 1 << 20)) + 4096, "block tables"));
   RET(inv_freq_.Put(kernels::cpu::RopeInvFreq(rotary_dim_, config_.rope_theta, factor), "inv_freq", stream_));
   scale_ = 1.0f / std::sqrt(static_cast<float>(config_.head_dim));
   CU(cudaStreamSynchronize(stream_));
@@ -263,18 +344,27 @@ absl::Status CudaModelRunner<T>::Ffn(int l, int64_t n) {
   const int64_t S = n * k, I = L.expert_inter;
   CB(kg::Linear(cublas_, h_.p, n, H, H, L.router, E, router_logits_.p, E));
   CU(kg::LaunchRouterSoftmaxTopK(router_logits_.p, n, E, k, renormalize_, topk_idx_.p, topk_w_.p, stream_));
-  CU(kg::LaunchMoePermute(topk_idx_.p, S, k, E, counts_.p, offsets_.p, row_token_.p, slot_row_.p, stream_));
-  h_counts_.resize(E);
-  h_offsets_.resize(E + 1);
-  CU(cudaMemcpyAsync(h_counts_.data(), counts_.p, E * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
-  CU(cudaMemcpyAsync(h_offsets_.data(), offsets_.p, (E + 1) * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
-  CU(kg::LaunchGatherRows(h_.p, row_token_.p, S, H, perm_.p, stream_));
-  RET(gu_.Reserve(S * 2 * I, "expert gate_up"));
-  RET(act_.Reserve(S * I, "expert act"));
-  CU(cudaStreamSynchronize(stream_));  // the host needs the counts to launch the GEMMs
-  const char* err = kg::RunExperts(cublas_, stream_, perm_.p, h_counts_.data(), h_offsets_.data(), E,
-                                   L.experts.data(), H, I, gu_.p, act_.p, eout_.p);
-  if (err != nullptr) return absl::InternalError(absl::StrCat("layer ", l, ": ", err));
+  if (SmallBatchExperts(n)) {
+    // Expert assignment stays on the device: no host round trip, no gather pass.
+    RET(act_.Reserve(S * I, "expert act"));
+    CU(kg::LaunchMoePermute(topk_idx_.p, S, k, E, counts_.p, offsets_.p, row_token_.p, slot_row_.p, stream_, active_.p));
+    CU(kg::LaunchSmallBatchExperts(h_.p, row_token_.p, counts_.p, offsets_.p, active_.p,
+                                   static_cast<int>(std::min<int64_t>(E, S)), n, gate_up_ptrs_[l],
+                                   down_ptrs_[l], H, I, act_.p, eout_.p, stream_));
+  } else {
+    CU(kg::LaunchMoePermute(topk_idx_.p, S, k, E, counts_.p, offsets_.p, row_token_.p, slot_row_.p, stream_));
+    h_counts_.resize(E);
+    h_offsets_.resize(E + 1);
+    CU(cudaMemcpyAsync(h_counts_.data(), counts_.p, E * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
+    CU(cudaMemcpyAsync(h_offsets_.data(), offsets_.p, (E + 1) * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
+    CU(kg::LaunchGatherRows(h_.p, row_token_.p, S, H, perm_.p, stream_));
+    RET(gu_.Reserve(S * 2 * I, "expert gate_up"));
+    RET(act_.Reserve(S * I, "expert act"));
+    CU(cudaStreamSynchronize(stream_));  // the host needs the counts to launch the GEMMs
+    const char* err = kg::RunExperts(cublas_, stream_, perm_.p, h_counts_.data(), h_offsets_.data(), E,
+                                     L.experts.data(), H, I, gu_.p, act_.p, eout_.p);
+    if (err != nullptr) return absl::InternalError(absl::StrCat("layer ", l, ": ", err));
+  }
   CU(kg::LaunchMoeCombine(eout_.p, slot_row_.p, topk_w_.p, n, k, H, delta_.p, stream_));
   if (L.shared.present()) {
     RET(shared_out_.Reserve(n * H, "shared expert out"));
@@ -353,7 +443,83 @@ absl::Status CudaModelRunner<T>::Forward(const ForwardBatch& batch, ForwardResul
   RET(slot_row_.Reserve(NT * k, "slot_row"));
   RET(perm_.Reserve(NT * k * H, "permuted rows"));
   RET(eout_.Reserve(NT * k * H, "expert out"));
+  RET(active_.Reserve(E + 1, "active experts"));
+  const int64_t R = static_cast<int64_t>(rows.size());
+  if (R > 0) {
+    RET(rows_h_.Reserve(R * H, "logit rows"));
+    RET(logits_.Reserve(R * config_.vocab_size, "logits"));
+  }
+  if (use_graphs_ && prefill.empty() && SyncFree(NT)) {
+    RET(RunGraphed(NT, R));
+  } else {
+    RET(RunLayers(NT, R));
+  }
+  out->vocab_size = config_.vocab_size;
+  out->logits.assign(static_cast<size_t>(R) * config_.vocab_size, 0.f);
+  if (R > 0) {
+    CU(cudaMemcpyAsync(out->logits.data(), logits_.p, out->logits.size() * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+  }
+  CU(cudaStreamSynchronize(stream_));
+  CU(cudaGetLastError());
+  return absl::OkStatus();
+}
 
+template <typename T>
+std::vector<const void*> CudaModelRunner<T>::Fingerprint() const {
+  return {tokens_.p, positions_.p, slots_.p, tables_.p, tiles_.p, decode_.p, rows_.p, seqs_.p,
+          x_.p, delta_.p, qkv_.p, logits_.p, router_logits_.p, topk_w_.p, gu_.p, eout_.p,
+          shared_out_.p, shared_logit_.p, ws_.p, h_.p, attn_.p, perm_.p, act_.p, rows_h_.p,
+          topk_idx_.p, counts_.p, offsets_.p, row_token_.p, slot_row_.p, active_.p};
+}
+
+template <typename T>
+absl::Status CudaModelRunner<T>::RunGraphed(int64_t n, int64_t r) {
+  GraphEntry& g = graphs_[std::make_tuple(n, r, num_splits_)];
+  std::vector<const void*> fp = Fingerprint();
+  if (g.exec != nullptr && g.fingerprint == fp) {
+    CU(cudaGraphLaunch(g.exec, stream_));
+    return absl::OkStatus();
+  }
+  if (g.exec != nullptr) {
+    cudaGraphExecDestroy(g.exec);
+    g.exec = nullptr;
+  }
+  if (!g.seen || g.fingerprint != fp) {
+    // First sight of this shape (or its buffers moved): run eagerly, which also grows
+    // every scratch buffer the step needs, so the capture next time allocates nothing.
+    RET(RunLayers(n, r));
+    g.seen = true;
+    g.fingerprint = Fingerprint();
+    return absl::OkStatus();
+  }
+  CU(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+  absl::Status st = RunLayers(n, r);
+  cudaGraph_t graph = nullptr;
+  const cudaError_t ce = cudaStreamEndCapture(stream_, &graph);
+  if (!st.ok()) {
+    if (graph != nullptr) cudaGraphDestroy(graph);
+    return st;
+  }
+  CU(ce);
+  if (Fingerprint() != fp) {  // a buffer moved during capture: not replayable
+    cudaGraphDestroy(graph);
+    RET(RunLayers(n, r));
+    g.fingerprint = Fingerprint();
+    return absl::OkStatus();
+  }
+  const cudaError_t ie = cudaGraphInstantiate(&g.exec, graph, 0);
+  cudaGraphDestroy(graph);
+  if (ie != cudaSuccess) {
+    g.exec = nullptr;
+    return absl::InternalError(absl::StrCat("cudaGraphInstantiate: ", cudaGetErrorString(ie)));
+  }
+  CU(cudaGraphLaunch(g.exec, stream_));
+  return absl::OkStatus();
+}
+
+template <typename T>
+absl::Status CudaModelRunner<T>::RunLayers(int64_t NT, int64_t R) {
+  const int64_t H = config_.hidden_size;
   CU(kg::LaunchEmbedding(tokens_.p, NT, w_.embed, H, x_.p, stream_));
   const float eps = config_.rms_norm_eps;
   for (int l = 0; l < config_.num_layers; ++l) {
@@ -363,19 +529,11 @@ absl::Status CudaModelRunner<T>::Forward(const ForwardBatch& batch, ForwardResul
     CU(kg::LaunchAddRmsNorm(x_.p, delta_.p, NT, static_cast<int>(H), L.post_norm, eps, h_.p, stream_));
     RET(Ffn(l, NT));
   }
-  const int64_t R = static_cast<int64_t>(rows.size());
-  out->vocab_size = config_.vocab_size;
-  out->logits.assign(static_cast<size_t>(R) * config_.vocab_size, 0.f);
   if (R > 0) {
     CU(kg::LaunchAddRmsNorm(x_.p, config_.num_layers > 0 ? delta_.p : nullptr, NT, static_cast<int>(H), w_.final_norm, eps, h_.p, stream_));
-    RET(rows_h_.Reserve(R * H, "logit rows"));
-    RET(logits_.Reserve(R * config_.vocab_size, "logits"));
     CU(kg::LaunchGatherRows(h_.p, rows_.p, R, H, rows_h_.p, stream_));
     CB(kg::Linear(cublas_, rows_h_.p, R, H, H, w_.lm_head, config_.vocab_size, logits_.p, config_.vocab_size));
-    CU(cudaMemcpyAsync(out->logits.data(), logits_.p, out->logits.size() * sizeof(float), cudaMemcpyDeviceToHost, stream_));
   }
-  CU(cudaStreamSynchronize(stream_));
-  CU(cudaGetLastError());
   return absl::OkStatus();
 }
 

@@ -9,6 +9,12 @@
 // on the tiny high-variance test models moves logprobs by ~1e-2 (median) and up to ~0.6
 // (tools/gpu/rounding_probe reproduces this on the CPU; see tools/gpu/NOTES.md).
 //
+// Steps of <= 64 tokens run the experts through the small-batch kernels
+// (kernels/cuda/small_batch_experts.h: no host sync per MoE layer; env
+// MOE_CUDA_SMALL_BATCH_EXPERTS=0 turns them off), and pure-decode steps replay a CUDA graph
+// per (tokens, logit rows, decode splits), captured on the second sight of that shape
+// (env MOE_CUDA_GRAPHS=0 turns graphs off).
+//
 // Thread safety: as ModelRunner: one thread drives Forward at a time.
 #pragma once
 

@@ -12,7 +12,7 @@ constexpr int kThreads = 1024;
 // slots with a per-chunk shared histogram walk (stable, deterministic).
 __global__ void PermuteKernel(const int32_t* topk_idx, int64_t num_slots, int k,
                               int num_experts, int32_t* counts, int32_t* offsets,
-                              int32_t* row_token, int32_t* slot_row) {
+                              int32_t* row_token, int32_t* slot_row, int32_t* active) {
   __shared__ int32_t s_count[kThreads];
   __shared__ int32_t s_next[kThreads];  // next free row of each expert
   __shared__ int32_t s_chunk[kThreads];
@@ -21,14 +21,16 @@ __global__ void PermuteKernel(const int32_t* topk_idx, int64_t num_slots, int k,
   for (int64_t s = threadIdx.x; s < num_slots; s += kThreads) atomicAdd(&s_count[topk_idx[s]], 1);
   __syncthreads();
   if (threadIdx.x == 0) {
-    int32_t acc = 0;
+    int32_t acc = 0, num_active = 0;
     for (int e = 0; e < num_experts; ++e) {
       offsets[e] = acc;
       s_next[e] = acc;
       counts[e] = s_count[e];
       acc += s_count[e];
+      if (active != nullptr && s_count[e] > 0) active[1 + num_active++] = e;
     }
     offsets[num_experts] = acc;
+    if (active != nullptr) active[0] = num_active;
   }
   __syncthreads();
   for (int64_t base = 0; base < num_slots; base += kThreads) {
@@ -72,10 +74,10 @@ __global__ void CombineKernel(const float* expert_out, const int32_t* slot_row,
 
 cudaError_t LaunchMoePermute(const int32_t* topk_idx, int64_t num_slots, int k, int num_experts,
                              int32_t* counts, int32_t* offsets, int32_t* row_token,
-                             int32_t* slot_row, cudaStream_t stream) {
+                             int32_t* slot_row, cudaStream_t stream, int32_t* active) {
   if (num_experts > kThreads || num_experts < 1 || k < 1) return cudaErrorInvalidValue;
   PermuteKernel<<<1, kThreads, 0, stream>>>(topk_idx, num_slots, k, num_experts, counts, offsets,
-                                            row_token, slot_row);
+                                            row_token, slot_row, active);
   return cudaGetLastError();
 }
 

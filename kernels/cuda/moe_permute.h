@@ -21,10 +21,13 @@ namespace moe::kernels::cuda {
 //   offsets[num_experts + 1]  exclusive prefix sum of counts (offsets[E] = num_slots)
 //   row_token[num_slots]      permuted row -> source token (slot / k)
 //   slot_row[num_slots]       slot -> permuted row
+//   active[num_experts + 1]   optional (may be null): active[0] = number of experts with
+//                             rows, active[1..] their ids in ascending order (the device
+//                             work list of LaunchSmallBatchExperts)
 // num_experts <= 1024. One block; deterministic.
 cudaError_t LaunchMoePermute(const int32_t* topk_idx, int64_t num_slots, int k, int num_experts,
                              int32_t* counts, int32_t* offsets, int32_t* row_token,
-                             int32_t* slot_row, cudaStream_t stream);
+                             int32_t* slot_row, cudaStream_t stream, int32_t* active = nullptr);
 
 // Weighted un-permute and combine: out[t, :] = sum_i topk_weight[t*k+i] *
 // expert_out[slot_row[t*k+i], :] (slots summed in order i = 0..k-1), overwriting out.

@@ -24,9 +24,31 @@ if [[ "${1:-}" != "--no-bench" && -x dist/gpu/engine_bench ]]; then
     dist/gpu/make_synthetic_model --profile olmoe-1b-7b --seed 1 --out /tmp/olmoe > "$OUT/make_model.log" 2>&1 ||
       { echo "make_synthetic_model failed"; tail -5 "$OUT/make_model.log"; }
   fi
-  timeout 300 dist/gpu/engine_bench --model /tmp/olmoe --batches 1,16,64 --context 128 --steps 32 \
-    --prompt 512 --json-out "$OUT/engine_bench.json" 2>&1 | tee "$OUT/engine_bench.log"
-  r=${PIPESTATUS[0]}
-  echo "== engine_bench exit $r"
+  # Three variants in one session, so before/after share the device and its state:
+  # baseline = cuBLAS per-expert loop + host sync per MoE layer, eager;
+  # small_experts = device-side small-batch expert kernels, eager; graphs = both + CUDA graphs.
+  : > "$OUT/engine_bench.log"
+  for variant in baseline small_experts graphs; do
+    case $variant in
+      baseline) envs=(MOE_CUDA_SMALL_BATCH_EXPERTS=0 MOE_CUDA_GRAPHS=0) ;;
+      small_experts) envs=(MOE_CUDA_GRAPHS=0) ;;
+      graphs) envs=() ;;
+    esac
+    echo "== engine_bench variant $variant (${envs[*]:-defaults})" | tee -a "$OUT/engine_bench.log"
+    env "${envs[@]}" timeout 200 dist/gpu/engine_bench --model /tmp/olmoe --batches 1,16,64 --context 128 \
+      --steps 32 --prompt 512 --json-out "$OUT/engine_bench_$variant.json" 2>&1 | tee -a "$OUT/engine_bench.log"
+    r=${PIPESTATUS[0]}
+    echo "== engine_bench $variant exit $r"
+  done
+  # With MOE_NCU=1: GPU time (Nsight Compute) of the small-batch expert kernels in a few
+  # eager decode steps at batch 1 and 64 (only decode steps launch them: every prefill of
+  # the bench has > 64 tokens). Not yet run on the device in this form.
+  if [[ "${MOE_NCU:-0}" == 1 ]] && command -v ncu > /dev/null; then
+    MOE_CUDA_GRAPHS=0 timeout 240 ncu --metrics gpu__time_duration.sum,dram__bytes_read.sum \
+      --kernel-name regex:ExpertGemv --launch-count 400 --print-summary per-kernel \
+      dist/gpu/engine_bench --model /tmp/olmoe --batches 1,64 --context 128 --steps 2 --prompt 128 \
+      > "$OUT/ncu.txt" 2>&1
+    echo "== ncu exit $? ($(wc -l < "$OUT/ncu.txt") lines in ncu.txt)"
+  fi
 fi
 exit $rc

@@ -28,6 +28,7 @@
 #include "kernels/cuda/paged_attention.h"
 #include "kernels/cuda/rope.h"
 #include "kernels/cuda/router.h"
+#include "kernels/cuda/small_batch_experts.h"
 #include "tools/gpu/gpu_check.h"
 
 namespace moe::gpu_test {
@@ -250,9 +251,12 @@ void TestLinear(Rng& rng, Report& rep, cublasHandle_t cublas) {
 
 // The whole expert path: permute by the CPU router's picks, gather, grouped expert FFN
 // through cuBLAS with fused SwiGLU, weighted combine; against a per-token CPU reference.
+// For steps of at most kSmallBatchExpertsMaxTokens tokens also the small-batch path
+// (device-side assignment, no gather), with freshly poisoned buffers.
 void TestExperts(Rng& rng, Report& rep, cublasHandle_t cublas) {
   struct Case { int64_t T; int E, k; int64_t H, I; };
-  for (const Case& c : std::vector<Case>{{1, 64, 8, 256, 128}, {37, 16, 4, 512, 384}, {200, 8, 2, 320, 200}, {5, 128, 8, 192, 96}}) {
+  for (const Case& c : std::vector<Case>{{1, 64, 8, 256, 128}, {37, 16, 4, 512, 384}, {200, 8, 2, 320, 200}, {5, 128, 8, 192, 96},
+                                               {64, 64, 8, 1024, 512}, {3, 64, 8, 2048, 1024}, {61, 4, 2, 264, 136}}) {
     std::vector<float> h = rng.Normal(c.T * c.H);
     auto hb = RoundBf16(h);
     std::vector<float> logits = rng.Normal(c.T * c.E);
@@ -324,6 +328,36 @@ void TestExperts(Rng& rng, Report& rep, cublasHandle_t cublas) {
     CUDA_OK(cudaDeviceSynchronize());
     LAUNCH_OK(kg::LaunchMoeCombine(dexp_out.get(), dslot_row.get(), dw.get(), c.T, c.k, c.H, dout.get(), nullptr));
     rep.Check("experts ffn+combine", shape, RelErr(dout.Download(), ref), kBf16Bound);
+    if (c.T <= kg::kSmallBatchExpertsMaxTokens && kg::SmallBatchExpertsSupported(c.H, c.I, sizeof(Bf16))) {
+      std::vector<uintptr_t> ptrs;
+      for (int e = 0; e < c.E; ++e) ptrs.push_back(reinterpret_cast<uintptr_t>(ew[e].gate_up));
+      for (int e = 0; e < c.E; ++e) ptrs.push_back(reinterpret_cast<uintptr_t>(ew[e].down));
+      DevBuf<uintptr_t> dptrs(ptrs);
+      DevBuf<int32_t> dactive(c.E + 1);
+      dactive.Poison();
+      dcounts.Poison();
+      doffsets.Poison();
+      drow_token.Poison();
+      dslot_row.Poison();
+      dact.Poison();
+      dexp_out.Poison();
+      dout.Poison();
+      LAUNCH_OK(kg::LaunchMoePermute(didx.get(), S, c.k, c.E, dcounts.get(), doffsets.get(), drow_token.get(),
+                                     dslot_row.get(), nullptr, dactive.get()));
+      const auto active = dactive.Download();
+      bool active_ok = active[0] >= 1 && active[0] <= c.E;
+      for (int i = 0, e = 0; active_ok && e < c.E; ++e) {
+        if (want_counts[e] > 0) active_ok = active[1 + i++] == e;
+        if (e == c.E - 1) active_ok = active_ok && i == active[0];
+      }
+      rep.Check("moe_permute active list (exact)", shape, active_ok ? 0.0 : INFINITY, 0.0);
+      const auto* gu_ptrs = reinterpret_cast<const Bf16* const*>(dptrs.get());
+      LAUNCH_OK(kg::LaunchSmallBatchExperts(dh.get(), drow_token.get(), dcounts.get(), doffsets.get(), dactive.get(),
+                                            static_cast<int>(std::min<int64_t>(c.E, S)), c.T, gu_ptrs, gu_ptrs + c.E,
+                                            c.H, c.I, dact.get(), dexp_out.get(), nullptr));
+      LAUNCH_OK(kg::LaunchMoeCombine(dexp_out.get(), dslot_row.get(), dw.get(), c.T, c.k, c.H, dout.get(), nullptr));
+      rep.Check("experts small-batch+combine", shape, RelErr(dout.Download(), ref), kBf16Bound);
+    }
     for (auto* d : dev) delete d;
   }
 }

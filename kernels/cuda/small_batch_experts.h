@@ -1,0 +1,54 @@
+// Expert FFNs for decode-sized steps without a host round trip: the expert assignment
+// (LaunchMoePermute's counts / offsets / active list) is read on the device, and each
+// active expert's weights are streamed once per step with 16-byte coalesced loads
+// (re-read from L2 only when an expert has more than 8 rows).
+//
+//   act[r, :]  = silu(x_r · gate_e^T) * (x_r · up_e^T)   stored as T (fp32 accumulation)
+//   out[r, :]  = act[r, :] · down_e^T                     fp32
+// for every permuted row r of expert e (rows [offsets[e], offsets[e] + counts[e])), where
+// x_r = x[row_token[r], :] (no gather pass). The same function as RunExperts (experts.h)
+// after LaunchGatherRows; feed `out` to LaunchMoeCombine.
+//
+// Kernel shape: grid (output-row tiles, active-expert slots); a block whose slot is past
+// the number of active experts exits at once. A block of 8 warps owns 16 gate/up output
+// rows (32 weight rows) or 32 down rows of one expert; the expert's input rows are staged
+// in shared memory up to 8 at a time (at most 48 KB), and every staged 16-byte input vector
+// is reused for all of the warp's weight rows.
+//
+// Thread safety: launchers only enqueue work on `stream`; safe under CUDA graph capture.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace moe::kernels::cuda {
+
+// The runner uses this path for steps of at most this many tokens (a host bound on the
+// rows any one expert can get).
+constexpr int64_t kSmallBatchExpertsMaxTokens = 64;
+
+// True when hidden and inter are multiples of 16 / elem_size (16-byte rows) and one input
+// row fits the 48 KB staging buffer. Weight and activation base pointers must also be
+// 16-byte aligned (cudaMalloc's are).
+bool SmallBatchExpertsSupported(int64_t hidden, int64_t inter, size_t elem_size);
+
+// x: device [tokens, hidden]; row_token / counts / offsets / active: LaunchMoePermute's
+// device outputs (active[0] = number of experts with rows, active[1..] their ids);
+// max_active: grid bound on active experts (min(num_experts, tokens * k));
+// max_rows_per_expert: host bound on any expert's rows (the step's token count), picks
+// the kernel variant. gate_up / down: DEVICE arrays of num_experts weight pointers
+// ([2 * inter, hidden] and [hidden, inter]). act_buf: device [tokens * k, inter];
+// out: device [tokens * k, hidden] fp32 (permuted order).
+// Returns cudaErrorInvalidValue when the shapes are unsupported.
+template <typename T>
+cudaError_t LaunchSmallBatchExperts(const T* x, const int32_t* row_token, const int32_t* counts,
+                                    const int32_t* offsets, const int32_t* active, int max_active,
+                                    int64_t max_rows_per_expert, const T* const* gate_up,
+                                    const T* const* down, int64_t hidden, int64_t inter,
+                                    T* act_buf, float* out, cudaStream_t stream);
+
+}  // namespace moe::kernels::cuda
