@@ -27,14 +27,22 @@ class HorizonOracle : public NextUseOracle {
 std::vector<int32_t> Perturb(const std::vector<int32_t>& truth, double noise, int32_t experts,
                              std::mt19937_64& rng) {
   std::uniform_real_distribution<double> u(0.0, 1.0);
-  std::uniform_int_distribution<int32_t> any(0, experts - 1);
   std::vector<int32_t> out;
+  std::vector<int32_t> wrong;  // experts neither used nor already guessed
   for (int32_t e : truth) {
     int32_t p = e;
-    if (u(rng) < noise && static_cast<int32_t>(truth.size()) < experts) {
-      do p = any(rng);
-      while (std::find(truth.begin(), truth.end(), p) != truth.end() ||
-             std::find(out.begin(), out.end(), p) != out.end());
+    if (u(rng) < noise) {
+      wrong.clear();
+      for (int32_t c = 0; c < experts; ++c) {
+        if (std::find(truth.begin(), truth.end(), c) == truth.end() &&
+            std::find(out.begin(), out.end(), c) == out.end()) {
+          wrong.push_back(c);
+        }
+      }
+      // When every expert is used or guessed already, the guess stays right.
+      if (!wrong.empty()) {
+        p = wrong[std::uniform_int_distribution<size_t>(0, wrong.size() - 1)(rng)];
+      }
     }
     if (std::find(out.begin(), out.end(), p) == out.end()) out.push_back(p);
   }

@@ -129,6 +129,24 @@ TEST_CASE("exact prefetch turns demand misses into prefetches; noise costs accur
   CHECK(noisy.stats.prefetches_wasted > 0);
 }
 
+TEST_CASE("noisy predictions terminate when a layer uses almost every expert") {
+  // 4 experts, 3 used per layer: after one wrong guess no wrong expert is left. This
+  // used to loop forever (found by the routing study's batched replay).
+  RoutingTrace trace;
+  trace.grid.num_layers = 2;
+  trace.grid.num_experts = 4;
+  for (int s = 0; s < 20; ++s) trace.steps.push_back({{0, 1, 2}, {1, 2, 3}});
+  CacheSimOptions o;
+  o.num_slots = 8;
+  o.prefetch_depth = 1;
+  o.predictions = SimPredictions::kNoisy;
+  o.noise = 1.0;
+  const auto r = Sim(trace, o);
+  const auto& d1 = r.accuracy_by_depth.at(0);
+  CHECK(d1.precision() >= 0.0);
+  CHECK(d1.precision() < 1.0);  // every first guess was made wrong
+}
+
 TEST_CASE("a layer needing more experts than the cache holds is reported") {
   const auto trace = MakeSyntheticTrace(Shape());
   CacheSimOptions o;
