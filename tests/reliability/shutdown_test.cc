@@ -18,7 +18,7 @@ namespace {
 
 TEST_CASE("SIGTERM under load drains in-flight streams, refuses new ones, exits 0") {
   ServerProcess p({"--model", kTinyModel, "--device", "cpu", "--num-threads", "1",
-                   "--num-kv-blocks", "512", "--max-num-seqs", "4", "--drain-timeout", "600",
+                   "--num-kv-blocks", "512", "--max-num-seqs", "16", "--drain-timeout", "600",
                    "--log-level", "warn"});
   REQUIRE(p.WaitServing(absl::Seconds(60)));
   auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", p.grpc_port()),
@@ -39,7 +39,9 @@ TEST_CASE("SIGTERM under load drains in-flight streams, refuses new ones, exits 
       ++done;
     });
   }
-  while (started.load() < 4) absl::SleepFor(absl::Milliseconds(5));
+  // Every stream must have reached the server (its first token came back) before the
+  // signal: a request that arrives after SIGTERM is rightly refused with UNAVAILABLE.
+  while (started.load() < kStreams) absl::SleepFor(absl::Milliseconds(5));
   p.Signal(SIGTERM);
   // Let the signal land: a probe sent before it would queue behind the streams.
   absl::SleepFor(absl::Milliseconds(200));
