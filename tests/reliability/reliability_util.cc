@@ -22,61 +22,6 @@ extern char** environ;
 namespace moe::reliability {
 namespace fs = std::filesystem;
 
-namespace {
-
-class SlowRunner : public engine::ModelRunner {
- public:
-  SlowRunner(std::unique_ptr<engine::ModelRunner> inner, absl::Duration delay)
-      : inner_(std::move(inner)), delay_(delay) {}
-  const engine::ModelConfig& config() const override { return inner_->config(); }
-  int kv_block_size() const override { return inner_->kv_block_size(); }
-  int num_kv_blocks() const override { return inner_->num_kv_blocks(); }
-  std::string device_name() const override { return inner_->device_name(); }
-  absl::Status Forward(const engine::ForwardBatch& b, engine::ForwardResult* out) override {
-    absl::SleepFor(delay_);
-    return inner_->Forward(b, out);
-  }
-
- private:
-  std::unique_ptr<engine::ModelRunner> inner_;
-  absl::Duration delay_;
-};
-
-}  // namespace
-
-server::ServerOptions TinyModelOptions() {
-  server::ServerOptions o;
-  o.model = kTinyModel;
-  o.device = "cpu";
-  o.host = "127.0.0.1";
-  o.grpc_port = 0;
-  o.http_port = 0;
-  o.num_kv_blocks = 512;
-  o.num_threads = 1;
-  o.log_level = "warn";
-  return o;
-}
-
-server::ModelSource SlowModelSource(absl::Duration delay) {
-  return [delay](const engine::LoadOptions& lo) -> absl::StatusOr<engine::LoadedModel> {
-    auto m = engine::LoadModel(kTinyModel, lo);
-    if (!m.ok()) return m.status();
-    m->runner = std::make_unique<SlowRunner>(std::move(m->runner), delay);
-    return m;
-  };
-}
-
-TestServer StartServer(const server::ServerOptions& options, server::ModelSource source) {
-  TestServer t;
-  auto s = server::Server::BuildAndStart(options, std::move(source));
-  REQUIRE(s.ok());
-  t.server = *std::move(s);
-  REQUIRE(t.server->WaitUntilReady(absl::Seconds(60)).ok());
-  t.channel = grpc::CreateChannel(t.server->address(), grpc::InsecureChannelCredentials());
-  t.stub = moe::v1::Inference::NewStub(t.channel);
-  return t;
-}
-
 moe::v1::GenerateRequest GreedyIds(int prompt_len, int salt, int max_tokens) {
   moe::v1::GenerateRequest req;
   for (int i = 0; i < prompt_len; ++i) {
@@ -115,21 +60,6 @@ StreamResult Stream(moe::v1::Inference::Stub& stub, const moe::v1::GenerateReque
   r.status = reader->Finish();
   r.seconds = absl::ToDoubleSeconds(absl::Now() - t0);
   return r;
-}
-
-bool WaitForAllBlocksFree(server::Server& server, absl::Duration timeout) {
-  const absl::Time end = absl::Now() + timeout;
-  while (absl::Now() < end) {
-    scheduler::Scheduler* s = server.scheduler();
-    if (s != nullptr) {
-      const auto st = s->GetStats();
-      if (st.num_running == 0 && st.num_waiting == 0 && st.num_free_kv_blocks == st.num_kv_blocks) {
-        return true;
-      }
-    }
-    absl::SleepFor(absl::Milliseconds(5));
-  }
-  return false;
 }
 
 std::string MakeTempDir(const std::string& name) {

@@ -20,25 +20,20 @@
 #include "engine/model_loader.h"
 #include "moe/v1/inference.grpc.pb.h"
 #include "server/server.h"
+#include "tests/server/server_test_util.h"
 
 namespace moe::reliability {
 
 // Relative to the runfiles root (Bazel's test working directory).
-inline constexpr char kTinyModel[] = "tests/data/models/olmoe";  // context 1024, vocab 1000
 inline constexpr char kServerBinary[] = "server/moe_server";
 
-server::ServerOptions TinyModelOptions();  // cpu, 127.0.0.1, ports 0, 512 KV blocks
-
-// Sleeps before every forward step, so streams last long enough to act on.
-server::ModelSource SlowModelSource(absl::Duration delay);
-
-struct TestServer {
-  std::unique_ptr<server::Server> server;
-  std::shared_ptr<grpc::Channel> channel;
-  std::unique_ptr<moe::v1::Inference::Stub> stub;
-};
-// Starts and waits for the model (REQUIREs success).
-TestServer StartServer(const server::ServerOptions& options, server::ModelSource source = {});
+// The in-process server helpers are the server tests' own (tests/server).
+using server::testing::kTinyModel;  // context 1024, vocab 1000
+using server::testing::SlowModelSource;
+using server::testing::StartServer;
+using server::testing::TestServer;
+using server::testing::TinyModelOptions;
+using server::testing::WaitForAllBlocksFree;
 
 moe::v1::GenerateRequest GreedyIds(int prompt_len, int salt, int max_tokens);
 
@@ -57,8 +52,6 @@ StreamResult Stream(moe::v1::Inference::Stub& stub, const moe::v1::GenerateReque
                     const std::function<void(int, grpc::ClientContext&)>& on_chunk = {},
                     const std::string& api_key = "");
 
-// Polls until nothing is in flight and every KV block is free.
-bool WaitForAllBlocksFree(server::Server& server, absl::Duration timeout);
 
 // The moe_server binary as a child process; stdout/stderr go to files in a temp dir.
 class ServerProcess {

@@ -10,7 +10,9 @@ ServerOptions TinyModelOptions() {
   o.device = "cpu";
   o.host = "127.0.0.1";
   o.grpc_port = 0;
+  o.http_port = 0;  // never the default 8080: tests run in parallel
   o.num_kv_blocks = 512;
+  o.num_threads = 1;
   o.log_level = "warn";
   return o;
 }
@@ -80,11 +82,14 @@ std::vector<int32_t> TestPrompt(int len, int salt) {
 bool WaitForAllBlocksFree(Server& server, absl::Duration timeout) {
   const absl::Time end = absl::Now() + timeout;
   while (absl::Now() < end) {
-    scheduler::SchedulerStats s = server.scheduler()->GetStats();
-    if (s.num_running == 0 && s.num_waiting == 0 && s.num_free_kv_blocks == s.num_kv_blocks) {
-      return true;
+    scheduler::Scheduler* sched = server.scheduler();  // null while loading
+    if (sched != nullptr) {
+      scheduler::SchedulerStats s = sched->GetStats();
+      if (s.num_running == 0 && s.num_waiting == 0 && s.num_free_kv_blocks == s.num_kv_blocks) {
+        return true;
+      }
     }
-    absl::SleepFor(absl::Milliseconds(10));
+    absl::SleepFor(absl::Milliseconds(5));
   }
   return false;
 }

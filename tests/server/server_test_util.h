@@ -23,7 +23,7 @@ namespace moe::server::testing {
 // root (Bazel's test working directory).
 inline constexpr char kTinyModel[] = "tests/data/models/olmoe";
 
-ServerOptions TinyModelOptions();
+ServerOptions TinyModelOptions();  // cpu, 127.0.0.1, ports 0, 512 KV blocks, 1 thread
 
 // Wraps a runner, sleeping before every step: makes streams long enough to cancel, and
 // queues fill up.
