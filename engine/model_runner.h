@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -48,6 +49,42 @@ struct ForwardResult {
   const float* row(int32_t r) const { return logits.data() + static_cast<size_t>(r) * vocab_size; }
 };
 
+// Expert offload (CUDA backend; engine/experts/ for the bookkeeping): every expert's weights
+// in pinned host memory, a GPU expert cache of `expert_cache_gb` (0: what the memory budget
+// leaves after dense weights and KV), a prefetcher driven by a predictor.
+struct OffloadOptions {
+  std::string mode = "auto";      // "auto" (offload only when the experts do not fit), "off", "on"
+  double expert_cache_gb = 0;     // >= 0
+  std::string prefetch = "auto";  // "auto" (the checkpoint's exact predictor, else next-gate),
+                                  // "off", "next-gate", "pregate", "router"
+  int prefetch_depth = 1;         // MoE layers ahead, >= 1
+  std::string policy = "lru";     // "lru", "lfu", "belady" (belady needs an exact predictor)
+};
+
+// Cumulative expert-offload counters since load (for /metrics). Per MoE layer where noted.
+struct OffloadLayerStats {
+  int32_t layer = 0;
+  int64_t hits = 0, misses = 0;
+  int64_t prefetch_issued = 0, prefetch_used = 0, prefetch_wasted = 0;
+  // Predictor quality: experts predicted for this layer, of those actually used, and
+  // experts actually used (precision = correct / predicted, recall = correct / actual).
+  int64_t predicted = 0, predicted_correct = 0, actual = 0;
+};
+struct OffloadStats {
+  int32_t num_slots = 0;          // GPU expert cache slots
+  int32_t num_experts_total = 0;  // layers x experts
+  uint64_t h2d_bytes = 0;         // expert bytes copied host -> device
+  std::string prefetch;           // the predictor in use ("off", "next-gate", ...)
+  std::string policy;             // eviction policy
+  std::vector<OffloadLayerStats> layers;
+  // Histogram of the compute stream's wait for expert copies, one observation per step:
+  // cumulative counts per upper bound (seconds), as Prometheus wants; +Inf is `stall_count`.
+  std::vector<double> stall_bucket_bounds;
+  std::vector<int64_t> stall_bucket_counts;
+  double stall_seconds_sum = 0;
+  int64_t stall_count = 0;
+};
+
 struct RunnerOptions {
   int kv_block_size = 16;
   // KV cache size in blocks; 0 means "derive from kv_cache_bytes".
@@ -58,6 +95,10 @@ struct RunnerOptions {
   // checkpoint's dtype, as vLLM's --dtype auto), "bf16", "fp16" or "fp32". The CPU
   // backend always computes in fp32 on the weights as stored, and ignores it.
   std::string dtype = "auto";
+  // CUDA backend: fraction of the GPU's total memory the runner may use for weights, KV
+  // cache, expert cache and scratch (as vLLM's --gpu-memory-utilization). Checked at load.
+  double gpu_memory_utilization = 0.9;
+  OffloadOptions offload;
 };
 
 class ModelRunner {
@@ -75,6 +116,11 @@ class ModelRunner {
   // does not cover the chunk, a block index out of range, a position past the model's
   // context.
   virtual absl::Status Forward(const ForwardBatch& batch, ForwardResult* out) = 0;
+
+  // Expert-offload counters, or nullopt when the runner does not offload. Unlike the rest
+  // of the interface this is safe to call from any thread while Forward runs (a snapshot
+  // taken under the runner's lock at the end of each step).
+  virtual std::optional<OffloadStats> offload_stats() const { return std::nullopt; }
 };
 
 }  // namespace moe::engine
