@@ -21,6 +21,12 @@ bool Contains(const std::vector<int32_t>& v, int32_t x) {
 
 }  // namespace
 
+const std::vector<double>& StepHostSecondsBounds() {
+  static const std::vector<double>* const bounds = new std::vector<double>{
+      0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0};
+  return *bounds;
+}
+
 Scheduler::Scheduler(engine::ModelRunner* runner, SchedulerOptions options)
     : runner_(runner),
       options_(std::move(options)),
@@ -163,9 +169,12 @@ void Scheduler::Shutdown() {
 }
 
 SchedulerStats Scheduler::GetStats() const {
+  // Outside mu_: the runner takes its own lock (offload_stats is safe from any thread).
+  std::optional<engine::OffloadStats> offload = runner_->offload_stats();
   absl::MutexLock lock(&mu_);
   SchedulerStats s = stats_;
   s.num_waiting = static_cast<int>(waiting_.size());
+  s.offload = std::move(offload);
   return s;
 }
 
@@ -176,6 +185,7 @@ void Scheduler::Wake() {
 
 void Scheduler::EngineLoop() {
   while (true) {
+    absl::Time iteration_start = absl::Now();
     {
       absl::MutexLock lock(&mu_);
       if (running_.empty()) {
@@ -184,13 +194,16 @@ void Scheduler::EngineLoop() {
         };
         // Bounded wait so queued deadlines are noticed even without a wake-up.
         mu_.AwaitWithTimeout(absl::Condition(&has_work), absl::Milliseconds(20));
+        iteration_start = absl::Now();  // idle time is not host overhead
       }
       wake_ = false;
       if (stop_) break;
     }
     ReapCancelled();
-    RunStep();
-    PublishStats();
+    StepTiming timing;
+    RunStep(&timing);
+    PublishStats(timing.ran ? &timing : nullptr,
+                 absl::ToDoubleSeconds(absl::Now() - iteration_start));
   }
   // Shutdown: everything still in flight ends with abort.
   for (auto& s : running_) Finish(s.get(), FinishReason::kAbort, "shutdown");
@@ -201,7 +214,7 @@ void Scheduler::EngineLoop() {
     waiting.swap(waiting_);
   }
   for (auto& s : waiting) Finish(s.get(), FinishReason::kAbort, "shutdown");
-  PublishStats();
+  PublishStats(nullptr, 0);
 }
 
 void Scheduler::ReapCancelled() {
@@ -240,14 +253,14 @@ void Scheduler::ReapCancelled() {
   }
 }
 
-bool Scheduler::RunStep() {
+void Scheduler::RunStep(StepTiming* timing) {
   StepPlan plan;
   {
     absl::MutexLock lock(&mu_);
     plan = composer_.Compose(&running_, &waiting_, &kv_, &next_admit_order_);
     stats_.num_preemptions += plan.num_preempted;
   }
-  if (plan.empty()) return false;
+  if (plan.empty()) return;
 
   engine::ForwardBatch batch;
   batch.seqs.reserve(plan.chunks.size());
@@ -268,7 +281,12 @@ bool Scheduler::RunStep() {
     batch.seqs.push_back(chunk);
   }
   engine::ForwardResult out;
+  const absl::Time forward_start = absl::Now();
   absl::Status status = runner_->Forward(batch, &out);
+  timing->ran = true;
+  timing->forward_s = absl::ToDoubleSeconds(absl::Now() - forward_start);
+  timing->num_seqs = static_cast<int>(batch.seqs.size());
+  timing->num_tokens = plan.num_tokens;
   if (status.ok() && out.row_begin.size() != plan.chunks.size() + 1) {
     status = absl::InternalError("model runner returned a malformed result (row_begin)");
   }
@@ -280,7 +298,7 @@ bool Scheduler::RunStep() {
       finished.push_back(c.seq);
     }
     RemoveFinished(finished);
-    return true;
+    return;
   }
   for (size_t i = 0; i < plan.chunks.size(); ++i) {
     const ScheduledChunk& c = plan.chunks[i];
@@ -294,10 +312,6 @@ bool Scheduler::RunStep() {
     ProcessOutput(c.seq, out.row(out.row_begin[i]), out.vocab_size, &finished);
   }
   RemoveFinished(finished);
-  absl::MutexLock lock(&mu_);
-  ++stats_.num_steps;
-  stats_.num_batched_tokens += plan.num_tokens;
-  return true;
 }
 
 void Scheduler::ProcessOutput(Sequence* seq, const float* logits, int vocab_size,
@@ -408,8 +422,20 @@ void Scheduler::RemoveFinished(const std::vector<Sequence*>& finished) {
                  running_.end());
 }
 
-void Scheduler::PublishStats() {
+void Scheduler::PublishStats(const StepTiming* timing, double iteration_s) {
   absl::MutexLock lock(&mu_);
+  if (timing != nullptr) {
+    ++stats_.num_steps;
+    stats_.num_batched_tokens += timing->num_tokens;
+    stats_.last_step_num_seqs = timing->num_seqs;
+    stats_.forward_seconds_total += timing->forward_s;
+    const double host_s = std::max(0.0, iteration_s - timing->forward_s);
+    stats_.host_seconds_total += host_s;
+    const std::vector<double>& bounds = StepHostSecondsBounds();
+    for (size_t b = 0; b < bounds.size(); ++b) {
+      if (host_s <= bounds[b]) ++stats_.step_host_seconds_buckets[b];
+    }
+  }
   stats_.num_running = static_cast<int>(running_.size());
   stats_.num_free_kv_blocks = kv_.num_free_blocks();
   idle_ = running_.empty() && waiting_.empty();

@@ -20,6 +20,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -74,16 +75,37 @@ struct SchedulerOptions {
   RequestFinishedCallback on_request_finished;
 };
 
+// Upper bounds (seconds, ascending; +Inf implicit) of SchedulerStats'
+// step_host_seconds_buckets.
+const std::vector<double>& StepHostSecondsBounds();
+
 struct SchedulerStats {
   int num_waiting = 0;
   int num_running = 0;
   int num_kv_blocks = 0;
   int num_free_kv_blocks = 0;
-  int64_t num_steps = 0;
+  int64_t num_steps = 0;  // ModelRunner::Forward calls (failed steps included)
   int64_t num_preemptions = 0;
   int64_t num_finished = 0;
   int64_t num_aborted = 0;  // finished with FinishReason::kAbort
   int64_t num_batched_tokens = 0;  // summed over steps
+
+  // Step timing on the engine thread's clock, summed over the num_steps steps.
+  // forward: inside ModelRunner::Forward. host: the rest of each engine iteration that
+  // ran a step (reaping, batch building, sampling, detokenizing, stream pushes, stats),
+  // i.e. the host time between consecutive Forward calls while there is work; waits for
+  // work while nothing runs are not counted. Overhead ratio = host / forward.
+  double forward_seconds_total = 0;
+  double host_seconds_total = 0;
+  int last_step_num_seqs = 0;  // sequences in the last step's batch
+  // Host time per step: cumulative counts per StepHostSecondsBounds() entry (the
+  // +Inf bucket is num_steps).
+  std::vector<int64_t> step_host_seconds_buckets =
+      std::vector<int64_t>(StepHostSecondsBounds().size(), 0);
+
+  // The runner's expert-offload counters (ModelRunner::offload_stats(), read by
+  // GetStats); nullopt when the runner does not offload.
+  std::optional<engine::OffloadStats> offload;
 };
 
 class Scheduler {
@@ -115,6 +137,7 @@ class Scheduler {
   // Aborts everything in flight and stops the engine thread. Idempotent.
   void Shutdown();
 
+  // A snapshot of the counters above, with the runner's offload stats.
   SchedulerStats GetStats() const;
   int kv_block_size() const { return block_size_; }
   int max_model_len() const { return max_model_len_; }
@@ -123,14 +146,23 @@ class Scheduler {
   void EngineLoop();
   // Ends cancelled and expired requests (running and waiting).
   void ReapCancelled();
-  bool RunStep();  // false when there was nothing to run
+  // What one iteration's step did, for the timing stats.
+  struct StepTiming {
+    bool ran = false;  // Forward was called
+    double forward_s = 0;
+    int num_seqs = 0;
+    int num_tokens = 0;
+  };
+  void RunStep(StepTiming* timing);
   void ProcessOutput(Sequence* seq, const float* logits, int vocab_size,
                      std::vector<Sequence*>* finished);
   void Finish(Sequence* seq, FinishReason reason, std::string stop_reason);
   void Fail(Sequence* seq, absl::Status status);
   void ReportFinished(const Sequence& seq, const std::string& reason);
   void RemoveFinished(const std::vector<Sequence*>& finished);
-  void PublishStats();
+  // `timing`: the iteration's step (null: none ran); `iteration_s`: the iteration's
+  // wall time, idle wait excluded.
+  void PublishStats(const StepTiming* timing, double iteration_s);
   void Wake();
 
   engine::ModelRunner* const runner_;

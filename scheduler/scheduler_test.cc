@@ -370,5 +370,66 @@ TEST_CASE("Shutdown aborts requests in flight and later submits are UNAVAILABLE"
   REQUIRE(o.complete.finish_reason == FinishReason::kAbort);
 }
 
+TEST_CASE("Step timing: forward time covers the runner's work, every step is counted, "
+          "and idle waits are not host overhead") {
+  FakeModelRunner runner(FakeRunnerOptions{});
+  const absl::Duration delay = absl::Milliseconds(10);
+  runner.set_step_delay(delay);
+  Scheduler sched(&runner, SchedulerOptions{});
+  // Queued before Start: all four are prefilled in the first step, then decode together.
+  std::vector<std::shared_ptr<RequestHandle>> handles;
+  for (int i = 0; i < 4; ++i) {
+    auto h = sched.Submit(Greedy(MakePrompt(8, i, 64), 6));
+    REQUIRE(h.ok());
+    handles.push_back(*h);
+  }
+  REQUIRE(sched.Start().ok());
+  for (auto& h : handles) REQUIRE(Drain(*h).completed);
+  SchedulerStats st = IdleStats(sched);
+  REQUIRE(st.num_steps == 6);  // one prefill step (first token) + 5 decode steps
+  REQUIRE(st.num_steps == static_cast<int64_t>(runner.steps().size()));
+  REQUIRE(st.last_step_num_seqs == 4);
+  // The sleep alone is 10 ms per step (less a clock tick of slack).
+  REQUIRE(st.forward_seconds_total >= 6 * 0.0099);
+  REQUIRE(st.host_seconds_total > 0);
+  const double host_before_idle = st.host_seconds_total;
+
+  // 300 ms with nothing to run, then one more one-step request.
+  absl::SleepFor(absl::Milliseconds(300));
+  auto h = sched.Submit(Greedy(MakePrompt(5, 9, 64), 1));
+  REQUIRE(h.ok());
+  REQUIRE(Drain(**h).completed);
+  st = IdleStats(sched);
+  REQUIRE(st.num_steps == 7);
+  REQUIRE(st.last_step_num_seqs == 1);
+  REQUIRE(st.forward_seconds_total >= 7 * 0.0099);
+  // Had the idle wait been counted, host time would have grown by >= 0.3 s.
+  REQUIRE(st.host_seconds_total - host_before_idle < 0.2);
+  // Histogram: cumulative, never above the step count.
+  const auto& b = st.step_host_seconds_buckets;
+  REQUIRE(b.size() == StepHostSecondsBounds().size());
+  for (size_t i = 1; i < b.size(); ++i) REQUIRE(b[i] >= b[i - 1]);
+  REQUIRE(b.back() <= st.num_steps);
+  REQUIRE(b.back() >= 1);  // a step's host work takes well under a second
+}
+
+TEST_CASE("GetStats carries the runner's offload counters when it has them") {
+  FakeModelRunner runner(FakeRunnerOptions{});
+  Scheduler sched(&runner, SchedulerOptions{});
+  REQUIRE_FALSE(sched.GetStats().offload.has_value());
+  engine::OffloadStats os;
+  os.h2d_bytes = 12345;
+  os.policy = "lfu";
+  os.layers.push_back(engine::OffloadLayerStats{});
+  os.layers[0].hits = 7;
+  runner.set_offload_stats(os);
+  const SchedulerStats st = sched.GetStats();
+  REQUIRE(st.offload.has_value());
+  REQUIRE(st.offload->h2d_bytes == 12345);
+  REQUIRE(st.offload->policy == "lfu");
+  REQUIRE(st.offload->layers.size() == 1);
+  REQUIRE(st.offload->layers[0].hits == 7);
+}
+
 }  // namespace
 }  // namespace moe::scheduler

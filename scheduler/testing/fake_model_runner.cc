@@ -70,6 +70,16 @@ std::vector<int32_t> FakeModelRunner::ReferenceGreedy(std::vector<int32_t> promp
   return out;
 }
 
+std::optional<engine::OffloadStats> FakeModelRunner::offload_stats() const {
+  absl::MutexLock lock(&mu_);
+  return offload_stats_;
+}
+
+void FakeModelRunner::set_offload_stats(std::optional<engine::OffloadStats> stats) {
+  absl::MutexLock lock(&mu_);
+  offload_stats_ = std::move(stats);
+}
+
 void FakeModelRunner::set_step_delay(absl::Duration d) {
   absl::MutexLock lock(&mu_);
   step_delay_ = d;

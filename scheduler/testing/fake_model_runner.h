@@ -10,10 +10,11 @@
 // independently of the scheduler.
 //
 // Thread safety: Forward is called by one thread (the engine thread); the recorded step
-// log and the delay may be read / set from any thread.
+// log, the delay and the offload stats may be read / set from any thread.
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -55,6 +56,10 @@ class FakeModelRunner : public engine::ModelRunner {
   static std::vector<int32_t> ReferenceGreedy(std::vector<int32_t> prompt, int n,
                                               int vocab_size);
 
+  // What offload_stats() returns (default nullopt: a runner that does not offload).
+  std::optional<engine::OffloadStats> offload_stats() const override;
+  void set_offload_stats(std::optional<engine::OffloadStats> stats);
+
   void set_step_delay(absl::Duration d);
   std::vector<RecordedStep> steps() const;
   int64_t num_kv_writes() const;
@@ -73,6 +78,7 @@ class FakeModelRunner : public engine::ModelRunner {
   mutable absl::Mutex mu_;
   absl::Duration step_delay_ ABSL_GUARDED_BY(mu_) = absl::ZeroDuration();
   std::vector<RecordedStep> steps_ ABSL_GUARDED_BY(mu_);
+  std::optional<engine::OffloadStats> offload_stats_ ABSL_GUARDED_BY(mu_);
   int64_t kv_writes_ ABSL_GUARDED_BY(mu_) = 0;
 };
 

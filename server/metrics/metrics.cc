@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "server/metrics/offload_metrics.h"
+
 namespace moe::server {
 namespace {
 
@@ -99,10 +101,38 @@ std::string Metrics::Render(const scheduler::SchedulerStats* stats) const {
 
   gauge("moe_kv_blocks_total", "KV cache blocks managed by the scheduler.",
         stats ? stats->num_kv_blocks : 0);
-  metrics::AppendHeader(&out, "moe_scheduler_steps_total", "Engine steps run.", "counter");
-  metrics::AppendSample(&out, "moe_scheduler_steps_total", base,
-                        stats ? static_cast<double>(stats->num_steps) : 0);
+  AppendSchedulerTiming(stats, &out);
+  if (stats != nullptr && stats->offload.has_value()) {
+    AppendOffloadMetrics(*stats->offload, base, &out);
+  }
   return out;
+}
+
+void Metrics::AppendSchedulerTiming(const scheduler::SchedulerStats* stats,
+                                    std::string* out) const {
+  const metrics::Labels base = Base();
+  auto sample = [&](const char* name, const char* help, const char* type, double v) {
+    metrics::AppendHeader(out, name, help, type);
+    metrics::AppendSample(out, name, base, v);
+  };
+  const scheduler::SchedulerStats none;
+  const scheduler::SchedulerStats& s = stats != nullptr ? *stats : none;
+  sample("moe_scheduler_steps_total", "Engine steps run (ModelRunner::Forward calls).",
+         "counter", static_cast<double>(s.num_steps));
+  sample("moe_scheduler_forward_seconds_total",
+         "Engine-thread time inside ModelRunner::Forward, summed over steps.", "counter",
+         s.forward_seconds_total);
+  sample("moe_scheduler_host_seconds_total",
+         "Engine-thread host time of steps outside Forward (batching, sampling, "
+         "detokenizing, stream pushes), idle waits excluded. Overhead = host / forward.",
+         "counter", s.host_seconds_total);
+  sample("moe_scheduler_running_seqs_at_last_step", "Sequences in the last step's batch.",
+         "gauge", s.last_step_num_seqs);
+  metrics::AppendCumulativeHistogram(out, "moe_scheduler_step_host_seconds",
+                                     "Host time of one engine step outside Forward, in seconds.",
+                                     base, scheduler::StepHostSecondsBounds(),
+                                     s.step_host_seconds_buckets, s.num_steps,
+                                     s.host_seconds_total);
 }
 
 }  // namespace moe::server

@@ -39,14 +39,20 @@ class Metrics {
   // whichever frontend sent it, is counted once. The Metrics must outlive the scheduler.
   scheduler::RequestFinishedCallback SchedulerHook();
 
-  // Prometheus text. `stats` gives the gauges (running / waiting requests, KV cache usage)
-  // and vllm:num_preemptions_total; null (model still loading) renders them as 0.
+  // Prometheus text. `stats` gives the gauges (running / waiting requests, KV cache usage),
+  // vllm:num_preemptions_total and the moe_scheduler_* step timing; null (model still
+  // loading) renders them as 0. When stats->offload is set (a runner that offloads
+  // experts), the moe_expert_* / moe_prefetch_* / moe_predictor_* families follow
+  // (offload_metrics.h); otherwise they are absent.
   std::string Render(const scheduler::SchedulerStats* stats) const;
 
   const std::string& model_name() const { return model_name_; }
 
  private:
   metrics::Labels Base() const { return {{"model_name", model_name_}}; }
+  // moe_scheduler_* (steps, forward / host seconds, last step's sequences, host time
+  // per step histogram); zeros when `stats` is null.
+  void AppendSchedulerTiming(const scheduler::SchedulerStats* stats, std::string* out) const;
 
   const std::string model_name_;
   metrics::CounterFamily prompt_tokens_;

@@ -1,5 +1,6 @@
 #include "server/metrics/prometheus.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -59,6 +60,23 @@ void AppendHeader(std::string* out, const std::string& name, const std::string& 
 
 void AppendSample(std::string* out, const std::string& name, const Labels& labels, double v) {
   absl::StrAppend(out, name, FormatLabels(labels), " ", FormatValue(v), "\n");
+}
+
+void AppendCumulativeHistogram(std::string* out, const std::string& name,
+                               const std::string& help, const Labels& labels,
+                               const std::vector<double>& bounds,
+                               const std::vector<int64_t>& cumulative, int64_t count,
+                               double sum) {
+  AppendHeader(out, name, help, "histogram");
+  const size_t n = std::min(bounds.size(), cumulative.size());
+  for (size_t b = 0; b <= n; ++b) {
+    Labels with_le = labels;
+    with_le.emplace_back("le", b < n ? FormatValue(bounds[b]) : "+Inf");
+    AppendSample(out, name + "_bucket", with_le,
+                 static_cast<double>(b < n ? cumulative[b] : count));
+  }
+  AppendSample(out, name + "_sum", labels, sum);
+  AppendSample(out, name + "_count", labels, static_cast<double>(count));
 }
 
 void CounterFamily::Add(const Labels& labels, double delta) {

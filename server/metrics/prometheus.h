@@ -5,6 +5,7 @@
 // Thread safety: every method may be called from any thread (one mutex per family).
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <string>
 #include <utility>
@@ -30,6 +31,13 @@ void AppendHeader(std::string* out, const std::string& name, const std::string& 
                   const std::string& type);
 // Writes one sample line: name{labels} value.
 void AppendSample(std::string* out, const std::string& name, const Labels& labels, double v);
+// Writes a histogram's HELP/TYPE lines and one series from a snapshot kept elsewhere:
+// `cumulative[i]` observations were <= bounds[i] (entries past the shorter of the two are
+// dropped), `count` is the +Inf bucket and _count, `sum` the _sum.
+void AppendCumulativeHistogram(std::string* out, const std::string& name,
+                               const std::string& help, const Labels& labels,
+                               const std::vector<double>& bounds,
+                               const std::vector<int64_t>& cumulative, int64_t count, double sum);
 
 class CounterFamily {
  public:
