@@ -58,7 +58,9 @@ struct OffloadOptions {
   std::string prefetch = "auto";  // "auto" (the checkpoint's exact predictor, else next-gate),
                                   // "off", "next-gate", "pregate", "router"
   int prefetch_depth = 1;         // MoE layers ahead, >= 1
-  std::string policy = "lru";     // "lru", "lfu", "belady" (belady needs an exact predictor)
+  // "lfu" (default: LRU thrashes once a step's experts outnumber the slots), "lru", "belady"
+  // (its oracle is fed by the predictor; without foresight it degrades badly).
+  std::string policy = "lfu";
 };
 
 // Cumulative expert-offload counters since load (for /metrics). Per MoE layer where noted.

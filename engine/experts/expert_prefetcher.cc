@@ -180,7 +180,7 @@ absl::Status ExpertPrefetcher::AcquireLayer(int32_t layer, absl::Span<const int3
         "expert prefetcher: layer ", layer, " acquired before the layer ", current_layer_,
         " was released"));
   }
-  if (layer <= current_layer_) {
+  if (layer < current_layer_) {
     return absl::FailedPreconditionError(absl::StrCat(
         "expert prefetcher: layer ", layer, " acquired after layer ", current_layer_,
         " in step ", step_, " (layers go in ascending order; BeginStep starts a step)"));

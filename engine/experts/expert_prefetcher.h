@@ -73,7 +73,9 @@ class ExpertPrefetcher {
   // demand fills for misses (after their victims' readers), and calls ComputeWaitFill on
   // every acquired slot still filling. `slot_of` is resized to grid.num_experts and gets
   // the slot of each acquired expert, -1 elsewhere. Fails (issuing nothing) when the layer
-  // needs more distinct experts than the cache can pin.
+  // needs more distinct experts than the cache can pin. The same layer may be acquired
+  // again (after ReleaseLayer) for a further chunk of its experts when they do not all fit;
+  // a prediction for the layer is scored against the first chunk only.
   absl::Status AcquireLayer(int32_t layer, absl::Span<const int32_t> experts,
                             std::vector<int32_t>* slot_of);
   // The acquired layer's kernels are enqueued: RecordReader on each of its slots, unpin.
