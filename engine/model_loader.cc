@@ -87,18 +87,18 @@ absl::StatusOr<LoadedModel> LoadModel(const std::string& dir, const LoadOptions&
   if (!config.ok()) return config.status();
   model.config = *std::move(config);
 
-  // The CUDA runner routes with each layer's own gate only: pre-gated and decoupled-router
-  // checkpoints run on the CPU backend until the CUDA runner learns their formats.
+  // The CUDA runner routes with each layer's own gate or a pre-gate; decoupled-router
+  // checkpoints run on the CPU backend until the CUDA runner learns their router.
   auto routing = LoadRoutingFormat(dir, model.config);
   if (!routing.ok()) return routing.status();
-  if (model.device == DeviceKind::kCuda && routing->mode != RoutingMode::kStandard) {
+  if (model.device == DeviceKind::kCuda && routing->mode == RoutingMode::kRouter) {
     if (options.device == DeviceKind::kCuda) {
       return absl::UnimplementedError(
-          "device=cuda: this checkpoint uses pre-gated or decoupled-router routing, which "
-          "the CUDA backend does not run yet; use --device cpu");
+          "device=cuda: this checkpoint uses decoupled-router routing, which the CUDA "
+          "backend does not run yet; use --device cpu");
     }
     model.device = DeviceKind::kCpu;
-    model.device_reason += "; pre-gated/router checkpoints run on the cpu backend for now";
+    model.device_reason += "; decoupled-router checkpoints run on the cpu backend for now";
   }
 
   auto checkpoint = Checkpoint::Open(dir);

@@ -11,7 +11,9 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "engine/cuda/cuda_util.h"
 #include "engine/cuda/device_weights.h"
+#include "engine/cuda/expert_offload.h"
 #include "engine/models/registry.h"
 #include "kernels/cpu/rope.h"
 #include "kernels/cuda/elementwise.h"
@@ -31,65 +33,17 @@ namespace {
 namespace kg = ::moe::kernels::cuda;
 using cuda::bf16;
 
-#define CU(expr)                                                                          \
-  do {                                                                                    \
-    cudaError_t e_ = (expr);                                                              \
-    if (e_ != cudaSuccess) {                                                              \
-      return absl::InternalError(absl::StrCat(#expr, ": ", cudaGetErrorString(e_)));      \
-    }                                                                                     \
-  } while (0)
-#define CB(expr)                                                                          \
-  do {                                                                                    \
-    cublasStatus_t s_ = (expr);                                                           \
-    if (s_ != CUBLAS_STATUS_SUCCESS) {                                                    \
-      return absl::InternalError(absl::StrCat(#expr, ": ", cublasGetStatusName(s_)));     \
-    }                                                                                     \
-  } while (0)
-#define RET(expr)               \
-  do {                          \
-    absl::Status st_ = (expr);  \
-    if (!st_.ok()) return st_;  \
-  } while (0)
-
-// A growable device buffer.
-template <typename T>
-struct Scratch {
-  T* p = nullptr;
-  size_t cap = 0;
-  ~Scratch() {
-    if (p) cudaFree(p);
-  }
-  absl::Status Reserve(size_t n, const char* what) {
-    if (n <= cap) return absl::OkStatus();
-    if (p) cudaFree(p);
-    p = nullptr;
-    cap = 0;
-    cudaError_t e = cudaMalloc(reinterpret_cast<void**>(&p), std::max<size_t>(n, 1) * sizeof(T));
-    if (e != cudaSuccess) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("GPU scratch '", what, "' of ", n * sizeof(T), " bytes: ", cudaGetErrorString(e)));
-    }
-    cap = n;
-    return absl::OkStatus();
-  }
-  template <typename H>
-  absl::Status Put(const std::vector<H>& host, const char* what, cudaStream_t s) {
-    static_assert(sizeof(H) == sizeof(T));
-    RET(Reserve(host.size(), what));
-    if (host.empty()) return absl::OkStatus();
-    CU(cudaMemcpyAsync(p, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice, s));
-    return absl::OkStatus();
-  }
-};
+using cuda::Scratch;
 
 template <typename T>
 class CudaModelRunner : public ModelRunner {
  public:
   CudaModelRunner(const ModelConfig& config, bool renormalize, std::optional<float> clip,
-                  int block_size, int num_blocks, const char* dtype_name)
+                  int block_size, int num_blocks, const char* dtype_name, const RunnerOptions& options)
       : config_(config), renormalize_(renormalize), clip_(clip), block_size_(block_size),
-        num_blocks_(num_blocks), dtype_name_(dtype_name) {}
+        num_blocks_(num_blocks), dtype_name_(dtype_name), options_(options) {}
   ~CudaModelRunner() override {
+    offload_.reset();
     for (auto& [key, g] : graphs_) {
       if (g.exec) cudaGraphExecDestroy(g.exec);
     }
@@ -107,11 +61,22 @@ class CudaModelRunner : public ModelRunner {
   int num_kv_blocks() const override { return num_blocks_; }
   std::string device_name() const override { return device_name_; }
   absl::Status Forward(const ForwardBatch& batch, ForwardResult* out) override;
+  std::optional<OffloadStats> offload_stats() const override {
+    if (!offload_) return std::nullopt;
+    return offload_->Stats();
+  }
 
  private:
   absl::Status Validate(const ForwardBatch& batch) const;
   absl::Status Attention(int l, int64_t n);
   absl::Status Ffn(int l, int64_t n);
+  // The layer's routing into topk_idx_ / topk_w_: its own gate, or (pre-gated) what the
+  // previous MoE layer's pre-gate chose; then its pre-gate's choice for the next MoE layer.
+  absl::Status Route(int l, int64_t n);
+  // The routed experts through the expert cache (offload): routing to the host, the layer's
+  // experts acquired in chunks of at most num_slots, predictions handed to the prefetcher.
+  absl::Status OffloadedExperts(int l, int64_t n);
+  absl::Status PlanMemory(const DecoderWeights& w, bool* offload, int32_t* slots) const;
   absl::Status DenseFfn(const cuda::DeviceFfn<T>& f, int64_t n, float* out);
   // Embedding, every layer and (r > 0) the lm_head rows for the step's metadata already on
   // the device. Host-sync free when SyncFree(n): then it may be captured into a graph.
@@ -119,7 +84,7 @@ class CudaModelRunner : public ModelRunner {
   bool SmallBatchExperts(int64_t n) const {
     return small_experts_ && n <= kg::kSmallBatchExpertsMaxTokens;
   }
-  bool SyncFree(int64_t n) const { return !has_moe_ || SmallBatchExperts(n); }
+  bool SyncFree(int64_t n) const { return !has_moe_ || (!offload_ && SmallBatchExperts(n)); }
   // Replays (or first runs eagerly, then captures) the decode-step graph for this shape.
   absl::Status RunGraphed(int64_t n, int64_t r);
   std::vector<const void*> Fingerprint() const;
@@ -130,6 +95,7 @@ class CudaModelRunner : public ModelRunner {
   const int block_size_;
   const int num_blocks_;
   const char* dtype_name_;
+  const RunnerOptions options_;
   std::string device_name_;
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
@@ -168,6 +134,18 @@ class CudaModelRunner : public ModelRunner {
   bool use_graphs_ = false;
   std::map<std::tuple<int64_t, int64_t, int>, GraphEntry> graphs_;
   void* cublas_ws_ = nullptr;
+
+  // Expert offload (null when every expert is resident) and routing foresight.
+  enum class Prefetch { kOff, kNextGate, kPregate };
+  std::unique_ptr<cuda::ExpertOffload> offload_;
+  Prefetch prefetch_ = Prefetch::kOff;
+  int prefetch_depth_ = 1;
+  std::vector<int32_t> moe_layers_;
+  Scratch<int32_t> pg_idx_, pred_idx_;
+  Scratch<float> pg_w_, pred_w_;
+  Scratch<const T*> chunk_ptrs_;
+  Scratch<int32_t> chunk_active_;
+  std::vector<int32_t> h_route_, first_layer_experts_;
 };
 
 bool EnvFlag(const char* name, bool dflt) {
@@ -194,7 +172,50 @@ absl::Status CudaModelRunner<T>::Init(const DecoderWeights& w) {
   constexpr size_t kCublasWorkspace = size_t{32} << 20;
   CU(cudaMalloc(&cublas_ws_, kCublasWorkspace));
   CB(cublasSetWorkspace(cublas_, cublas_ws_, kCublasWorkspace));
-  RET(w_.Upload(w, config_));
+  bool offload = false;
+  int32_t slots = 0;
+  RET(PlanMemory(w, &offload, &slots));
+  for (int l = 0; l < config_.num_layers; ++l) {
+    if (w.layers[l].is_moe) moe_layers_.push_back(l);
+  }
+  RET(w_.Upload(w, config_, !offload));
+  if (offload) {
+    const OffloadOptions& oo = options_.offload;
+    const bool pregated = w.routing == RoutingVariant::kPregated;
+    if (oo.prefetch == "auto") {
+      prefetch_ = pregated ? Prefetch::kPregate : Prefetch::kNextGate;
+    } else if (oo.prefetch == "off") {
+      prefetch_ = Prefetch::kOff;
+    } else if (oo.prefetch == "next-gate") {
+      if (pregated) return absl::InvalidArgumentError("prefetch: next-gate needs every MoE layer's own gate; this pre-gated checkpoint has none past the first (use pregate)");
+      prefetch_ = Prefetch::kNextGate;
+    } else if (oo.prefetch == "pregate") {
+      if (!pregated) return absl::InvalidArgumentError("prefetch: pregate needs a pre-gated checkpoint (engine/experts/FORMATS.md); this one routes with its own gates");
+      prefetch_ = Prefetch::kPregate;
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat("prefetch: '", oo.prefetch, "' is not one of auto, off, next-gate, pregate (router checkpoints run on the cpu backend)"));
+    }
+    if (oo.prefetch_depth < 1) return absl::InvalidArgumentError(absl::StrCat("prefetch_depth must be >= 1, got ", oo.prefetch_depth));
+    prefetch_depth_ = prefetch_ == Prefetch::kPregate ? 1 : oo.prefetch_depth;
+    auto policy = ParseEvictionPolicy(oo.policy);
+    if (!policy.ok()) return absl::InvalidArgumentError(absl::StrCat("policy: ", policy.status().message()));
+    cuda::ExpertOffloadConfig oc;
+    oc.grid = {config_.num_layers, config_.num_experts};
+    oc.moe_layers = moe_layers_;
+    oc.hidden = config_.hidden_size;
+    for (int l : moe_layers_) oc.inter = w_.layers[l].expert_inter;
+    oc.elem_size = sizeof(T);
+    oc.num_slots = slots;
+    oc.policy = *policy;
+    oc.prefetch = prefetch_ == Prefetch::kOff ? "off" : prefetch_ == Prefetch::kPregate ? "pregate" : "next-gate";
+    auto convert = [](const WeightRef& ref, void* dst) { cuda::ConvertWeight(ref, static_cast<T*>(dst)); };
+    auto o = cuda::ExpertOffload::Create(oc, w, convert, stream_);
+    if (!o.ok()) return o.status();
+    offload_ = *std::move(o);
+    device_name_ = absl::StrCat(device_name_, ", experts offloaded: ", slots, " of ",
+                                moe_layers_.size() * config_.num_experts, " in the GPU cache, prefetch ", oc.prefetch,
+                                ", ", oo.policy);
+  }
   {
     const int E = config_.num_experts;
     bool ok = E > 0;
@@ -249,6 +270,83 @@ absl::Status CudaModelRunner<T>::Init(const DecoderWeights& w) {
   return absl::OkStatus();
 }
 
+// Bytes of every tensor the runner uploads except the routed experts.
+uint64_t DenseNumel(const DecoderWeights& w) {
+  uint64_t n = w.embed_tokens.numel() + w.final_norm.numel();
+  if (w.lm_head.data != w.embed_tokens.data) n += w.lm_head.numel();
+  auto ffn = [](const FfnWeights& f) { return f.present() ? f.gate.numel() + f.up.numel() + f.down.numel() : 0; };
+  for (const LayerWeights& L : w.layers) {
+    for (const WeightRef* r : {&L.input_norm, &L.post_attention_norm, &L.q_proj, &L.k_proj, &L.v_proj, &L.o_proj,
+                               &L.q_bias, &L.k_bias, &L.v_bias, &L.o_bias, &L.q_norm, &L.k_norm, &L.router,
+                               &L.pregate, &L.shared_expert_gate}) {
+      n += r->numel();
+    }
+    n += ffn(L.shared_expert) + ffn(L.dense_mlp);
+  }
+  return n;
+}
+
+std::string GiB(uint64_t b) { return absl::StrCat(absl::SixDigits(b / double(1ull << 30)), " GiB"); }
+
+template <typename T>
+absl::Status CudaModelRunner<T>::PlanMemory(const DecoderWeights& w, bool* offload, int32_t* slots) const {
+  const OffloadOptions& oo = options_.offload;
+  const double util = options_.gpu_memory_utilization;
+  if (!(util > 0 && util <= 1)) {
+    return absl::InvalidArgumentError(absl::StrCat("gpu_memory_utilization must be in (0, 1], got ", util));
+  }
+  if (oo.mode != "auto" && oo.mode != "on" && oo.mode != "off") {
+    return absl::InvalidArgumentError(absl::StrCat("offload: '", oo.mode, "' is not one of auto, on, off"));
+  }
+  if (!(oo.expert_cache_gb >= 0)) {
+    return absl::InvalidArgumentError(absl::StrCat("expert_cache_gb must be >= 0, got ", oo.expert_cache_gb));
+  }
+  size_t free_b = 0, total_b = 0;
+  CU(cudaMemGetInfo(&free_b, &total_b));
+  const uint64_t budget = static_cast<uint64_t>(util * static_cast<double>(total_b));
+  const uint64_t elem = sizeof(T);
+  const uint64_t dense = DenseNumel(w) * elem;
+  uint64_t num_experts = 0, expert_bytes = 0;
+  for (const LayerWeights& L : w.layers) {
+    if (!L.is_moe || L.experts.empty()) continue;
+    num_experts += L.experts.size();
+    expert_bytes = cuda::ExpertBytes(config_.hidden_size, L.experts[0].gate.rows, elem);
+  }
+  const uint64_t all_experts = num_experts * expert_bytes;
+  const uint64_t kv = static_cast<uint64_t>(num_blocks_) * block_size_ * config_.kv_size() * 2 * config_.num_layers * elem;
+  constexpr uint64_t kReserve = 1ull << 30;  // activations, cuBLAS workspace, graphs
+  const uint64_t fixed = dense + kv + kReserve;
+  const std::string sizes = absl::StrCat("dense weights ", GiB(dense), " + routed experts ", GiB(all_experts), " + KV cache ",
+                                         GiB(kv), " + 1 GiB working memory; budget ", GiB(budget), " = gpu_memory_utilization ",
+                                         util, " x ", GiB(total_b));
+  const bool fits = fixed + all_experts <= budget;
+  *offload = num_experts > 0 && (oo.mode == "on" || (oo.mode == "auto" && !fits));
+  if (!*offload) {
+    if (!fits) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "the model does not fit on the GPU: ", sizes,
+          num_experts > 0 ? "; use --offload auto|on, a smaller KV cache, or a larger --gpu-memory-utilization"
+                          : "; use a smaller KV cache or a larger --gpu-memory-utilization"));
+    }
+    *slots = 0;
+    return absl::OkStatus();
+  }
+  if (fixed > budget) {
+    return absl::ResourceExhaustedError(absl::StrCat("even with the experts offloaded the rest does not fit on the GPU: ", sizes));
+  }
+  uint64_t cache = oo.expert_cache_gb > 0 ? static_cast<uint64_t>(oo.expert_cache_gb * double(1ull << 30)) : budget - fixed;
+  if (oo.expert_cache_gb > 0 && fixed + cache > budget) {
+    return absl::ResourceExhaustedError(absl::StrCat("expert_cache_gb ", oo.expert_cache_gb, " does not fit beside the rest: ", sizes));
+  }
+  const uint64_t n = std::min<uint64_t>(cache / expert_bytes, num_experts);
+  if (n < 1) {
+    return absl::ResourceExhaustedError(absl::StrCat("the expert cache holds no expert (one needs ", expert_bytes, " bytes; cache ",
+                                                     cache, " bytes): ", sizes));
+  }
+  *slots = static_cast<int32_t>(n);
+  return absl::OkStatus();
+}
+
 template <typename T>
 absl::Status CudaModelRunner<T>::Validate(const ForwardBatch& batch) const {
   std::set<int64_t> ids;
@@ -295,13 +393,11 @@ absl::Status CudaModelRunner<T>::Attention(int l, int64_t n) {
     CU(kg::LaunchRmsNormGroups(qkv_.p + Q, n, S, 1, static_cast<int>(KV), L.k_norm, eps, stream_));
   }
   if (clip_.has_value()) CU(kg::LaunchClamp(qkv_.p, n * S, *clip_, stream_));
-  if (rotary_dim_ > 0) {
-    CU(kg::LaunchRopeQk(qkv_.p, S, config_.num_heads, qkv_.p + Q, S, config_.num_kv_heads, n, hd,
-                        rotary_dim_, positions_.p, inv_freq_.p, stream_));
-  }
   T* kc = kv_[2 * l];
   T* vc = kv_[2 * l + 1];
-  CU(kg::LaunchWriteKvCache(qkv_.p + Q, qkv_.p + Q + KV, S, n, slots_.p, static_cast<int>(KV), kc, vc, stream_));
+  // RoPE on q and k fused with the paged KV write (rotary_dim 0: the write alone).
+  CU(kg::LaunchRopeQkWriteKv(qkv_.p, S, config_.num_heads, qkv_.p + Q, qkv_.p + Q + KV, S, config_.num_kv_heads, n, hd,
+                             rotary_dim_, positions_.p, inv_freq_.p, slots_.p, kc, vc, stream_));
   kg::PagedAttentionParamsT<T> p;
   p.q = qkv_.p;
   p.q_stride = S;
@@ -342,9 +438,10 @@ absl::Status CudaModelRunner<T>::Ffn(int l, int64_t n) {
   if (!L.is_moe) return DenseFfn(L.dense, n, delta_.p);
   const int E = config_.num_experts, k = config_.num_experts_per_tok;
   const int64_t S = n * k, I = L.expert_inter;
-  CB(kg::Linear(cublas_, h_.p, n, H, H, L.router, E, router_logits_.p, E));
-  CU(kg::LaunchRouterSoftmaxTopK(router_logits_.p, n, E, k, renormalize_, topk_idx_.p, topk_w_.p, stream_));
-  if (SmallBatchExperts(n)) {
+  RET(Route(l, n));
+  if (offload_) {
+    RET(OffloadedExperts(l, n));
+  } else if (SmallBatchExperts(n)) {
     // Expert assignment stays on the device: no host round trip, no gather pass.
     RET(act_.Reserve(S * I, "expert act"));
     CU(kg::LaunchMoePermute(topk_idx_.p, S, k, E, counts_.p, offsets_.p, row_token_.p, slot_row_.p, stream_, active_.p));
@@ -372,6 +469,137 @@ absl::Status CudaModelRunner<T>::Ffn(int l, int64_t n) {
     RET(DenseFfn(L.shared, n, shared_out_.p));
     CB(kg::Linear(cublas_, h_.p, n, H, H, L.shared_gate, 1, shared_logit_.p, 1));
     CU(kg::LaunchSigmoidGatedAdd(delta_.p, shared_logit_.p, shared_out_.p, n, H, stream_));
+  }
+  return absl::OkStatus();
+}
+
+template <typename T>
+absl::Status CudaModelRunner<T>::Route(int l, int64_t n) {
+  const cuda::DeviceLayer<T>& L = w_.layers[l];
+  const int64_t H = config_.hidden_size;
+  const int E = config_.num_experts, k = config_.num_experts_per_tok;
+  if (L.router != nullptr) {
+    CB(kg::Linear(cublas_, h_.p, n, H, H, L.router, E, router_logits_.p, E));
+    CU(kg::LaunchRouterSoftmaxTopK(router_logits_.p, n, E, k, renormalize_, topk_idx_.p, topk_w_.p, stream_));
+  } else {
+    // Pre-gated: the previous MoE layer's pre-gate chose this layer's experts.
+    CU(cudaMemcpyAsync(topk_idx_.p, pg_idx_.p, n * k * sizeof(int32_t), cudaMemcpyDeviceToDevice, stream_));
+    CU(cudaMemcpyAsync(topk_w_.p, pg_w_.p, n * k * sizeof(float), cudaMemcpyDeviceToDevice, stream_));
+  }
+  if (L.pregate != nullptr) {
+    CB(kg::Linear(cublas_, h_.p, n, H, H, L.pregate, E, router_logits_.p, E));
+    CU(kg::LaunchRouterSoftmaxTopK(router_logits_.p, n, E, k, renormalize_, pg_idx_.p, pg_w_.p, stream_));
+  }
+  return absl::OkStatus();
+}
+
+template <typename T>
+absl::Status CudaModelRunner<T>::OffloadedExperts(int l, int64_t n) {
+  const cuda::DeviceLayer<T>& L = w_.layers[l];
+  const int64_t H = config_.hidden_size;
+  const int E = config_.num_experts, k = config_.num_experts_per_tok;
+  const int64_t S = n * k, I = L.expert_inter;
+  const bool small = SmallBatchExperts(n);
+  if (small) {
+    RET(act_.Reserve(S * I, "expert act"));
+    CU(kg::LaunchMoePermute(topk_idx_.p, S, k, E, counts_.p, offsets_.p, row_token_.p, slot_row_.p, stream_, active_.p));
+  } else {
+    CU(kg::LaunchMoePermute(topk_idx_.p, S, k, E, counts_.p, offsets_.p, row_token_.p, slot_row_.p, stream_));
+    CU(kg::LaunchGatherRows(h_.p, row_token_.p, S, H, perm_.p, stream_));
+    RET(gu_.Reserve(S * 2 * I, "expert gate_up"));
+    RET(act_.Reserve(S * I, "expert act"));
+    h_counts_.resize(E);
+    h_offsets_.resize(E + 1);
+    CU(cudaMemcpyAsync(h_counts_.data(), counts_.p, E * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
+    CU(cudaMemcpyAsync(h_offsets_.data(), offsets_.p, (E + 1) * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
+  }
+  // Foresight computed on the device before the one host round trip of the layer.
+  const int m = static_cast<int>(std::lower_bound(moe_layers_.begin(), moe_layers_.end(), l) - moe_layers_.begin());
+  std::vector<int32_t> pred_layers;
+  if (prefetch_ == Prefetch::kPregate && L.pregate != nullptr && m + 1 < static_cast<int>(moe_layers_.size())) {
+    pred_layers.push_back(moe_layers_[m + 1]);
+  } else if (prefetch_ == Prefetch::kNextGate) {
+    for (int j = 1; j <= prefetch_depth_ && m + j < static_cast<int>(moe_layers_.size()); ++j) {
+      pred_layers.push_back(moe_layers_[m + j]);
+    }
+    RET(pred_idx_.Reserve(pred_layers.size() * S + 1, "predicted experts"));
+    RET(pred_w_.Reserve(pred_layers.size() * S + 1, "predicted weights"));
+    for (size_t j = 0; j < pred_layers.size(); ++j) {
+      // The next layers' gates applied to this layer's gate input (speculative).
+      CB(kg::Linear(cublas_, h_.p, n, H, H, w_.layers[pred_layers[j]].router, E, router_logits_.p, E));
+      CU(kg::LaunchRouterSoftmaxTopK(router_logits_.p, n, E, k, renormalize_, pred_idx_.p + j * S, pred_w_.p + j * S, stream_));
+    }
+  }
+  h_route_.resize((1 + pred_layers.size()) * S);
+  CU(cudaMemcpyAsync(h_route_.data(), topk_idx_.p, S * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
+  if (!pred_layers.empty()) {
+    const int32_t* src = prefetch_ == Prefetch::kPregate ? pg_idx_.p : pred_idx_.p;
+    CU(cudaMemcpyAsync(h_route_.data() + S, src, pred_layers.size() * S * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
+  }
+  CU(cudaStreamSynchronize(stream_));
+  auto distinct = [E](const int32_t* ids, int64_t count) {
+    std::vector<bool> seen(E, false);
+    std::vector<int32_t> out;
+    for (int64_t i = 0; i < count; ++i) {
+      if (ids[i] >= 0 && ids[i] < E && !seen[ids[i]]) {
+        seen[ids[i]] = true;
+        out.push_back(ids[i]);
+      }
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  const std::vector<int32_t> experts = distinct(h_route_.data(), S);
+  if (m == 0) first_layer_experts_ = experts;
+  const int32_t slots = offload_->num_slots();
+  std::vector<const void*> gu, dn;
+  for (size_t c = 0; c < experts.size(); c += slots) {
+    const size_t c_end = std::min(experts.size(), c + static_cast<size_t>(slots));
+    const absl::Span<const int32_t> chunk(experts.data() + c, c_end - c);
+    RET(offload_->Acquire(l, chunk, &gu, &dn));
+    absl::Status st = [&]() -> absl::Status {
+      if (c == 0 && experts.size() <= static_cast<size_t>(slots)) {
+        // Demand copies are issued; now the prefetches for the layers ahead (not when the
+        // layer runs in chunks: the cache is too small to hold anything ahead).
+        const bool exact = prefetch_ == Prefetch::kPregate;
+        for (size_t j = 0; j < pred_layers.size(); ++j) {
+          RET(offload_->Predict(pred_layers[j], distinct(h_route_.data() + (j + 1) * S, S), exact));
+        }
+        if (prefetch_ != Prefetch::kOff && m + 1 == static_cast<int>(moe_layers_.size()) && !first_layer_experts_.empty()) {
+          // Cross-step lookahead: the next step's first MoE layer, guessed from this step's.
+          RET(offload_->Predict(moe_layers_[0], first_layer_experts_, false));
+        }
+      }
+      if (small) {
+        std::vector<const T*> ptrs(2 * static_cast<size_t>(E), nullptr);
+        std::vector<int32_t> active(1, static_cast<int32_t>(chunk.size()));
+        for (int32_t x : chunk) {
+          ptrs[x] = static_cast<const T*>(gu[x]);
+          ptrs[E + x] = static_cast<const T*>(dn[x]);
+          active.push_back(x);
+        }
+        RET(chunk_ptrs_.Put(ptrs, "expert slot pointers", stream_));
+        RET(chunk_active_.Put(active, "chunk experts", stream_));
+        CU(kg::LaunchSmallBatchExperts(h_.p, row_token_.p, counts_.p, offsets_.p, chunk_active_.p,
+                                       static_cast<int>(chunk.size()), n, chunk_ptrs_.p, chunk_ptrs_.p + E, H, I,
+                                       act_.p, eout_.p, stream_));
+      } else {
+        std::vector<kg::ExpertWeights<T>> ew(E);
+        std::vector<int32_t> counts(E, 0);
+        for (int32_t x : chunk) {
+          ew[x].gate_up = static_cast<const T*>(gu[x]);
+          ew[x].down = static_cast<const T*>(dn[x]);
+          counts[x] = h_counts_[x];
+        }
+        const char* err = kg::RunExperts(cublas_, stream_, perm_.p, counts.data(), h_offsets_.data(), E, ew.data(), H, I,
+                                         gu_.p, act_.p, eout_.p);
+        if (err != nullptr) return absl::InternalError(absl::StrCat("layer ", l, ": ", err));
+      }
+      return absl::OkStatus();
+    }();
+    absl::Status rel = offload_->Release();
+    RET(st);
+    RET(rel);
   }
   return absl::OkStatus();
 }
@@ -415,7 +643,7 @@ absl::Status CudaModelRunner<T>::Forward(const ForwardBatch& batch, ForwardResul
   const std::vector<int32_t> tiles = kg::BuildPrefillTiles(seqs.data(), prefill.data(), static_cast<int>(prefill.size()));
   num_prefill_tiles_ = static_cast<int>(tiles.size() / 2);
   num_decode_ = static_cast<int>(decode.size());
-  num_splits_ = kg::DecodeNumSplits(max_ctx);
+  num_splits_ = kg::DecodeNumSplits(max_ctx, config_.num_heads, num_decode_);
 
   const int64_t NT = static_cast<int64_t>(tokens.size()), H = config_.hidden_size;
   const int64_t Q = config_.q_size(), KV = config_.kv_size();
@@ -444,23 +672,27 @@ absl::Status CudaModelRunner<T>::Forward(const ForwardBatch& batch, ForwardResul
   RET(perm_.Reserve(NT * k * H, "permuted rows"));
   RET(eout_.Reserve(NT * k * H, "expert out"));
   RET(active_.Reserve(E + 1, "active experts"));
+  RET(pg_idx_.Reserve(NT * k, "pre-gate idx"));
+  RET(pg_w_.Reserve(NT * k, "pre-gate w"));
   const int64_t R = static_cast<int64_t>(rows.size());
   if (R > 0) {
     RET(rows_h_.Reserve(R * H, "logit rows"));
     RET(logits_.Reserve(R * config_.vocab_size, "logits"));
   }
+  if (offload_) offload_->BeginStep();
   if (use_graphs_ && prefill.empty() && SyncFree(NT)) {
     RET(RunGraphed(NT, R));
   } else {
     RET(RunLayers(NT, R));
   }
   out->vocab_size = config_.vocab_size;
-  out->logits.assign(static_cast<size_t>(R) * config_.vocab_size, 0.f);
+  out->logits.resize(static_cast<size_t>(R) * config_.vocab_size);  // every element is overwritten
   if (R > 0) {
     CU(cudaMemcpyAsync(out->logits.data(), logits_.p, out->logits.size() * sizeof(float), cudaMemcpyDeviceToHost, stream_));
   }
   CU(cudaStreamSynchronize(stream_));
   CU(cudaGetLastError());
+  if (offload_) RET(offload_->EndStep());
   return absl::OkStatus();
 }
 
@@ -469,7 +701,7 @@ std::vector<const void*> CudaModelRunner<T>::Fingerprint() const {
   return {tokens_.p, positions_.p, slots_.p, tables_.p, tiles_.p, decode_.p, rows_.p, seqs_.p,
           x_.p, delta_.p, qkv_.p, logits_.p, router_logits_.p, topk_w_.p, gu_.p, eout_.p,
           shared_out_.p, shared_logit_.p, ws_.p, h_.p, attn_.p, perm_.p, act_.p, rows_h_.p,
-          topk_idx_.p, counts_.p, offsets_.p, row_token_.p, slot_row_.p, active_.p};
+          topk_idx_.p, counts_.p, offsets_.p, row_token_.p, slot_row_.p, active_.p, pg_idx_.p, pg_w_.p};
 }
 
 template <typename T>
@@ -588,6 +820,9 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> CreateCudaRunner(const Checkpoint& 
   }
   auto weights = BindDecoderWeights(checkpoint, config);
   if (!weights.ok()) return weights.status();
+  if (weights->routing == RoutingVariant::kRouter) {
+    return absl::UnimplementedError("device=cuda: decoupled-router checkpoints run on the cpu backend for now (--device cpu)");
+  }
   if (dtype == CudaDType::kAuto) {
     // The checkpoint's own dtype (as vLLM's --dtype auto), read off the first projection.
     const WeightRef& probe = weights->layers.empty() ? weights->embed_tokens : weights->layers[0].q_proj;
@@ -607,7 +842,7 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> CreateCudaRunner(const Checkpoint& 
   auto make = [&](auto* tag) -> absl::StatusOr<std::unique_ptr<ModelRunner>> {
     using T = std::remove_pointer_t<decltype(tag)>;
     auto runner = std::make_unique<CudaModelRunner<T>>(config, weights->router_renormalize, weights->clip_qkv,
-                                                       options.kv_block_size, num_blocks, CudaDTypeName(dtype));
+                                                       options.kv_block_size, num_blocks, CudaDTypeName(dtype), options);
     absl::Status s = runner->Init(*weights);
     if (!s.ok()) return s;
     return std::unique_ptr<ModelRunner>(std::move(runner));

@@ -27,7 +27,19 @@ void Convert(const WeightRef& p, size_t i, f16* dst) {
 DType DTypeOf(const float*) { return DType::kF32; }
 DType DTypeOf(const bf16*) { return DType::kBF16; }
 DType DTypeOf(const f16*) { return DType::kF16; }
+template <typename T>
+void ConvertAll(const WeightRef& p, T* dst) {
+  if (p.dtype == DTypeOf(dst)) {
+    std::memcpy(dst, p.data, p.nbytes());
+  } else {
+    for (int64_t i = 0; i < p.numel(); ++i) Convert(p, static_cast<size_t>(i), &dst[i]);
+  }
+}
 }  // namespace
+
+void ConvertWeight(const WeightRef& ref, bf16* dst) { ConvertAll(ref, dst); }
+void ConvertWeight(const WeightRef& ref, f16* dst) { ConvertAll(ref, dst); }
+void ConvertWeight(const WeightRef& ref, float* dst) { ConvertAll(ref, dst); }
 
 template <typename T>
 absl::Status DeviceWeights<T>::Put(std::vector<const WeightRef*> parts, const T** out) {
@@ -72,7 +84,8 @@ absl::Status DeviceWeights<T>::Put(std::vector<const WeightRef*> parts, const T*
 
 
 template <typename T>
-absl::Status DeviceWeights<T>::Upload(const DecoderWeights& w, const ModelConfig& config) {
+absl::Status DeviceWeights<T>::Upload(const DecoderWeights& w, const ModelConfig& config,
+                                      bool upload_experts) {
   RETURN_IF_ERROR_(Put({&w.embed_tokens}, &embed));
   RETURN_IF_ERROR_(Put({&w.final_norm}, &final_norm));
   if (w.lm_head.data == w.embed_tokens.data) {
@@ -101,9 +114,11 @@ absl::Status DeviceWeights<T>::Upload(const DecoderWeights& w, const ModelConfig
     if (s.k_norm.present()) RETURN_IF_ERROR_(Put({&s.k_norm}, &d.k_norm));
     d.is_moe = s.is_moe;
     if (s.is_moe) {
-      RETURN_IF_ERROR_(Put({&s.router}, &d.router));
+      if (s.router.present()) RETURN_IF_ERROR_(Put({&s.router}, &d.router));
+      if (s.pregate.present()) RETURN_IF_ERROR_(Put({&s.pregate}, &d.pregate));
       d.experts.resize(s.experts.size());
-      for (size_t e = 0; e < s.experts.size(); ++e) {
+      if (!s.experts.empty()) d.expert_inter = s.experts[0].gate.rows;
+      for (size_t e = 0; upload_experts && e < s.experts.size(); ++e) {
         DeviceFfn<T> f;
         RETURN_IF_ERROR_(put_ffn(s.experts[e], &f));
         d.experts[e].gate_up = f.gate_up;

@@ -41,13 +41,19 @@ struct DeviceLayer {
   const T* q_norm = nullptr;
   const T* k_norm = nullptr;
   bool is_moe = false;
-  const T* router = nullptr;  // [experts, hidden]
+  const T* router = nullptr;   // [experts, hidden]; null where the layer has no own gate
+  const T* pregate = nullptr;  // pre-gated checkpoints: [experts, hidden] for the next MoE layer
   std::vector<kernels::cuda::ExpertWeights<T>> experts;
   int64_t expert_inter = 0;
   DeviceFfn<T> shared;
   const T* shared_gate = nullptr;  // [1, hidden]
   DeviceFfn<T> dense;
 };
+
+// Writes `ref` converted to T into dst[0 .. ref.numel()) (a memcpy when the dtypes match).
+void ConvertWeight(const WeightRef& ref, bf16* dst);
+void ConvertWeight(const WeightRef& ref, f16* dst);
+void ConvertWeight(const WeightRef& ref, float* dst);
 
 // Explicitly instantiated for bf16, f16 and float.
 template <typename T>
@@ -59,7 +65,9 @@ class DeviceWeights {
   DeviceWeights& operator=(const DeviceWeights&) = delete;
 
   // Converts and uploads every tensor; fails naming the tensor on an allocation error.
-  absl::Status Upload(const DecoderWeights& w, const ModelConfig& config);
+  // With upload_experts false the routed experts stay on the host (expert offload): their
+  // ExpertWeights are null and expert_inter is still set.
+  absl::Status Upload(const DecoderWeights& w, const ModelConfig& config, bool upload_experts = true);
 
   const T* embed = nullptr;
   const T* final_norm = nullptr;
