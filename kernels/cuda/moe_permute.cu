@@ -6,55 +6,190 @@ namespace moe::kernels::cuda {
 namespace {
 
 constexpr int kThreads = 1024;
+constexpr int kWarpsPerBlock = kThreads / 32;
+// Slots per block of the multi-block path; also the single-block path's limit.
+constexpr int kChunk = 1024;
+constexpr int kSmallMaxSlots = 2048;
 
-// Pass 1: counts with shared atomics. Pass 2: scan. Pass 3: each slot's rank within its
-// expert = number of earlier slots with the same expert, counted in chunks of kThreads
-// slots with a per-chunk shared histogram walk (stable, deterministic).
-__global__ void PermuteKernel(const int32_t* topk_idx, int64_t num_slots, int k,
-                              int num_experts, int32_t* counts, int32_t* offsets,
-                              int32_t* row_token, int32_t* slot_row, int32_t* active) {
-  __shared__ int32_t s_count[kThreads];
-  __shared__ int32_t s_next[kThreads];  // next free row of each expert
-  __shared__ int32_t s_chunk[kThreads];
-  for (int e = threadIdx.x; e < num_experts; e += kThreads) s_count[e] = 0;
+// Exclusive prefix sum over the block (kThreads threads); *total gets the sum. Starts and
+// ends with a barrier, so back-to-back calls may share `scratch` (32 ints).
+__device__ int BlockExclusiveScan(int v, int* scratch, int* total) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  int inc = v;
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    const int t = __shfl_up_sync(0xffffffffu, inc, o);
+    if (lane >= o) inc += t;
+  }
   __syncthreads();
-  for (int64_t s = threadIdx.x; s < num_slots; s += kThreads) atomicAdd(&s_count[topk_idx[s]], 1);
+  if (lane == 31) scratch[warp] = inc;
   __syncthreads();
-  if (threadIdx.x == 0) {
-    int32_t acc = 0, num_active = 0;
-    for (int e = 0; e < num_experts; ++e) {
-      offsets[e] = acc;
-      s_next[e] = acc;
-      counts[e] = s_count[e];
-      acc += s_count[e];
-      if (active != nullptr && s_count[e] > 0) active[1 + num_active++] = e;
+  if (warp == 0) {
+    int w = scratch[lane];
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const int t = __shfl_up_sync(0xffffffffu, w, o);
+      if (lane >= o) w += t;
     }
-    offsets[num_experts] = acc;
+    scratch[lane] = w;  // inclusive over warps
+  }
+  __syncthreads();
+  *total = scratch[kWarpsPerBlock - 1];
+  const int prefix = (warp > 0 ? scratch[warp - 1] : 0) + inc - v;
+  __syncthreads();
+  return prefix;
+}
+
+// Counts per expert -> counts, offsets, active (thread e of the block owns expert e);
+// s_base[e] = offsets[e]. num_experts <= kThreads.
+__device__ void ScanExperts(const int* s_count, int num_experts, int32_t* counts,
+                            int32_t* offsets, int32_t* active, int* s_base, int* scratch) {
+  const int e = threadIdx.x;
+  const int c = e < num_experts ? s_count[e] : 0;
+  int total = 0, num_active = 0;
+  const int off = BlockExclusiveScan(c, scratch, &total);
+  const int apos = BlockExclusiveScan(c > 0 ? 1 : 0, scratch, &num_active);
+  if (e < num_experts) {
+    counts[e] = c;
+    offsets[e] = off;
+    s_base[e] = off;
+    if (active != nullptr && c > 0) active[1 + apos] = e;
+  }
+  if (e == 0) {
+    offsets[num_experts] = total;
     if (active != nullptr) active[0] = num_active;
   }
-  __syncthreads();
-  for (int64_t base = 0; base < num_slots; base += kThreads) {
-    const int64_t s = base + threadIdx.x;
-    const int e = s < num_slots ? topk_idx[s] : -1;
-    s_chunk[threadIdx.x] = e;
-    __syncthreads();
-    if (e >= 0) {
-      int rank = 0;
-      for (int j = 0; j < static_cast<int>(threadIdx.x); ++j) rank += (s_chunk[j] == e);
-      const int32_t row = s_next[e] + rank;
-      slot_row[s] = row;
-      row_token[row] = static_cast<int32_t>(s / k);
+}
+
+// Stable scatter of n slots (global slots slot0 .. slot0 + n - 1, expert ids in s_idx):
+// warp w walks experts w, w + 32, ...; for each, the slots in ascending order 32 at a
+// time, ranking matches with a ballot. s_cnt[e]: how many of the n slots pick e (the walk
+// stops once all are placed); s_base[e]: the permuted row of e's first one.
+__device__ void ScatterSlots(const int* s_idx, int n, int64_t slot0, int k, int num_experts,
+                             const int* s_cnt, const int* s_base, int32_t* slot_row,
+                             int32_t* row_token) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const unsigned lt = (1u << lane) - 1u;
+  for (int e = warp; e < num_experts; e += kWarpsPerBlock) {
+    const int want = s_cnt[e];
+    const int base = s_base[e];
+    int done = 0;
+    for (int j0 = 0; j0 < n && done < want; j0 += 32) {  // warp-uniform
+      const int j = j0 + lane;
+      const bool hit = j < n && s_idx[j] == e;
+      const unsigned mask = __ballot_sync(0xffffffffu, hit);
+      if (hit) {
+        const int row = base + done + __popc(mask & lt);
+        const int64_t slot = slot0 + j;
+        slot_row[slot] = row;
+        row_token[row] = static_cast<int32_t>(slot / k);
+      }
+      done += __popc(mask);
     }
-    __syncthreads();
-    // Advance each expert's next row by its count in this chunk.
-    for (int ee = threadIdx.x; ee < num_experts; ee += kThreads) {
-      int c = 0;
-      const int64_t n = num_slots - base < kThreads ? num_slots - base : kThreads;
-      for (int j = 0; j < n; ++j) c += (s_chunk[j] == ee);
-      s_next[ee] += c;
-    }
-    __syncthreads();
   }
+}
+
+// Single block, num_slots <= kSmallMaxSlots: counts (shared atomics: order-free sums),
+// block scans, stable ballot scatter.
+__global__ void __launch_bounds__(kThreads)
+    PermuteSmallKernel(const int32_t* topk_idx, int num_slots, int k, int num_experts,
+                       int32_t* counts, int32_t* offsets, int32_t* row_token,
+                       int32_t* slot_row, int32_t* active) {
+  __shared__ int s_idx[kSmallMaxSlots];
+  __shared__ int s_count[kThreads];
+  __shared__ int s_base[kThreads];
+  __shared__ int scratch[32];
+  if (threadIdx.x < num_experts) s_count[threadIdx.x] = 0;
+  for (int s = threadIdx.x; s < num_slots; s += kThreads) s_idx[s] = topk_idx[s];
+  __syncthreads();
+  for (int s = threadIdx.x; s < num_slots; s += kThreads) atomicAdd(&s_count[s_idx[s]], 1);
+  __syncthreads();
+  ScanExperts(s_count, num_experts, counts, offsets, active, s_base, scratch);
+  __syncthreads();
+  ScatterSlots(s_idx, num_slots, 0, k, num_experts, s_count, s_base, slot_row, row_token);
+}
+
+// Multi-block path, chunks of kChunk slots; F = num_slots / kChunk full chunks, then a
+// tail of num_slots % kChunk. Scratch without a workspace: full chunk c keeps its
+// per-expert counts (later: its first rows) in slot_row[c * kChunk + e] (its own slots,
+// num_experts <= kChunk), the tail's counts sit in `counts` until pass B.
+// Pass A, one block per chunk: per-chunk counts.
+__global__ void __launch_bounds__(kThreads)
+    PermuteCountKernel(const int32_t* topk_idx, int64_t num_slots, int num_experts,
+                       int32_t* counts, int32_t* slot_row) {
+  __shared__ int s_count[kThreads];
+  const int64_t s0 = static_cast<int64_t>(blockIdx.x) * kChunk;
+  const int64_t rem = num_slots - s0;
+  const int n = rem < kChunk ? static_cast<int>(rem) : kChunk;
+  if (threadIdx.x < num_experts) s_count[threadIdx.x] = 0;
+  __syncthreads();
+  if (static_cast<int>(threadIdx.x) < n) atomicAdd(&s_count[topk_idx[s0 + threadIdx.x]], 1);
+  __syncthreads();
+  if (threadIdx.x < num_experts) {
+    if (n == kChunk) {
+      slot_row[s0 + threadIdx.x] = s_count[threadIdx.x];
+    } else {
+      counts[threadIdx.x] = s_count[threadIdx.x];
+    }
+  }
+}
+
+// Pass B, one block: per expert, running sums over the full chunks (replacing each
+// chunk's count by its first row), totals, scans, and the tail chunk's scatter.
+__global__ void __launch_bounds__(kThreads)
+    PermuteScanKernel(const int32_t* topk_idx, int64_t num_slots, int k, int num_experts,
+                      int32_t* counts, int32_t* offsets, int32_t* row_token, int32_t* slot_row,
+                      int32_t* active) {
+  __shared__ int s_idx[kChunk];
+  __shared__ int s_total[kThreads];
+  __shared__ int s_base[kThreads];
+  __shared__ int s_tail[kThreads];
+  __shared__ int scratch[32];
+  const int64_t full = num_slots / kChunk;
+  const int tail = static_cast<int>(num_slots - full * kChunk);
+  const int e = threadIdx.x;
+  int run = 0;
+  if (e < num_experts) {
+    for (int64_t c = 0; c < full; ++c) {
+      const int v = slot_row[c * kChunk + e];
+      slot_row[c * kChunk + e] = run;
+      run += v;
+    }
+    s_tail[e] = tail > 0 ? counts[e] : 0;
+    s_total[e] = run + s_tail[e];
+  }
+  if (e < tail) s_idx[e] = topk_idx[full * kChunk + e];
+  __syncthreads();
+  ScanExperts(s_total, num_experts, counts, offsets, active, s_base, scratch);
+  if (e < num_experts) {
+    const int off = s_base[e];
+    for (int64_t c = 0; c < full; ++c) slot_row[c * kChunk + e] += off;
+    s_base[e] = off + run;  // the tail's first row of expert e
+  }
+  __syncthreads();
+  if (tail > 0) {
+    ScatterSlots(s_idx, tail, full * kChunk, k, num_experts, s_tail, s_base, slot_row,
+                 row_token);
+  }
+}
+
+// Pass C, one block per full chunk: read the chunk's first rows, then scatter its slots.
+__global__ void __launch_bounds__(kThreads)
+    PermuteScatterKernel(const int32_t* topk_idx, int k, int num_experts, int32_t* row_token,
+                         int32_t* slot_row) {
+  __shared__ int s_idx[kChunk];
+  __shared__ int s_count[kThreads];
+  __shared__ int s_base[kThreads];
+  const int64_t s0 = static_cast<int64_t>(blockIdx.x) * kChunk;
+  if (threadIdx.x < num_experts) {
+    s_count[threadIdx.x] = 0;
+    s_base[threadIdx.x] = slot_row[s0 + threadIdx.x];
+  }
+  s_idx[threadIdx.x] = topk_idx[s0 + threadIdx.x];
+  __syncthreads();
+  atomicAdd(&s_count[s_idx[threadIdx.x]], 1);
+  __syncthreads();  // every first row read before any slot_row of the chunk is written
+  ScatterSlots(s_idx, kChunk, s0, k, num_experts, s_count, s_base, slot_row, row_token);
 }
 
 __global__ void CombineKernel(const float* expert_out, const int32_t* slot_row,
@@ -75,9 +210,26 @@ __global__ void CombineKernel(const float* expert_out, const int32_t* slot_row,
 cudaError_t LaunchMoePermute(const int32_t* topk_idx, int64_t num_slots, int k, int num_experts,
                              int32_t* counts, int32_t* offsets, int32_t* row_token,
                              int32_t* slot_row, cudaStream_t stream, int32_t* active) {
-  if (num_experts > kThreads || num_experts < 1 || k < 1) return cudaErrorInvalidValue;
-  PermuteKernel<<<1, kThreads, 0, stream>>>(topk_idx, num_slots, k, num_experts, counts, offsets,
-                                            row_token, slot_row, active);
+  if (num_experts > kThreads || num_experts < 1 || k < 1 || num_slots < 0) {
+    return cudaErrorInvalidValue;
+  }
+  if (num_slots <= kSmallMaxSlots) {
+    PermuteSmallKernel<<<1, kThreads, 0, stream>>>(topk_idx, static_cast<int>(num_slots), k,
+                                                   num_experts, counts, offsets, row_token,
+                                                   slot_row, active);
+    return cudaGetLastError();
+  }
+  const int64_t full = num_slots / kChunk;
+  PermuteCountKernel<<<detail::CeilDiv(num_slots, kChunk), kThreads, 0, stream>>>(
+      topk_idx, num_slots, num_experts, counts, slot_row);
+  cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) return e;
+  PermuteScanKernel<<<1, kThreads, 0, stream>>>(topk_idx, num_slots, k, num_experts, counts,
+                                                offsets, row_token, slot_row, active);
+  e = cudaGetLastError();
+  if (e != cudaSuccess) return e;
+  PermuteScatterKernel<<<static_cast<unsigned>(full), kThreads, 0, stream>>>(
+      topk_idx, k, num_experts, row_token, slot_row);
   return cudaGetLastError();
 }
 

@@ -24,7 +24,12 @@ namespace moe::kernels::cuda {
 //   active[num_experts + 1]   optional (may be null): active[0] = number of experts with
 //                             rows, active[1..] their ids in ascending order (the device
 //                             work list of LaunchSmallBatchExperts)
-// num_experts <= 1024. One block; deterministic.
+// num_experts <= 1024; deterministic (no order-dependent atomics: shared atomics only
+// sum counts, ranks come from ordered ballots). num_slots <= 2048: one block (counts,
+// block scans over the experts, stable ballot scatter). Larger: three launches over
+// chunks of 1024 slots (per-chunk counts, one-block scan, per-chunk scatter) that use
+// slot_row and counts as their scratch, so no workspace is needed.
+// A graph captured with one num_slots must be replayed with the same num_slots.
 cudaError_t LaunchMoePermute(const int32_t* topk_idx, int64_t num_slots, int k, int num_experts,
                              int32_t* counts, int32_t* offsets, int32_t* row_token,
                              int32_t* slot_row, cudaStream_t stream, int32_t* active = nullptr);

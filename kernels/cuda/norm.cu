@@ -43,12 +43,98 @@ __global__ void AddRmsNormKernel(float* residual, const float* delta, const floa
   }
 }
 
+// Vector fast path: rows of n % 4 == 0 floats, 16-byte aligned; each thread keeps up to
+// kVecPerThread float4 of the row in registers (read once, weight loaded before the
+// reduction), so n <= 4 * kVecPerThread * blockDim.x.
+constexpr int kVecPerThread = 4;
+
+template <typename W>
+__device__ __forceinline__ void LoadW4(const W* w, int i, float* f) {
+#pragma unroll
+  for (int e = 0; e < 4; ++e) f[e] = detail::ToF32(w[i + e]);
+}
+template <typename Out>
+__device__ __forceinline__ void Store4(Out* o, const float* f) {
+#pragma unroll
+  for (int e = 0; e < 4; ++e) o[e] = detail::FromF32<Out>(f[e]);
+}
+template <>
+__device__ __forceinline__ void Store4<float>(float* o, const float* f) {
+  *reinterpret_cast<float4*>(o) = make_float4(f[0], f[1], f[2], f[3]);
+}
+
+template <typename Out, typename W>
+__global__ void AddRmsNormVecKernel(float* residual, const float* delta, const float* x_in,
+                                    int64_t in_stride, int groups, int n, const W* weight,
+                                    float eps, Out* out, int64_t out_stride) {
+  __shared__ float scratch[32];
+  const int64_t row = blockIdx.x;
+  const int64_t t = row / groups;
+  const int g = static_cast<int>(row % groups);
+  const int64_t in_off = t * in_stride + static_cast<int64_t>(g) * n;
+  const int64_t out_off = t * out_stride + static_cast<int64_t>(g) * n;
+  const float* x = residual != nullptr ? residual + in_off : x_in + in_off;
+  const int nv = n / 4;
+  float4 v[kVecPerThread];
+  float w[kVecPerThread][4];
+  float ss = 0.f;
+#pragma unroll
+  for (int j = 0; j < kVecPerThread; ++j) {
+    const int i = threadIdx.x + j * blockDim.x;
+    if (i < nv) {
+      v[j] = reinterpret_cast<const float4*>(x)[i];
+      if (residual != nullptr && delta != nullptr) {
+        const float4 d = reinterpret_cast<const float4*>(delta + in_off)[i];
+        v[j].x += d.x;
+        v[j].y += d.y;
+        v[j].z += d.z;
+        v[j].w += d.w;
+        reinterpret_cast<float4*>(residual + in_off)[i] = v[j];
+      }
+      LoadW4(weight, 4 * i, w[j]);
+      ss += v[j].x * v[j].x + v[j].y * v[j].y + v[j].z * v[j].z + v[j].w * v[j].w;
+    }
+  }
+  ss = detail::BlockSum(ss, scratch);
+  const float r = rsqrtf(ss / static_cast<float>(n) + eps);
+#pragma unroll
+  for (int j = 0; j < kVecPerThread; ++j) {
+    const int i = threadIdx.x + j * blockDim.x;
+    if (i < nv) {
+      const float y[4] = {w[j][0] * (v[j].x * r), w[j][1] * (v[j].y * r), w[j][2] * (v[j].z * r),
+                          w[j][3] * (v[j].w * r)};
+      Store4(out + out_off + 4 * i, y);
+    }
+  }
+}
+
+// Launches the vector kernel when the shapes and pointers allow, else the scalar one.
+template <typename Out, typename W>
+void LaunchNorm(int64_t rows, float* residual, const float* delta, const float* x,
+                int64_t in_stride, int groups, int n, const W* weight, float eps, Out* out,
+                int64_t out_stride, cudaStream_t stream) {
+  auto al = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  const int nv = n / 4;
+  const bool vec = n % 4 == 0 && in_stride % 4 == 0 && out_stride % 4 == 0 &&
+                   nv <= kVecPerThread * 1024 && al(residual) && al(delta) && al(x) && al(out);
+  if (vec) {
+    int threads = (nv + kVecPerThread - 1) / kVecPerThread;
+    // Small rows: one float4 a thread (more threads, shorter chains) up to 1024.
+    threads = nv <= 1024 ? nv : threads;
+    threads = (threads + 31) / 32 * 32;
+    AddRmsNormVecKernel<Out, W><<<static_cast<unsigned>(rows), threads, 0, stream>>>(
+        residual, delta, x, in_stride, groups, n, weight, eps, out, out_stride);
+  } else {
+    AddRmsNormKernel<Out, W><<<static_cast<unsigned>(rows), NormThreads(n), 0, stream>>>(
+        residual, delta, x, in_stride, groups, n, weight, eps, out, out_stride);
+  }
+}
+
 template <typename Out, typename W>
 cudaError_t Launch(float* residual, const float* delta, const float* x, int64_t rows, int n,
                    const W* weight, float eps, Out* out, cudaStream_t stream) {
   if (rows <= 0) return cudaSuccess;
-  AddRmsNormKernel<Out, W><<<static_cast<unsigned>(rows), NormThreads(n), 0, stream>>>(
-      residual, delta, x, n, 1, n, weight, eps, out, n);
+  LaunchNorm<Out, W>(rows, residual, delta, x, n, 1, n, weight, eps, out, n, stream);
   return cudaGetLastError();
 }
 
@@ -72,8 +158,8 @@ cudaError_t Launch(float* residual, const float* delta, const float* x, int64_t 
                                   cudaStream_t stream) {                                     \
     const int64_t rows = num_tokens * groups;                                                \
     if (rows <= 0) return cudaSuccess;                                                       \
-    AddRmsNormKernel<float, W><<<static_cast<unsigned>(rows), NormThreads(n), 0, stream>>>(  \
-        nullptr, nullptr, x, token_stride, groups, n, weight, eps, x, token_stride);         \
+    LaunchNorm<float, W>(rows, nullptr, nullptr, x, token_stride, groups, n, weight, eps, x, \
+                         token_stride, stream);                                              \
     return cudaGetLastError();                                                               \
   }
 MOE_NORM_OVERLOADS_W(bf16)

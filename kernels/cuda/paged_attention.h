@@ -10,8 +10,11 @@
 //  - prefill: FlashAttention-style tiles of kPrefillTileRows queries of one head; K/V in
 //    tiles of 32 keys staged in shared memory; online softmax in registers.
 //  - decode: one query per sequence; the context is split into num_splits parts
-//    (flash-decoding), each a block of 4 warps with its own online softmax, merged by a
-//    second small kernel.
+//    (flash-decoding), each a block of 4 warps. When head_dim is a multiple of 16 bytes'
+//    worth of cache elements (and the caches are 16-byte aligned), groups of lanes read
+//    whole K/V rows with 16-byte loads, each group with its own online softmax, merged in
+//    shared memory; otherwise a scalar fallback. With num_splits > 1 a second small kernel
+//    merges the splits; with num_splits == 1 (vector path) the first kernel writes `out`.
 // head_dim any value up to 256 (register tiles of 2, 3, 4 or 8 elements per lane).
 //
 // Thread safety: launchers only enqueue work on `stream`.
@@ -95,8 +98,19 @@ cudaError_t LaunchPrefillAttention(const PagedAttentionParamsT<__half>& p, const
 cudaError_t LaunchPrefillAttention(const PagedAttentionParamsT<float>& p, const int32_t* tiles,
                                    int num_tiles, cudaStream_t stream);
 
-// How many parts the decode path splits a context of max_context keys into.
+// How many parts the decode path splits a context of max_context keys into: the
+// length-only policy, at least 512 keys a split (1 .. 32).
 int DecodeNumSplits(int max_context);
+// The occupancy-aware policy: a decode step of num_decode sequences has num_heads *
+// num_decode blocks per split; split further (a power of two, at most kDecodeMaxSplits)
+// until about kDecodeTargetBlocks blocks run, but keep at least kDecodeMinKeysPerSplit
+// keys a split; never fewer splits than DecodeNumSplits(max_context). Any num_splits >= 1
+// is correct for any context; this only picks a fast one. E.g. 16 heads, 1 sequence,
+// context 130: 8 splits (128 blocks); 16 heads x 64 sequences: 1 split (no reduce pass).
+constexpr int kDecodeTargetBlocks = 264;
+constexpr int kDecodeMinKeysPerSplit = 32;
+constexpr int kDecodeMaxSplits = 32;
+int DecodeNumSplits(int max_context, int num_heads, int num_decode);
 // fp32 workspace the decode path needs.
 size_t DecodeWorkspaceFloats(int num_decode, int num_heads, int head_dim, int num_splits);
 

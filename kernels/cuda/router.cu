@@ -7,19 +7,20 @@
 namespace moe::kernels::cuda {
 namespace {
 
-constexpr int kPerLane = kRouterMaxExperts / 32;
 constexpr int kWarps = 4;
 
+// PL: experts per lane (num_experts <= 32 * PL), so small expert counts iterate less.
+template <int PL>
 __global__ void RouterKernel(const float* logits, int64_t num_tokens, int num_experts, int k,
                              bool renormalize, int32_t* topk_idx, float* topk_weight) {
   const int lane = threadIdx.x & 31;
   const int64_t t = blockIdx.x * int64_t{kWarps} + (threadIdx.x >> 5);
   if (t >= num_tokens) return;
   const float* l = logits + t * num_experts;
-  float p[kPerLane];
+  float p[PL];
   float mx = -INFINITY;
 #pragma unroll
-  for (int j = 0; j < kPerLane; ++j) {
+  for (int j = 0; j < PL; ++j) {
     const int e = lane + 32 * j;
     p[j] = e < num_experts ? l[e] : -INFINITY;
     mx = fmaxf(mx, p[j]);
@@ -27,14 +28,14 @@ __global__ void RouterKernel(const float* logits, int64_t num_tokens, int num_ex
   mx = detail::WarpMax(mx);
   float sum = 0.f;
 #pragma unroll
-  for (int j = 0; j < kPerLane; ++j) {
+  for (int j = 0; j < PL; ++j) {
     const int e = lane + 32 * j;
     p[j] = e < num_experts ? expf(p[j] - mx) : 0.f;
     sum += p[j];
   }
   sum = detail::WarpSum(sum);
 #pragma unroll
-  for (int j = 0; j < kPerLane; ++j) {
+  for (int j = 0; j < PL; ++j) {
     const int e = lane + 32 * j;
     p[j] = e < num_experts ? p[j] / sum : -1.f;  // taken / absent experts: -1
   }
@@ -44,7 +45,7 @@ __global__ void RouterKernel(const float* logits, int64_t num_tokens, int num_ex
     float best = -1.f;
     int best_e = 0x7fffffff;
 #pragma unroll
-    for (int j = 0; j < kPerLane; ++j) {
+    for (int j = 0; j < PL; ++j) {
       const int e = lane + 32 * j;
       if (p[j] > best) {  // strict: within a lane, lower e first
         best = p[j];
@@ -61,7 +62,7 @@ __global__ void RouterKernel(const float* logits, int64_t num_tokens, int num_ex
       }
     }
 #pragma unroll
-    for (int j = 0; j < kPerLane; ++j) {
+    for (int j = 0; j < PL; ++j) {
       if (lane + 32 * j == best_e) p[j] = -1.f;
     }
     total += best;
@@ -95,8 +96,23 @@ cudaError_t LaunchRouterSoftmaxTopK(const float* logits, int64_t num_tokens, int
   if (num_experts > kRouterMaxExperts || num_experts < 1 || k < 1 || k > num_experts) {
     return cudaErrorInvalidValue;
   }
-  RouterKernel<<<detail::CeilDiv(num_tokens, kWarps), 32 * kWarps, 0, stream>>>(
-      logits, num_tokens, num_experts, k, renormalize, topk_idx, topk_weight);
+  const unsigned blocks = detail::CeilDiv(num_tokens, kWarps);
+  const int pl = (num_experts + 31) / 32;
+#define MOE_ROUTER_CASE(N)                                                              \
+  RouterKernel<N><<<blocks, 32 * kWarps, 0, stream>>>(logits, num_tokens, num_experts, k, \
+                                                      renormalize, topk_idx, topk_weight)
+  if (pl <= 1) {
+    MOE_ROUTER_CASE(1);
+  } else if (pl <= 2) {
+    MOE_ROUTER_CASE(2);
+  } else if (pl <= 4) {
+    MOE_ROUTER_CASE(4);
+  } else if (pl <= 8) {
+    MOE_ROUTER_CASE(8);
+  } else {
+    MOE_ROUTER_CASE(kRouterMaxExperts / 32);
+  }
+#undef MOE_ROUTER_CASE
   return cudaGetLastError();
 }
 

@@ -9,11 +9,19 @@
 // x_r = x[row_token[r], :] (no gather pass). The same function as RunExperts (experts.h)
 // after LaunchGatherRows; feed `out` to LaunchMoeCombine.
 //
-// Kernel shape: grid (output-row tiles, active-expert slots); a block whose slot is past
-// the number of active experts exits at once. A block of 8 warps owns 16 gate/up output
-// rows (32 weight rows) or 32 down rows of one expert; the expert's input rows are staged
-// in shared memory up to 8 at a time (at most 48 KB), and every staged 16-byte input vector
-// is reused for all of the warp's weight rows.
+// Two kernel variants (the same function; outputs agree to fp32 summation order):
+// - mma (default for bf16 / fp16): tensor cores (mma.sync m16n8k16, the weights as the
+//   A operand loaded straight from global memory into fragments, token rows as B, fp32
+//   accumulation). A block of 8 warps owns 16 gate/up output rows (32 weight rows) or 32
+//   down rows of one expert and splits K over its warps (partial sums added in shared
+//   memory); every thread keeps 12-16 16-byte weight loads in flight. Token rows are
+//   taken 8 or 16 at a time (weights re-read, mostly from L2, past that).
+// - fma (fp32 always; bf16 / fp16 with MOE_SBE_KERNEL=fma): CUDA cores. A block of 8
+//   warps owns 16 gate/up output rows or 32 down rows; the expert's input rows are staged
+//   in shared memory up to 8 at a time (at most 48 KB) and every staged 16-byte input
+//   vector is reused for all of the warp's weight rows.
+// Either way: grid (output-row tiles, active-expert slots); a block whose slot is past the
+// number of active experts exits at once.
 //
 // Thread safety: launchers only enqueue work on `stream`; safe under CUDA graph capture.
 #pragma once
@@ -50,5 +58,20 @@ cudaError_t LaunchSmallBatchExperts(const T* x, const int32_t* row_token, const 
                                     int64_t max_rows_per_expert, const T* const* gate_up,
                                     const T* const* down, int64_t hidden, int64_t inter,
                                     T* act_buf, float* out, cudaStream_t stream);
+
+// Benchmark / comparison hook: the same as LaunchSmallBatchExperts with the kernel variant
+// (kDefault: env MOE_SBE_KERNEL=fma|mma, read once per process, else mma for 16-bit T;
+// fp32 always runs fma) and the stages (a mask of kSmallBatchExpertsGateUp / ...Down;
+// running Down alone reads act_buf as left by an earlier GateUp) chosen by the caller.
+enum class SmallBatchExpertsKernel { kDefault, kFma, kMma };
+constexpr int kSmallBatchExpertsGateUp = 1;
+constexpr int kSmallBatchExpertsDown = 2;
+
+template <typename T>
+cudaError_t LaunchSmallBatchExpertsVariant(
+    const T* x, const int32_t* row_token, const int32_t* counts, const int32_t* offsets,
+    const int32_t* active, int max_active, int64_t max_rows_per_expert, const T* const* gate_up,
+    const T* const* down, int64_t hidden, int64_t inter, T* act_buf, float* out,
+    SmallBatchExpertsKernel kernel, int stages, cudaStream_t stream);
 
 }  // namespace moe::kernels::cuda

@@ -3,6 +3,17 @@
 //
 //   engine_bench --model DIR [--dtype auto|bf16|fp16|fp32] [--batches 1,16,64]
 //                [--context 128] [--steps 64] [--prompt 512] [--json-out FILE]
+//                [--offload on|off|auto] [--cache-fraction F | --expert-cache-gb G]
+//                [--prefetch auto|off|next-gate|pregate] [--prefetch-depth D]
+//                [--policy lru|lfu|belady] [--compare-resident]
+//
+// With --offload on, each decode row also reports the expert cache: hit rate, prefetch
+// precision, PCIe GB/s achieved (expert bytes copied / time), the share of the time the
+// link was busy (bytes / pinned host-to-device bandwidth measured in this run / time),
+// stall ms per step (compute stream waiting for copies) and stall / transfer time, and the
+// bound: batch / max(resident step time, miss bytes per step / pinned H2D bandwidth).
+// The resident step time comes from a first pass with every expert on the GPU
+// (--compare-resident; only where the model fits), else the bound uses the copies alone.
 //
 // Decode at batch B: B sequences are prefilled with `context` random tokens, then
 // `steps` decode steps run (one token per sequence per step, last-row logits copied back
@@ -21,7 +32,10 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
+#include <map>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <string>
@@ -68,11 +82,69 @@ double MeasureCopyBandwidth() {
   return 2.0 * n / (ms[ms.size() / 2] * 1e-3);
 }
 
+// Pinned host-to-device copy bandwidth (bytes / s) over a 1 GiB buffer.
+double MeasurePinnedH2D() {
+  const size_t n = size_t{1} << 30;
+  void *h = nullptr, *d = nullptr;
+  if (cudaHostAlloc(&h, n, cudaHostAllocDefault) != cudaSuccess) return 0;
+  if (cudaMalloc(&d, n) != cudaSuccess) {
+    cudaFreeHost(h);
+    return 0;
+  }
+  std::memset(h, 1, n);
+  cudaEvent_t e0, e1;
+  cudaEventCreate(&e0);
+  cudaEventCreate(&e1);
+  cudaMemcpy(d, h, n, cudaMemcpyHostToDevice);
+  std::vector<float> ms;
+  for (int i = 0; i < 5; ++i) {
+    cudaEventRecord(e0);
+    cudaMemcpy(d, h, n, cudaMemcpyHostToDevice);
+    cudaEventRecord(e1);
+    cudaEventSynchronize(e1);
+    float t = 0;
+    cudaEventElapsedTime(&t, e0, e1);
+    ms.push_back(t);
+  }
+  std::sort(ms.begin(), ms.end());
+  cudaFreeHost(h);
+  cudaFree(d);
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  return n / (ms[ms.size() / 2] * 1e-3);
+}
+
 struct Row {
   std::string phase;
   int batch = 0;
   double tokens_per_s = 0, ms_per_step = 0, roofline_ratio = 0, bytes_per_step = 0;
+  // Offload rows.
+  bool offload = false;
+  double hit_rate = 0, prefetch_precision = -1, pcie_gbps = 0, pcie_busy = 0, stall_ms = 0,
+         stall_fraction = 0, bound_tokens_per_s = 0;
 };
+
+// Counter deltas between two offload snapshots.
+struct OffloadDelta {
+  int64_t hits = 0, misses = 0, predicted = 0, correct = 0;
+  double h2d = 0, stall = 0;
+};
+OffloadDelta Delta(const std::optional<OffloadStats>& a, const std::optional<OffloadStats>& b) {
+  OffloadDelta d;
+  if (!a || !b) return d;
+  auto sum = [](const OffloadStats& s, int64_t OffloadLayerStats::*f) {
+    int64_t t = 0;
+    for (const auto& l : s.layers) t += l.*f;
+    return t;
+  };
+  d.hits = sum(*b, &OffloadLayerStats::hits) - sum(*a, &OffloadLayerStats::hits);
+  d.misses = sum(*b, &OffloadLayerStats::misses) - sum(*a, &OffloadLayerStats::misses);
+  d.predicted = sum(*b, &OffloadLayerStats::predicted) - sum(*a, &OffloadLayerStats::predicted);
+  d.correct = sum(*b, &OffloadLayerStats::predicted_correct) - sum(*a, &OffloadLayerStats::predicted_correct);
+  d.h2d = double(b->h2d_bytes) - double(a->h2d_bytes);
+  d.stall = b->stall_seconds_sum - a->stall_seconds_sum;
+  return d;
+}
 
 // Bytes one decode step at batch B with `ctx` context tokens per sequence must read.
 double DecodeBytes(const ModelConfig& c, double elem, int B, int ctx) {
@@ -99,6 +171,10 @@ int Main(int argc, char** argv) {
   std::string model, dtype_s = "auto", json_out;
   std::vector<int> batches = {1, 16, 64};
   int context = 128, steps = 64, prompt = 512;
+  RunnerOptions base;
+  double cache_fraction = 0;
+  bool compare_resident = false;
+  base.offload.mode = "off";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
@@ -108,6 +184,13 @@ int Main(int argc, char** argv) {
     else if (a == "--context") context = std::atoi(next().c_str());
     else if (a == "--steps") steps = std::atoi(next().c_str());
     else if (a == "--prompt") prompt = std::atoi(next().c_str());
+    else if (a == "--offload") base.offload.mode = next();
+    else if (a == "--cache-fraction") cache_fraction = std::atof(next().c_str());
+    else if (a == "--expert-cache-gb") base.offload.expert_cache_gb = std::atof(next().c_str());
+    else if (a == "--prefetch") base.offload.prefetch = next();
+    else if (a == "--prefetch-depth") base.offload.prefetch_depth = std::atoi(next().c_str());
+    else if (a == "--policy") base.offload.policy = next();
+    else if (a == "--compare-resident") compare_resident = true;
     else if (a == "--batches") {
       batches.clear();
       std::stringstream ss(next());
@@ -134,144 +217,210 @@ int Main(int argc, char** argv) {
     return 1;
   }
   const int max_b = *std::max_element(batches.begin(), batches.end());
-  const int blocks_per_seq = (std::max(context + steps + 8, prompt + 8) + 15) / 16;
-  RunnerOptions opts;
-  opts.num_kv_blocks = blocks_per_seq * (max_b + 1);
-  const auto t_load = Clock::now();
-  auto runner = CreateCudaRunner(**ckpt, *config, opts, *dtype);
-  if (!runner.ok()) {
-    std::fprintf(stderr, "%s\n", runner.status().ToString().c_str());
-    return 1;
+  // Decode sequence s owns blocks [s * blocks_per_seq, ...); the prefill prompt the blocks
+  // after the last decode sequence's.
+  const int blocks_per_seq = (context + steps + 8 + 15) / 16;
+  const int prompt_blocks = (prompt + 8 + 15) / 16;
+  base.num_kv_blocks = blocks_per_seq * max_b + prompt_blocks;
+  if (cache_fraction > 0) {
+    // Expert bytes in the storage type: 3 * hidden * inter per expert of every MoE layer.
+    const double elem_guess = dtype_s == "fp32" ? 4 : 2;
+    double experts = 0;
+    for (int l = 0; l < config->num_layers; ++l) {
+      if (config->IsMoeLayer(l)) experts += config->num_experts;
+    }
+    const double bytes = experts * 3.0 * config->hidden_size * config->moe_intermediate_size * elem_guess;
+    // A hair over the fraction so that rounding down to whole slots keeps it.
+    base.offload.expert_cache_gb = cache_fraction * bytes / double(1ull << 30) * 1.0001;
   }
-  ModelRunner& r = **runner;
-  std::printf("model %s on %s: loaded in %.1f s\n", model.c_str(), r.device_name().c_str(),
-              Seconds(t_load, Clock::now()));
   const double bw = MeasureCopyBandwidth();
   std::printf("device-to-device copy: %.0f GB/s (read + write)\n", bw / 1e9);
-  const std::string dn = r.device_name();
-  const double elem = dn.find("(fp32)") != std::string::npos ? 4 : 2;
-
-  std::mt19937 rng(1);
-  std::uniform_int_distribution<int32_t> tok(0, config->vocab_size - 1);
-  auto table_for = [&](int s) {
-    std::vector<int32_t> t(blocks_per_seq);
-    for (int i = 0; i < blocks_per_seq; ++i) t[i] = s * blocks_per_seq + i;
-    return t;
-  };
+  const double h2d_bw = base.offload.mode == "off" ? 0 : MeasurePinnedH2D();
+  if (h2d_bw > 0) std::printf("pinned host-to-device copy: %.1f GB/s\n", h2d_bw / 1e9);
+  std::string dn;
   std::vector<Row> rows;
+  std::map<int, double> resident_step_s;  // batch -> seconds per decode step, all resident
   bool ok = true;
-  auto forward = [&](ForwardBatch& b, ForwardResult* out) {
-    absl::Status s = r.Forward(b, out);
-    if (!s.ok()) {
-      std::fprintf(stderr, "Forward: %s\n", s.ToString().c_str());
-      ok = false;
-    }
-  };
 
-  // Prefill.
-  {
-    std::vector<int32_t> toks(prompt);
-    for (auto& t : toks) t = tok(rng);
-    const std::vector<int32_t> table = table_for(0);
-    std::vector<double> secs;
-    for (int rep = 0; rep < 4 && ok; ++rep) {
-      ForwardBatch b;
-      SequenceChunk ch;
-      ch.seq_id = 1;
-      ch.tokens = toks;
-      ch.block_table = table;
-      ch.logits = SequenceChunk::Logits::kLast;
-      b.seqs.push_back(ch);
-      ForwardResult out;
-      const auto t0 = Clock::now();
-      forward(b, &out);
-      if (rep > 0) secs.push_back(Seconds(t0, Clock::now()));
+  auto run_pass = [&](const RunnerOptions& opts) {
+    const auto t_load = Clock::now();
+    auto runner = CreateCudaRunner(**ckpt, *config, opts, *dtype);
+    if (!runner.ok()) {
+      std::fprintf(stderr, "%s\n", runner.status().ToString().c_str());
+      ok = false;
+      return;
     }
-    if (ok) {
-      std::sort(secs.begin(), secs.end());
-      Row row;
-      row.phase = "prefill";
-      row.batch = 1;
-      row.ms_per_step = secs[secs.size() / 2] * 1e3;
-      row.tokens_per_s = prompt / secs[secs.size() / 2];
-      rows.push_back(row);
+    ModelRunner& r = **runner;
+    std::printf("model %s on %s: loaded in %.1f s\n", model.c_str(), r.device_name().c_str(),
+                Seconds(t_load, Clock::now()));
+    dn = r.device_name();
+    const bool offloaded = r.offload_stats().has_value();
+    const double elem = dn.find("(fp32)") != std::string::npos ? 4 : 2;
+    std::mt19937 rng(1);
+    std::uniform_int_distribution<int32_t> tok(0, config->vocab_size - 1);
+    auto table_for = [&](int s) {
+      std::vector<int32_t> t(blocks_per_seq);
+      for (int i = 0; i < blocks_per_seq; ++i) t[i] = s * blocks_per_seq + i;
+      return t;
+    };
+    auto forward = [&](ForwardBatch& b, ForwardResult* out) {
+      absl::Status s = r.Forward(b, out);
+      if (!s.ok()) {
+        std::fprintf(stderr, "Forward: %s\n", s.ToString().c_str());
+        ok = false;
+      }
+    };
+    // Prefill.
+    {
+      std::vector<int32_t> toks(prompt);
+      for (auto& t : toks) t = tok(rng);
+      std::vector<int32_t> table(prompt_blocks);
+      for (int i = 0; i < prompt_blocks; ++i) table[i] = blocks_per_seq * max_b + i;
+      std::vector<double> secs;
+      for (int rep = 0; rep < 4 && ok; ++rep) {
+        ForwardBatch b;
+        SequenceChunk ch;
+        ch.seq_id = 1;
+        ch.tokens = toks;
+        ch.block_table = table;
+        ch.logits = SequenceChunk::Logits::kLast;
+        b.seqs.push_back(ch);
+        ForwardResult out;
+        const auto t0 = Clock::now();
+        forward(b, &out);
+        if (rep > 0) secs.push_back(Seconds(t0, Clock::now()));
+      }
+      if (ok) {
+        std::sort(secs.begin(), secs.end());
+        Row row;
+        row.phase = "prefill";
+        row.batch = 1;
+        row.offload = offloaded;
+        row.ms_per_step = secs[secs.size() / 2] * 1e3;
+        row.tokens_per_s = prompt / secs[secs.size() / 2];
+        rows.push_back(row);
+      }
     }
-  }
-  // Decode.
-  for (int B : batches) {
-    if (!ok) break;
-    std::vector<std::vector<int32_t>> tables(B), seqs(B);
-    ForwardBatch pre;
-    for (int s = 0; s < B; ++s) {
-      tables[s] = table_for(s);
-      seqs[s].resize(context);
-      for (auto& t : seqs[s]) t = tok(rng);
-    }
-    for (int s = 0; s < B; ++s) {
-      SequenceChunk ch;
-      ch.seq_id = s;
-      ch.tokens = seqs[s];
-      ch.block_table = tables[s];
-      ch.logits = SequenceChunk::Logits::kNone;
-      pre.seqs.push_back(ch);
-    }
-    ForwardResult out;
-    forward(pre, &out);
-    std::vector<int32_t> next(B);
-    for (auto& t : next) t = tok(rng);
-    const int warm = 3;
-    Clock::time_point t0;
-    for (int step = 0; step < warm + steps && ok; ++step) {
-      if (step == warm) t0 = Clock::now();
-      ForwardBatch b;
+    // Decode.
+    for (int B : batches) {
+      if (!ok) break;
+      std::vector<std::vector<int32_t>> tables(B), seqs(B);
+      ForwardBatch pre;
+      for (int s = 0; s < B; ++s) {
+        tables[s] = table_for(s);
+        seqs[s].resize(context);
+        for (auto& t : seqs[s]) t = tok(rng);
+      }
       for (int s = 0; s < B; ++s) {
         SequenceChunk ch;
         ch.seq_id = s;
-        ch.tokens = absl::MakeConstSpan(&next[s], 1);
-        ch.start_pos = context + step;
+        ch.tokens = seqs[s];
         ch.block_table = tables[s];
-        ch.logits = SequenceChunk::Logits::kLast;
-        b.seqs.push_back(ch);
+        ch.logits = SequenceChunk::Logits::kNone;
+        pre.seqs.push_back(ch);
       }
-      forward(b, &out);
-      for (int s = 0; s < B && ok; ++s) {  // greedy, as a server would sample
-        const float* lg = out.logits.data() + size_t(s) * out.vocab_size;
-        next[s] = static_cast<int32_t>(std::max_element(lg, lg + out.vocab_size) - lg);
+      ForwardResult out;
+      forward(pre, &out);
+      std::vector<int32_t> next(B);
+      for (auto& t : next) t = tok(rng);
+      const int warm = 3;
+      Clock::time_point t0;
+      std::optional<OffloadStats> before;
+      for (int step = 0; step < warm + steps && ok; ++step) {
+        if (step == warm) {
+          before = r.offload_stats();
+          t0 = Clock::now();
+        }
+        ForwardBatch b;
+        for (int s = 0; s < B; ++s) {
+          SequenceChunk ch;
+          ch.seq_id = s;
+          ch.tokens = absl::MakeConstSpan(&next[s], 1);
+          ch.start_pos = context + step;
+          ch.block_table = tables[s];
+          ch.logits = SequenceChunk::Logits::kLast;
+          b.seqs.push_back(ch);
+        }
+        forward(b, &out);
+        for (int s = 0; s < B && ok; ++s) {  // greedy, as a server would sample
+          const float* lg = out.logits.data() + size_t(s) * out.vocab_size;
+          next[s] = static_cast<int32_t>(std::max_element(lg, lg + out.vocab_size) - lg);
+        }
       }
+      if (!ok) break;
+      const double sec = Seconds(t0, Clock::now());
+      Row row;
+      row.phase = "decode";
+      row.batch = B;
+      row.offload = offloaded;
+      row.ms_per_step = sec / steps * 1e3;
+      row.tokens_per_s = double(B) * steps / sec;
+      row.bytes_per_step = DecodeBytes(*config, elem, B, context + warm + steps / 2);
+      row.roofline_ratio = bw > 0 ? (row.bytes_per_step / bw) / (sec / steps) : 0;
+      if (!offloaded) resident_step_s[B] = sec / steps;
+      if (offloaded) {
+        const OffloadDelta d = Delta(before, r.offload_stats());
+        row.hit_rate = d.hits + d.misses > 0 ? double(d.hits) / (d.hits + d.misses) : 0;
+        row.prefetch_precision = d.predicted > 0 ? double(d.correct) / d.predicted : -1;
+        row.pcie_gbps = d.h2d / sec / 1e9;
+        const double transfer_s = h2d_bw > 0 ? d.h2d / h2d_bw : 0;
+        row.pcie_busy = transfer_s / sec;
+        row.stall_ms = d.stall / steps * 1e3;
+        row.stall_fraction = transfer_s > 0 ? d.stall / transfer_s : 0;
+        const double compute_s = resident_step_s.count(B) ? resident_step_s[B] : 0;
+        const double bound_s = std::max(compute_s, transfer_s / steps);
+        row.bound_tokens_per_s = bound_s > 0 ? B / bound_s : 0;
+      }
+      rows.push_back(row);
     }
-    if (!ok) break;
-    const double sec = Seconds(t0, Clock::now());
-    Row row;
-    row.phase = "decode";
-    row.batch = B;
-    row.ms_per_step = sec / steps * 1e3;
-    row.tokens_per_s = double(B) * steps / sec;
-    row.bytes_per_step = DecodeBytes(*config, elem, B, context + warm + steps / 2);
-    row.roofline_ratio = bw > 0 ? (row.bytes_per_step / bw) / (sec / steps) : 0;
-    rows.push_back(row);
+  };
+  if (base.offload.mode != "off" && compare_resident) {
+    RunnerOptions resident = base;
+    resident.offload.mode = "off";
+    run_pass(resident);
   }
-  std::printf("\n| phase | batch | tokens/s | ms/step | GB read/step | roofline tok/s | ratio |\n");
-  std::printf("|---|---|---|---|---|---|---|\n");
+  run_pass(base);
+  if (rows.empty()) return 1;
+  std::printf("\n| phase | offload | batch | tokens/s | ms/step | GB read/step | roofline tok/s | ratio | hit rate | prefetch precision | PCIe GB/s | PCIe busy | stall ms/step | stall/transfer | bound tok/s |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (const Row& row : rows) {
+    const char* off = row.offload ? "on" : "off";
     if (row.phase == "prefill") {
-      std::printf("| prefill (%d-token prompt) | 1 | %.0f | %.2f | | | |\n", prompt, row.tokens_per_s, row.ms_per_step);
-    } else {
+      std::printf("| prefill (%d-token prompt) | %s | 1 | %.0f | %.2f | | | | | | | | | | |\n", prompt, off, row.tokens_per_s, row.ms_per_step);
+    } else if (!row.offload) {
       const double roof = bw / row.bytes_per_step * row.batch;
-      std::printf("| decode | %d | %.1f | %.2f | %.3f | %.0f | %.2f |\n", row.batch, row.tokens_per_s,
+      std::printf("| decode | off | %d | %.1f | %.2f | %.3f | %.0f | %.2f | | | | | | | |\n", row.batch, row.tokens_per_s,
                   row.ms_per_step, row.bytes_per_step / 1e9, roof, row.roofline_ratio);
+    } else {
+      std::printf("| decode | on | %d | %.1f | %.2f | | | | %.3f | %s | %.1f | %.2f | %.2f | %.2f | %.1f |\n", row.batch,
+                  row.tokens_per_s, row.ms_per_step, row.hit_rate,
+                  row.prefetch_precision < 0 ? "-" : std::to_string(row.prefetch_precision).substr(0, 5).c_str(),
+                  row.pcie_gbps, row.pcie_busy, row.stall_ms, row.stall_fraction, row.bound_tokens_per_s);
     }
   }
   if (!json_out.empty()) {
     std::ofstream js(json_out);
     const char* commit = std::getenv("MOE_COMMIT");
+    const char* routing = std::getenv("MOE_ROUTING");
     js << "[\n";
     for (size_t i = 0; i < rows.size(); ++i) {
       const Row& row = rows[i];
       js << "  {\"device\": \"" << dn << "\", \"commit\": \"" << (commit ? commit : "unknown")
          << "\", \"model\": \"" << model << "\", \"phase\": \"" << row.phase << "\", \"batch\": " << row.batch
          << ", \"tokens_per_s\": " << row.tokens_per_s << ", \"ms_per_step\": " << row.ms_per_step
-         << ", \"roofline_ratio\": " << row.roofline_ratio << ", \"copy_bw_bytes_per_s\": " << bw << "}"
-         << (i + 1 < rows.size() ? ",\n" : "\n");
+         << ", \"roofline_ratio\": " << row.roofline_ratio << ", \"copy_bw_bytes_per_s\": " << bw
+         << ", \"offload\": " << (row.offload ? "true" : "false");
+      if (row.offload) {
+        js << ", \"cache_fraction\": " << cache_fraction << ", \"expert_cache_gb\": " << base.offload.expert_cache_gb
+           << ", \"routing\": \"" << (routing ? routing : "standard") << "\", \"prefetch\": \"" << base.offload.prefetch
+           << "\", \"prefetch_depth\": " << base.offload.prefetch_depth << ", \"policy\": \"" << base.offload.policy
+           << "\", \"hit_rate\": " << row.hit_rate << ", \"prefetch_precision\": "
+           << (row.prefetch_precision < 0 ? std::string("null") : std::to_string(row.prefetch_precision))
+           << ", \"pcie_gbps\": " << row.pcie_gbps << ", \"pcie_busy_fraction\": " << row.pcie_busy
+           << ", \"stall_ms_per_step\": " << row.stall_ms << ", \"stall_fraction\": " << row.stall_fraction
+           << ", \"bound_tokens_per_s\": " << row.bound_tokens_per_s << ", \"h2d_bytes_per_s\": " << h2d_bw;
+      }
+      js << "}" << (i + 1 < rows.size() ? ",\n" : "\n");
     }
     js << "]\n";
   }

@@ -55,7 +55,7 @@ std::vector<float> Weight(Rng& rng, size_t n, std::vector<Bf16>* bf) {
 
 void TestNorms(Rng& rng, Report& rep) {
   const float eps = 1e-6f;
-  for (auto [rows, n] : std::vector<std::pair<int64_t, int>>{{1, 64}, {7, 2048}, {33, 4095}, {5, 5120}}) {
+  for (auto [rows, n] : std::vector<std::pair<int64_t, int>>{{1, 64}, {7, 2048}, {33, 4095}, {5, 5120}, {1, 2048}, {2, 16384}, {3, 16388}, {4, 36}}) {
     std::vector<Bf16> wb;
     Weight(rng, n, &wb);
     const auto wbits = Bits(wb);
@@ -192,13 +192,110 @@ void TestRope(Rng& rng, Report& rep) {
     rep.Check("rope q+k", Shape({{"T", c.T}, {"heads", c.heads}, {"kv", c.kv_heads}, {"hd", c.hd}, {"rot", rotary}}),
               RelErr(d.Download(), ref), kF32Bound);
   }
+  // Fused rope + KV-cache write: q/k rotated in place as above, the cache rows at
+  // `slots` equal to bf16(rotated k) / bf16(v) bit for bit, every other cache row
+  // untouched (still the NaN poison). rot=0: no rotation, only the write.
+  struct KvCase { int64_t T; int heads, kv_heads, hd; double partial; };
+  for (const KvCase& c : std::vector<KvCase>{{1, 16, 16, 128, 1.0}, {1, 32, 8, 128, 1.0}, {29, 12, 4, 96, 0.5},
+                                             {64, 16, 16, 128, 1.0}, {3, 4, 2, 80, 0.0}}) {
+    const int64_t Q = int64_t{c.heads} * c.hd, KV = int64_t{c.kv_heads} * c.hd, S = Q + 2 * KV;
+    const int rotary = static_cast<int>(c.hd * c.partial) / 2 * 2;
+    const auto inv = kc::RopeInvFreq(rotary > 0 ? rotary : 2, 1e4);
+    std::vector<float> qkv = rng.Normal(c.T * S);
+    std::vector<int32_t> pos(c.T);
+    for (auto& p : pos) p = rng.Int(0, 32767);
+    std::vector<float> ref = qkv;
+    if (rotary > 0) {
+      kc::ApplyRope(ref.data(), c.T, S, c.heads, c.hd, rotary, pos.data(), inv.data(), nullptr);
+      kc::ApplyRope(ref.data() + Q, c.T, S, c.kv_heads, c.hd, rotary, pos.data(), inv.data(), nullptr);
+    }
+    const int64_t cache_rows = c.T * 2 + 5;
+    std::vector<int32_t> rows(cache_rows);
+    std::iota(rows.begin(), rows.end(), 0);
+    std::shuffle(rows.begin(), rows.end(), rng.gen());
+    std::vector<int32_t> slots(rows.begin(), rows.begin() + c.T);
+    DevBuf<float> d(qkv), dinv(inv);
+    DevBuf<int32_t> dpos(pos), dslots(slots);
+    DevBuf<Bf16> dk(cache_rows * KV), dv(cache_rows * KV);
+    dk.Poison();
+    dv.Poison();
+    LAUNCH_OK(kg::LaunchRopeQkWriteKv(d.get(), S, c.heads, d.get() + Q, d.get() + Q + KV, S, c.kv_heads, c.T, c.hd,
+                                      rotary, dpos.get(), dinv.get(), dslots.get(), dk.get(), dv.get(), nullptr));
+    const std::string sh = Shape({{"T", c.T}, {"heads", c.heads}, {"kv", c.kv_heads}, {"hd", c.hd}, {"rot", rotary}});
+    const auto got = d.Download();
+    rep.Check("rope+write_kv q/k", sh, RelErr(got, ref), kF32Bound);
+    // The cache holds exactly bf16 of what the kernel left in k (and of v).
+    const auto kcache = dk.Download(), vcache = dv.Download();
+    std::vector<bool> written(cache_rows, false);
+    bool exact = true;
+    for (int64_t t = 0; t < c.T; ++t) {
+      written[slots[t]] = true;
+      for (int64_t i = 0; i < KV; ++i) {
+        exact &= Bits({kcache[slots[t] * KV + i]})[0] == F32ToBf16(got[t * S + Q + i]);
+        exact &= Bits({vcache[slots[t] * KV + i]})[0] == F32ToBf16(qkv[t * S + Q + KV + i]);
+      }
+    }
+    for (int64_t r = 0; r < cache_rows; ++r)
+      if (!written[r])
+        for (int64_t i = 0; i < KV; ++i) exact &= !std::isfinite(FromBf16(kcache[r * KV + i])) && !std::isfinite(FromBf16(vcache[r * KV + i]));
+    rep.Check("rope+write_kv cache (exact)", sh, exact ? 0.0 : INFINITY, 0.0);
+  }
+}
+
+// LaunchMoePermute against a CPU stable counting sort, exactly: counts, offsets, every
+// row_token / slot_row entry and the active list. Sizes cover the one-block path (up to
+// 2048 slots) and the multi-block path (full chunks of 1024 with and without a tail).
+void TestPermute(Rng& rng, Report& rep) {
+  struct Case { int64_t T; int E, k; bool skew; };
+  for (const Case& c : std::vector<Case>{{1, 64, 8, false}, {64, 64, 8, false}, {64, 64, 8, true}, {256, 64, 8, false},
+                                         {257, 64, 8, false}, {512, 64, 8, false}, {5000, 64, 8, false},
+                                         {3000, 128, 8, true}, {700, 1024, 8, false}, {4096, 8, 2, false},
+                                         {333, 512, 40, false}, {1, 8, 2, false}, {0, 64, 8, false}}) {
+    const int64_t S = c.T * c.k;
+    std::vector<int32_t> idx(S);
+    for (int64_t t = 0; t < c.T; ++t) {
+      // k distinct experts per token (as a router picks); skew: mostly a few experts.
+      std::vector<int32_t> pick;
+      while (static_cast<int>(pick.size()) < c.k) {
+        const int e = c.skew && rng.Int(0, 3) > 0 ? rng.Int(0, std::min(c.E, c.k + 2) - 1) : rng.Int(0, c.E - 1);
+        if (std::find(pick.begin(), pick.end(), e) == pick.end()) pick.push_back(e);
+      }
+      std::copy(pick.begin(), pick.end(), idx.begin() + t * c.k);
+    }
+    std::vector<int32_t> want_counts(c.E, 0), want_off(c.E + 1, 0), want_rt(S), want_sr(S), want_active(c.E + 1, 0);
+    for (int32_t e : idx) want_counts[e]++;
+    for (int e = 0; e < c.E; ++e) want_off[e + 1] = want_off[e] + want_counts[e];
+    std::vector<int32_t> next(want_off.begin(), want_off.end() - 1);
+    for (int64_t s = 0; s < S; ++s) {
+      const int32_t r = next[idx[s]]++;
+      want_sr[s] = r;
+      want_rt[r] = static_cast<int32_t>(s / c.k);
+    }
+    for (int e = 0; e < c.E; ++e)
+      if (want_counts[e] > 0) want_active[1 + want_active[0]++] = e;
+    DevBuf<int32_t> didx(idx), dcounts(c.E), doff(c.E + 1), drt(S), dsr(S), dactive(c.E + 1);
+    dcounts.Poison();
+    doff.Poison();
+    drt.Poison();
+    dsr.Poison();
+    dactive.Poison();
+    LAUNCH_OK(kg::LaunchMoePermute(didx.get(), S, c.k, c.E, dcounts.get(), doff.get(), drt.get(), dsr.get(), nullptr,
+                                   dactive.get()));
+    auto active = dactive.Download();
+    active.resize(1 + want_active[0]);
+    want_active.resize(1 + want_active[0]);
+    const bool ok = dcounts.Download() == want_counts && doff.Download() == want_off && (S == 0 || drt.Download() == want_rt) &&
+                    (S == 0 || dsr.Download() == want_sr) && active == want_active;
+    rep.Check("moe_permute standalone (exact)", Shape({{"T", c.T}, {"E", c.E}, {"k", c.k}, {"skew", c.skew}}),
+              ok ? 0.0 : INFINITY, 0.0);
+  }
 }
 
 void TestRouter(Rng& rng, Report& rep) {
   struct Case { int64_t T; int E, k; bool renorm; bool ties; };
   for (const Case& c : std::vector<Case>{{1, 64, 8, false, false}, {333, 64, 8, false, false}, {97, 128, 8, true, false},
                                           {50, 8, 2, true, false}, {41, 60, 4, false, false}, {64, 64, 8, true, true},
-                                          {9, 512, 40, true, false}}) {
+                                          {9, 512, 40, true, false}, {17, 256, 8, false, false}, {5, 32, 4, true, false}, {64, 64, 8, false, true}}) {
     std::vector<float> logits = rng.Normal(c.T * c.E, 2.f);
     if (c.ties) for (auto& l : logits) l = static_cast<float>(rng.Int(-2, 2));  // many exact ties
     std::vector<int32_t> ref_idx(c.T * c.k);
@@ -256,7 +353,9 @@ void TestLinear(Rng& rng, Report& rep, cublasHandle_t cublas) {
 void TestExperts(Rng& rng, Report& rep, cublasHandle_t cublas) {
   struct Case { int64_t T; int E, k; int64_t H, I; };
   for (const Case& c : std::vector<Case>{{1, 64, 8, 256, 128}, {37, 16, 4, 512, 384}, {200, 8, 2, 320, 200}, {5, 128, 8, 192, 96},
-                                               {64, 64, 8, 1024, 512}, {3, 64, 8, 2048, 1024}, {61, 4, 2, 264, 136}}) {
+                                               {64, 64, 8, 1024, 512}, {3, 64, 8, 2048, 1024}, {61, 4, 2, 264, 136},
+                                               // small-batch rows per expert exactly 8, 16 and 64 (N / K tails: 200, 136)
+                                               {8, 2, 2, 384, 200}, {16, 2, 2, 512, 200}, {64, 2, 2, 256, 136}}) {
     std::vector<float> h = rng.Normal(c.T * c.H);
     auto hb = RoundBf16(h);
     std::vector<float> logits = rng.Normal(c.T * c.E);
@@ -352,11 +451,19 @@ void TestExperts(Rng& rng, Report& rep, cublasHandle_t cublas) {
       }
       rep.Check("moe_permute active list (exact)", shape, active_ok ? 0.0 : INFINITY, 0.0);
       const auto* gu_ptrs = reinterpret_cast<const Bf16* const*>(dptrs.get());
-      LAUNCH_OK(kg::LaunchSmallBatchExperts(dh.get(), drow_token.get(), dcounts.get(), doffsets.get(), dactive.get(),
-                                            static_cast<int>(std::min<int64_t>(c.E, S)), c.T, gu_ptrs, gu_ptrs + c.E,
-                                            c.H, c.I, dact.get(), dexp_out.get(), nullptr));
-      LAUNCH_OK(kg::LaunchMoeCombine(dexp_out.get(), dslot_row.get(), dw.get(), c.T, c.k, c.H, dout.get(), nullptr));
-      rep.Check("experts small-batch+combine", shape, RelErr(dout.Download(), ref), kBf16Bound);
+      // Both kernel variants (tensor-core default and the CUDA-core one), fresh outputs each.
+      for (const auto& [variant, vname] : {std::pair{kg::SmallBatchExpertsKernel::kMma, "mma"},
+                                           std::pair{kg::SmallBatchExpertsKernel::kFma, "fma"}}) {
+        dact.Poison();
+        dexp_out.Poison();
+        dout.Poison();
+        LAUNCH_OK(kg::LaunchSmallBatchExpertsVariant(
+            dh.get(), drow_token.get(), dcounts.get(), doffsets.get(), dactive.get(),
+            static_cast<int>(std::min<int64_t>(c.E, S)), c.T, gu_ptrs, gu_ptrs + c.E, c.H, c.I, dact.get(),
+            dexp_out.get(), variant, kg::kSmallBatchExpertsGateUp | kg::kSmallBatchExpertsDown, nullptr));
+        LAUNCH_OK(kg::LaunchMoeCombine(dexp_out.get(), dslot_row.get(), dw.get(), c.T, c.k, c.H, dout.get(), nullptr));
+        rep.Check(std::string("experts small-batch+combine ") + vname, shape, RelErr(dout.Download(), ref), kBf16Bound);
+      }
     }
     for (auto* d : dev) delete d;
   }
@@ -376,6 +483,11 @@ void TestAttention(Rng& rng, Report& rep) {
       {4, 2, 256, 0, {{0, 21}, {300, 1}}},
       {16, 4, 128, 64, {{0, 150}, {200, 9}, {2500, 1}, {40, 1}}},
       {28, 4, 128, 0, {{8191, 1}, {4000, 1}, {31, 1}, {1000, 3}}},
+      {16, 16, 128, 0, {{129, 1}}},
+      {16, 16, 128, 0, {{0, 1}, {5, 1}, {130, 1}, {600, 1}, {33, 1}, {64, 1}}},
+      {16, 16, 64, 32, {{129, 1}, {70, 1}}},
+      {8, 8, 32, 0, {{77, 1}, {3, 5}}},
+      {4, 1, 256, 0, {{513, 1}}},
   };
   const int bs = 16;
   for (const Case& c : cases) {
@@ -494,7 +606,8 @@ void TestAttention(Rng& rng, Report& rep) {
       }
       const auto tiles = kg::BuildPrefillTiles(gseqs.data(), pre.data(), static_cast<int>(pre.size()));
       DevBuf<int32_t> dtiles(tiles), ddec(dec);
-      for (int splits : {kg::DecodeNumSplits(max_ctx), 7}) {
+      const int policy_splits = kg::DecodeNumSplits(max_ctx, c.heads, static_cast<int>(dec.size()));
+      for (int splits : {kg::DecodeNumSplits(max_ctx), 7, 1, policy_splits, 33}) {
         DevBuf<float> ws(kg::DecodeWorkspaceFloats(static_cast<int>(dec.size()), c.heads, c.hd, splits));
         ws.Poison();
         dout.Poison();
@@ -529,6 +642,7 @@ int main(int argc, char** argv) {
   TestElementwise(rng, rep);
   TestRope(rng, rep);
   TestRouter(rng, rep);
+  TestPermute(rng, rep);
   TestLinear(rng, rep, cublas);
   TestExperts(rng, rep, cublas);
   TestAttention(rng, rep);
