@@ -1,6 +1,7 @@
 #include "scheduler/scheduler.h"
 
 #include <algorithm>
+#include <chrono>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -13,6 +14,22 @@ BatchLimits LimitsFrom(const SchedulerOptions& o) {
   l.max_num_seqs = o.max_num_seqs;
   l.max_num_batched_tokens = o.max_num_batched_tokens;
   return l;
+}
+
+using Clock = std::chrono::steady_clock;
+
+// num_sampling_threads = 0: this many at most (sampling a row takes tens of
+// microseconds, so more threads gain little for a few hundred sequences).
+constexpr int kMaxAutoSamplingThreads = 8;
+// Rows per parallel chunk at least: below this, dispatch costs more than it saves.
+constexpr int64_t kMinRowsPerChunk = 4;
+
+// Seconds from `start` to now; moves `start` to now, so consecutive phases chain.
+double Lap(Clock::time_point* start) {
+  const Clock::time_point now = Clock::now();
+  const double s = std::chrono::duration<double>(now - *start).count();
+  *start = now;
+  return s;
 }
 
 bool Contains(const std::vector<int32_t>& v, int32_t x) {
@@ -43,6 +60,12 @@ Scheduler::Scheduler(engine::ModelRunner* runner, SchedulerOptions options)
   }
   stats_.num_kv_blocks = kv_.num_blocks();
   stats_.num_free_kv_blocks = kv_.num_free_blocks();
+  int threads = options_.num_sampling_threads;
+  if (threads <= 0) {
+    threads = std::min(kMaxAutoSamplingThreads,
+                       static_cast<int>(std::thread::hardware_concurrency()));
+  }
+  if (threads > 1) pool_ = std::make_unique<kernels::cpu::ThreadPool>(threads);
 }
 
 Scheduler::~Scheduler() { Shutdown(); }
@@ -199,8 +222,10 @@ void Scheduler::EngineLoop() {
       wake_ = false;
       if (stop_) break;
     }
+    Clock::time_point t = Clock::now();
     ReapCancelled();
     StepTiming timing;
+    timing.phases.reap_s = Lap(&t);
     RunStep(&timing);
     PublishStats(timing.ran ? &timing : nullptr,
                  absl::ToDoubleSeconds(absl::Now() - iteration_start));
@@ -254,12 +279,15 @@ void Scheduler::ReapCancelled() {
 }
 
 void Scheduler::RunStep(StepTiming* timing) {
+  SchedulerHostPhases& phases = timing->phases;
+  Clock::time_point t = Clock::now();
   StepPlan plan;
   {
     absl::MutexLock lock(&mu_);
     plan = composer_.Compose(&running_, &waiting_, &kv_, &next_admit_order_);
     stats_.num_preemptions += plan.num_preempted;
   }
+  phases.compose_s = Lap(&t);
   if (plan.empty()) return;
 
   engine::ForwardBatch batch;
@@ -280,11 +308,11 @@ void Scheduler::RunStep(StepTiming* timing) {
                                   : engine::SequenceChunk::Logits::kNone;
     batch.seqs.push_back(chunk);
   }
-  engine::ForwardResult out;
-  const absl::Time forward_start = absl::Now();
+  engine::ForwardResult& out = out_;
+  phases.prepare_s = Lap(&t);
   absl::Status status = runner_->Forward(batch, &out);
   timing->ran = true;
-  timing->forward_s = absl::ToDoubleSeconds(absl::Now() - forward_start);
+  timing->forward_s = Lap(&t);
   timing->num_seqs = static_cast<int>(batch.seqs.size());
   timing->num_tokens = plan.num_tokens;
   if (status.ok() && out.row_begin.size() != plan.chunks.size() + 1) {
@@ -298,8 +326,10 @@ void Scheduler::RunStep(StepTiming* timing) {
       finished.push_back(c.seq);
     }
     RemoveFinished(finished);
+    phases.finish_s += Lap(&t);
     return;
   }
+  rows_.clear();
   for (size_t i = 0; i < plan.chunks.size(); ++i) {
     const ScheduledChunk& c = plan.chunks[i];
     c.seq->num_computed += c.num_tokens;
@@ -309,17 +339,47 @@ void Scheduler::RunStep(StepTiming* timing) {
       finished.push_back(c.seq);
       continue;
     }
-    ProcessOutput(c.seq, out.row(out.row_begin[i]), out.vocab_size, &finished);
+    RowWork w;
+    w.seq = c.seq;
+    w.logits = out.row(out.row_begin[i]);
+    rows_.push_back(std::move(w));
   }
+  phases.prepare_s += Lap(&t);
+
+  // Each row touches only its own sequence: sample all rows, then detokenize / check
+  // stop rules / push events for all rows, in parallel.
+  const int64_t num_rows = static_cast<int64_t>(rows_.size());
+  const int vocab_size = out.vocab_size;
+  kernels::cpu::ParallelFor(pool_.get(), num_rows, kMinRowsPerChunk,
+                            [this, vocab_size](int64_t begin, int64_t end) {
+                              for (int64_t r = begin; r < end; ++r) SampleRow(&rows_[r], vocab_size);
+                            });
+  phases.sample_s += Lap(&t);
+  kernels::cpu::ParallelFor(pool_.get(), num_rows, kMinRowsPerChunk,
+                            [this](int64_t begin, int64_t end) {
+                              for (int64_t r = begin; r < end; ++r) EmitRow(&rows_[r]);
+                            });
+  phases.emit_s += Lap(&t);
+
+  for (RowWork& w : rows_) {
+    if (!w.done) continue;
+    Finish(w.seq, w.reason, std::move(w.stop_reason));
+    finished.push_back(w.seq);
+  }
+  rows_.clear();
   RemoveFinished(finished);
+  phases.finish_s += Lap(&t);
 }
 
-void Scheduler::ProcessOutput(Sequence* seq, const float* logits, int vocab_size,
-                              std::vector<Sequence*>* finished) {
+void Scheduler::SampleRow(RowWork* w, int vocab_size) {
+  w->sampled = w->seq->sampler->Sample(
+      absl::MakeConstSpan(w->logits, static_cast<size_t>(vocab_size)));
+}
+
+void Scheduler::EmitRow(RowWork* w) const {
+  Sequence* seq = w->seq;
   const GenerateRequest& req = seq->request;
-  engine::SampledToken st =
-      seq->sampler->Sample(absl::MakeConstSpan(logits, static_cast<size_t>(vocab_size)));
-  const int32_t t = st.token;
+  const int32_t t = w->sampled.token;
   seq->tokens.push_back(t);
   if (!seq->has_first_token) {
     seq->has_first_token = true;
@@ -352,18 +412,20 @@ void Scheduler::ProcessOutput(Sequence* seq, const float* logits, int vocab_size
     }
   }
   std::vector<engine::SampledToken> lps;
-  if (req.sampling.logprobs > 0) lps.push_back(std::move(st));
+  if (req.sampling.logprobs > 0) lps.push_back(std::move(w->sampled));
   seq->handle->PushTokens({t}, std::move(text), std::move(lps));
 
+  w->done = done;
   if (!done) return;
   if (stop_string) {
-    Finish(seq, FinishReason::kStop, matched);
+    w->reason = FinishReason::kStop;
+    w->stop_reason = std::move(matched);
   } else if (is_eos || is_stop_token) {
-    Finish(seq, FinishReason::kStop, absl::StrCat(t));
+    w->reason = FinishReason::kStop;
+    w->stop_reason = absl::StrCat(t);
   } else {
-    Finish(seq, FinishReason::kLength, "");
+    w->reason = FinishReason::kLength;
   }
-  finished->push_back(seq);
 }
 
 void Scheduler::Finish(Sequence* seq, FinishReason reason, std::string stop_reason) {
@@ -431,6 +493,13 @@ void Scheduler::PublishStats(const StepTiming* timing, double iteration_s) {
     stats_.forward_seconds_total += timing->forward_s;
     const double host_s = std::max(0.0, iteration_s - timing->forward_s);
     stats_.host_seconds_total += host_s;
+    SchedulerHostPhases& p = stats_.host_phases;
+    p.reap_s += timing->phases.reap_s;
+    p.compose_s += timing->phases.compose_s;
+    p.prepare_s += timing->phases.prepare_s;
+    p.sample_s += timing->phases.sample_s;
+    p.emit_s += timing->phases.emit_s;
+    p.finish_s += timing->phases.finish_s;
     const std::vector<double>& bounds = StepHostSecondsBounds();
     for (size_t b = 0; b < bounds.size(); ++b) {
       if (host_s <= bounds[b]) ++stats_.step_host_seconds_buckets[b];

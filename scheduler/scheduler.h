@@ -5,6 +5,10 @@
 //     every Sequence and the runner. Each iteration it: ends cancelled / expired
 //     requests (freeing their blocks), composes a batch (policies.h), runs
 //     ModelRunner::Forward, samples, checks stop rules and pushes events to handles.
+//     Sampling, detokenizing, stop checks and event pushes of the step's sequences run
+//     on a small pool of helper threads (num_sampling_threads), each sequence on one
+//     thread at a time and only while the engine thread waits for them; the results do
+//     not depend on the number of threads.
 //   - Frontends call Submit / Abort / GetStats / StopAccepting / WaitUntilIdle from any
 //     thread. They only take `mu_` (which guards the waiting queue, the request-id map
 //     and the stats snapshot) for short, non-blocking sections; the engine thread takes
@@ -30,6 +34,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "engine/model_runner.h"
+#include "kernels/cpu/thread_pool.h"
 #include "scheduler/kv_block_manager.h"
 #include "scheduler/policies.h"
 #include "scheduler/request.h"
@@ -73,11 +78,26 @@ struct SchedulerOptions {
   TextDecoderFactory make_text_decoder;
   // Optional observer of finished requests (metrics).
   RequestFinishedCallback on_request_finished;
+  // Threads (the engine thread included) that sample and detokenize a step's sequences
+  // in parallel; 0 = min(8, hardware threads). Outputs do not depend on it.
+  int num_sampling_threads = 0;
 };
 
 // Upper bounds (seconds, ascending; +Inf implicit) of SchedulerStats'
 // step_host_seconds_buckets.
 const std::vector<double>& StepHostSecondsBounds();
+
+// Where the host time of the steps goes, in seconds summed over the steps (the engine
+// thread's clock). Their sum is at most SchedulerStats::host_seconds_total; the rest is
+// the loop's own bookkeeping (locking, stats publication).
+struct SchedulerHostPhases {
+  double reap_s = 0;     // ending cancelled / expired requests
+  double compose_s = 0;  // BatchComposer::Compose (admission, preemption, KV reservation)
+  double prepare_s = 0;  // building the ForwardBatch
+  double sample_s = 0;   // Sampler::Sample over the step's logits rows
+  double emit_s = 0;     // detokenizing, stop rules, pushing events to the handles
+  double finish_s = 0;   // ending finished requests, removing them from the running set
+};
 
 struct SchedulerStats {
   int num_waiting = 0;
@@ -98,6 +118,7 @@ struct SchedulerStats {
   double forward_seconds_total = 0;
   double host_seconds_total = 0;
   int last_step_num_seqs = 0;  // sequences in the last step's batch
+  SchedulerHostPhases host_phases;  // breakdown of host_seconds_total
   // Host time per step: cumulative counts per StepHostSecondsBounds() entry (the
   // +Inf bucket is num_steps).
   std::vector<int64_t> step_host_seconds_buckets =
@@ -141,6 +162,7 @@ class Scheduler {
   SchedulerStats GetStats() const;
   int kv_block_size() const { return block_size_; }
   int max_model_len() const { return max_model_len_; }
+  int max_num_seqs() const { return options_.max_num_seqs; }
 
  private:
   void EngineLoop();
@@ -152,10 +174,22 @@ class Scheduler {
     double forward_s = 0;
     int num_seqs = 0;
     int num_tokens = 0;
+    SchedulerHostPhases phases;
   };
   void RunStep(StepTiming* timing);
-  void ProcessOutput(Sequence* seq, const float* logits, int vocab_size,
-                     std::vector<Sequence*>* finished);
+  // One sequence's share of a step's output. Sample() and Emit() touch only that
+  // sequence (and its thread-safe handle), so the step runs them for all its sequences
+  // in parallel; Finish runs afterwards on the engine thread.
+  struct RowWork {
+    Sequence* seq = nullptr;
+    const float* logits = nullptr;
+    engine::SampledToken sampled;
+    bool done = false;
+    FinishReason reason = FinishReason::kStop;
+    std::string stop_reason;
+  };
+  static void SampleRow(RowWork* w, int vocab_size);
+  void EmitRow(RowWork* w) const;
   void Finish(Sequence* seq, FinishReason reason, std::string stop_reason);
   void Fail(Sequence* seq, absl::Status status);
   void ReportFinished(const Sequence& seq, const std::string& reason);
@@ -167,6 +201,8 @@ class Scheduler {
 
   engine::ModelRunner* const runner_;
   const SchedulerOptions options_;
+  // Samples and emits a step's sequences in parallel; null: serially.
+  std::unique_ptr<kernels::cpu::ThreadPool> pool_;
   const int block_size_;
   const int max_model_len_;
   std::vector<int32_t> eos_ids_;
@@ -176,6 +212,10 @@ class Scheduler {
   KvBlockManager kv_;
   std::vector<std::unique_ptr<Sequence>> running_;
   int64_t next_admit_order_ = 0;
+  // Reused every step, so the runner's logits buffer is not reallocated (and faulted in)
+  // each time.
+  engine::ForwardResult out_;
+  std::vector<RowWork> rows_;
   std::thread engine_thread_;
 
   mutable absl::Mutex mu_;

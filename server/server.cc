@@ -189,6 +189,12 @@ void Server::LoadAndServe(ServerOptions options, ModelSource source) {
   lo.runner.kv_cache_bytes = static_cast<size_t>(options.kv_cache_mb) << 20;
   lo.runner.num_threads = options.num_threads;
   lo.runner.dtype = options.dtype;
+  lo.runner.gpu_memory_utilization = options.gpu_memory_utilization;
+  lo.runner.offload.mode = options.offload;
+  lo.runner.offload.expert_cache_gb = options.expert_cache_gb;
+  lo.runner.offload.prefetch = options.prefetch;
+  lo.runner.offload.prefetch_depth = options.prefetch_depth;
+  lo.runner.offload.policy = options.expert_cache_policy;
   lo.progress = ProgressLogger();
 
   std::unique_ptr<engine::LoadedModel> model;

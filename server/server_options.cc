@@ -45,6 +45,12 @@ absl::StatusOr<ServerOptions> ApplyConfigJson(absl::string_view text, const std:
     if (k == "model") s = Read(v, k, origin, &o.model);
     else if (k == "device") s = Read(v, k, origin, &o.device);
     else if (k == "dtype") s = Read(v, k, origin, &o.dtype);
+    else if (k == "gpu_memory_utilization") s = Read(v, k, origin, &o.gpu_memory_utilization);
+    else if (k == "offload") s = Read(v, k, origin, &o.offload);
+    else if (k == "expert_cache_gb") s = Read(v, k, origin, &o.expert_cache_gb);
+    else if (k == "prefetch") s = Read(v, k, origin, &o.prefetch);
+    else if (k == "prefetch_depth") s = Read(v, k, origin, &o.prefetch_depth);
+    else if (k == "expert_cache_policy") s = Read(v, k, origin, &o.expert_cache_policy);
     else if (k == "host") s = Read(v, k, origin, &o.host);
     else if (k == "grpc_port") s = Read(v, k, origin, &o.grpc_port);
     else if (k == "http_port") s = Read(v, k, origin, &o.http_port);
@@ -89,6 +95,12 @@ absl::StatusOr<ServerOptions> ParseServerFlags(int argc, char** argv) {
   app.add_option("--model", flags.model, "model directory (config.json, *.safetensors, tokenizer.json)");
   app.add_option("--device", flags.device, "auto | cpu | cuda");
   app.add_option("--dtype", flags.dtype, "CUDA storage dtype: auto (the checkpoint's) | bf16 | fp16 | fp32; the CPU computes in fp32");
+  app.add_option("--gpu-memory-utilization", flags.gpu_memory_utilization, "CUDA: fraction of the GPU's memory for weights, KV cache and expert cache, checked at load");
+  app.add_option("--offload", flags.offload, "CUDA expert offload: auto (only when the experts do not fit) | on | off");
+  app.add_option("--expert-cache-gb", flags.expert_cache_gb, "GPU expert cache size with offload (0 = what --gpu-memory-utilization leaves)");
+  app.add_option("--prefetch", flags.prefetch, "expert prefetch: auto | off | next-gate | pregate");
+  app.add_option("--prefetch-depth", flags.prefetch_depth, "MoE layers ahead the next-gate predictor looks");
+  app.add_option("--expert-cache-policy", flags.expert_cache_policy, "expert cache eviction: lru | lfu | belady");
   app.add_option("--host", flags.host, "address to listen on");
   app.add_option("--grpc-port", flags.grpc_port, "gRPC port; 0 picks a free one");
   app.add_option("--http-port", flags.http_port, "OpenAI-compatible HTTP port; 0 picks a free one, -1 disables HTTP");
@@ -127,6 +139,12 @@ absl::StatusOr<ServerOptions> ParseServerFlags(int argc, char** argv) {
   if (set("--model")) o.model = flags.model;
   if (set("--device")) o.device = flags.device;
   if (set("--dtype")) o.dtype = flags.dtype;
+  if (set("--gpu-memory-utilization")) o.gpu_memory_utilization = flags.gpu_memory_utilization;
+  if (set("--offload")) o.offload = flags.offload;
+  if (set("--expert-cache-gb")) o.expert_cache_gb = flags.expert_cache_gb;
+  if (set("--prefetch")) o.prefetch = flags.prefetch;
+  if (set("--prefetch-depth")) o.prefetch_depth = flags.prefetch_depth;
+  if (set("--expert-cache-policy")) o.expert_cache_policy = flags.expert_cache_policy;
   if (set("--host")) o.host = flags.host;
   if (set("--grpc-port")) o.grpc_port = flags.grpc_port;
   if (set("--http-port")) o.http_port = flags.http_port;
@@ -162,6 +180,20 @@ absl::Status ValidateServerOptions(const ServerOptions& o) {
   if (o.model.empty()) return bad("model", "a model directory is required (--model DIR)");
   if (o.dtype != "auto" && o.dtype != "bf16" && o.dtype != "fp16" && o.dtype != "fp32") {
     return bad("dtype", absl::StrCat("must be auto, bf16, fp16 or fp32, got \"", o.dtype, "\""));
+  }
+  if (!(o.gpu_memory_utilization > 0 && o.gpu_memory_utilization <= 1)) {
+    return bad("gpu_memory_utilization", absl::StrCat("must be in (0, 1], got ", o.gpu_memory_utilization));
+  }
+  if (o.offload != "auto" && o.offload != "on" && o.offload != "off") {
+    return bad("offload", absl::StrCat("must be auto, on or off, got \"", o.offload, "\""));
+  }
+  if (!(o.expert_cache_gb >= 0)) return bad("expert_cache_gb", "must be >= 0");
+  if (o.prefetch != "auto" && o.prefetch != "off" && o.prefetch != "next-gate" && o.prefetch != "pregate") {
+    return bad("prefetch", absl::StrCat("must be auto, off, next-gate or pregate, got \"", o.prefetch, "\""));
+  }
+  if (o.prefetch_depth < 1) return bad("prefetch_depth", "must be >= 1");
+  if (o.expert_cache_policy != "lru" && o.expert_cache_policy != "lfu" && o.expert_cache_policy != "belady") {
+    return bad("expert_cache_policy", absl::StrCat("must be lru, lfu or belady, got \"", o.expert_cache_policy, "\""));
   }
   if (o.device != "auto" && o.device != "cpu" && o.device != "cuda") {
     return bad("device", absl::StrCat("must be auto, cpu or cuda, got \"", o.device, "\""));

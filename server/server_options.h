@@ -17,6 +17,13 @@ struct ServerOptions {
   std::string model;            // model directory (Hugging Face layout)
   std::string device = "auto";  // auto | cpu | cuda
   std::string dtype = "auto";   // CUDA storage dtype: auto | bf16 | fp16 | fp32
+  // CUDA memory budget and expert offload (engine/model_runner.h OffloadOptions).
+  double gpu_memory_utilization = 0.9;  // (0, 1]
+  std::string offload = "auto";         // auto | on | off
+  double expert_cache_gb = 0;           // 0: what the budget leaves
+  std::string prefetch = "auto";        // auto | off | next-gate | pregate
+  int prefetch_depth = 1;               // MoE layers ahead (next-gate)
+  std::string expert_cache_policy = "lfu";  // lfu | lru | belady
   std::string host = "127.0.0.1";
   int grpc_port = 50051;        // 0: the OS picks a free port (printed)
   int http_port = 8080;         // OpenAI-compatible HTTP; 0: the OS picks; -1: no HTTP

@@ -51,6 +51,42 @@ TEST_CASE("Config errors name the option") {
   REQUIRE(std::string(bad_format.status().message()).rfind("log_format", 0) == 0);
 }
 
+TEST_CASE("Offload and GPU memory options parse, and bad values name the option") {
+  auto o = Parse({"--model", "/m", "--offload", "on", "--expert-cache-gb", "12.5", "--prefetch", "next-gate",
+                  "--prefetch-depth", "2", "--expert-cache-policy", "belady", "--gpu-memory-utilization", "0.8"});
+  REQUIRE(o.ok());
+  REQUIRE(o->offload == "on");
+  REQUIRE(o->expert_cache_gb == 12.5);
+  REQUIRE(o->prefetch == "next-gate");
+  REQUIRE(o->prefetch_depth == 2);
+  REQUIRE(o->expert_cache_policy == "belady");
+  REQUIRE(o->gpu_memory_utilization == 0.8);
+  auto defaults = Parse({"--model", "/m"});
+  REQUIRE(defaults->offload == "auto");
+  REQUIRE(defaults->prefetch == "auto");
+  const std::vector<std::pair<std::vector<std::string>, std::string>> bad = {
+      {{"--offload", "maybe"}, "offload"},
+      {{"--prefetch", "oracle"}, "prefetch"},
+      {{"--prefetch-depth", "0"}, "prefetch_depth"},
+      {{"--expert-cache-policy", "fifo"}, "expert_cache_policy"},
+      {{"--expert-cache-gb", "-1"}, "expert_cache_gb"},
+      {{"--gpu-memory-utilization", "1.5"}, "gpu_memory_utilization"},
+      {{"--gpu-memory-utilization", "0"}, "gpu_memory_utilization"},
+  };
+  for (const auto& [args, name] : bad) {
+    std::vector<std::string> a = {"--model", "/m"};
+    a.insert(a.end(), args.begin(), args.end());
+    auto r = Parse(a);
+    INFO(args[0] << " " << args[1]);
+    REQUIRE(r.status().code() == absl::StatusCode::kInvalidArgument);
+    REQUIRE(std::string(r.status().message()).rfind(name, 0) == 0);
+  }
+  auto from_json = ApplyConfigJson(R"({"offload": "off", "expert_cache_gb": 4, "prefetch_depth": 3})", "cfg.json", {});
+  REQUIRE(from_json.ok());
+  REQUIRE(from_json->offload == "off");
+  REQUIRE(from_json->prefetch_depth == 3);
+}
+
 TEST_CASE("The shipped configs/server.json parses") {
   auto o = ApplyConfigFile("configs/server.json", {});
   REQUIRE(o.ok());

@@ -6,82 +6,46 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "engine/sampling/row_scan.h"
 
 namespace moe::engine {
 namespace {
 
+using sampling::ExpWeights;
+using sampling::FirstIndexOf;
+using sampling::LogSumExp;
+using sampling::MaxAndNan;
+using sampling::TopN;
+using Candidate = std::pair<float, int32_t>;
+
 constexpr int kMaxLogprobs = 20;
 constexpr int64_t kHeapTopK = 1024;  // top-k up to this uses a bounded heap
+// Candidate lists up to this size are sorted outright; longer ones are cut by selection.
+constexpr int64_t kSortAll = 4096;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 // Orders (value, id) pairs most likely first; equal values by lower id. Deterministic,
 // so the same logits always give the same candidate set and order.
 struct MoreLikely {
-  bool operator()(const std::pair<float, int32_t>& a, const std::pair<float, int32_t>& b) const {
+  bool operator()(const Candidate& a, const Candidate& b) const {
     if (a.first != b.first) return a.first > b.first;
     return a.second < b.second;
   }
 };
 
+// The biased binary exponent of a weight in (0, 1]: 127 for 1, 126 for [0.5, 1)...
+int BiasedExponent(float w) {
+  uint32_t bits;
+  std::memcpy(&bits, &w, 4);
+  return static_cast<int>((bits >> 23) & 0x7f);
+}
+
 // A uniform double in [0, 1) from the top 53 bits of one draw. Written out rather than
 // using std::uniform_real_distribution so the token stream for a seed does not depend
 // on the standard library's implementation.
+
 double UniformUnit(std::mt19937_64& rng) {
   return static_cast<double>(rng() >> 11) * (1.0 / 9007199254740992.0);
-}
-
-// exp(x) for x <= 0 (x - max), as a branch-free loop body the compiler vectorises:
-// 2^k · e^r with k = round(x / ln2), |r| <= ln2 / 2, e^r by its degree-6 Taylor
-// polynomial (relative error < 2e-7). Below -87 (and at -inf) it returns exactly 0, so
-// masked tokens keep zero weight.
-inline float ExpNonPositive(float x) {
-  const float xc = std::max(x, -87.f);
-  // Round to nearest by the 1.5 * 2^23 trick (no libm call, so the loop vectorises).
-  const float k = (xc * 1.44269504f + 12582912.f) - 12582912.f;
-  const float r = (xc - k * 0.693145752f) - k * 1.42860677e-6f;  // ln2 split hi + lo
-  float p = 1.f / 720.f;
-  p = p * r + 1.f / 120.f;
-  p = p * r + 1.f / 24.f;
-  p = p * r + 1.f / 6.f;
-  p = p * r + 0.5f;
-  p = p * r + 1.f;
-  p = p * r + 1.f;
-  const int32_t bits = (static_cast<int32_t>(k) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, 4);
-  return x < -87.f ? 0.f : p * scale;
-}
-
-// w[i] = exp((x[i] - m) * scale); returns the sum, accumulated in double.
-double ExpWeights(const float* x, float m, float scale, int64_t n, float* w) {
-  for (int64_t i = 0; i < n; ++i) w[i] = ExpNonPositive((x[i] - m) * scale);
-  double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-  int64_t i = 0;
-  for (; i + 4 <= n; i += 4) {
-    s0 += w[i];
-    s1 += w[i + 1];
-    s2 += w[i + 2];
-    s3 += w[i + 3];
-  }
-  for (; i < n; ++i) s0 += w[i];
-  return (s0 + s1) + (s2 + s3);
-}
-
-// Max and argmax (ties → lowest id) and whether the row holds a NaN, in one pass.
-void ScanRow(const float* x, int64_t n, float* max, int32_t* argmax, bool* any_nan) {
-  float m = kNegInf;
-  int32_t am = 0;
-  bool nan = false;
-  for (int64_t i = 0; i < n; ++i) {
-    nan |= x[i] != x[i];
-    if (x[i] > m) {
-      m = x[i];
-      am = static_cast<int32_t>(i);
-    }
-  }
-  *max = m;
-  *argmax = am;
-  *any_nan = nan;
 }
 
 // The documented rules for rows with non-finite logits (see the header): NaN → -inf;
@@ -141,154 +105,211 @@ SampledToken Sampler::Sample(absl::Span<const float> raw_logits) {
 
   const float* x = raw_logits.data();
   float m;
-  int32_t argmax;
   bool any_nan;
-  ScanRow(x, n, &m, &argmax, &any_nan);
-  std::vector<float> cleaned;
+  MaxAndNan(x, n, &m, &any_nan);
   if (any_nan || !std::isfinite(m)) {
-    Sanitize(raw_logits, &cleaned);
-    x = cleaned.data();
-    ScanRow(x, n, &m, &argmax, &any_nan);
+    Sanitize(raw_logits, &cleaned_);
+    x = cleaned_.data();
+    MaxAndNan(x, n, &m, &any_nan);
   }
 
-  // log_softmax(x) = x - lse, lse = m + log(sum exp(x - m)).
-  weights_.resize(n);
-  const double sum = ExpWeights(x, m, 1.f, n, weights_.data());
-  const float lse = m + static_cast<float>(std::log(sum));
-  auto logprob_of = [&](int32_t id) { return x[id] - lse; };
-
-  // Top-n logprobs: a small sorted list; almost every token is rejected by one compare.
-  const int want = static_cast<int>(std::min<int64_t>(std::clamp(params_.logprobs, 0, kMaxLogprobs), n));
-  if (want > 0) {
-    std::vector<std::pair<float, int32_t>> best;
-    best.reserve(want + 1);
-    MoreLikely more;
-    for (int64_t i = 0; i < n; ++i) {
-      std::pair<float, int32_t> c{x[i], static_cast<int32_t>(i)};
-      if (static_cast<int>(best.size()) == want && !more(c, best.back())) continue;
-      best.insert(std::upper_bound(best.begin(), best.end(), c, more), c);
-      if (static_cast<int>(best.size()) > want) best.pop_back();
-    }
-    out.top_logprobs.reserve(want);
-    for (const auto& [v, id] : best) out.top_logprobs.emplace_back(id, v - lse);
-  }
-
+  const int want =
+      static_cast<int>(std::min<int64_t>(std::clamp(params_.logprobs, 0, kMaxLogprobs), n));
   const float inv_t = params_.temperature > 0.f ? 1.f / params_.temperature : 0.f;
   // Greedy: temperature 0, top_k 1, or a temperature so small that 1/T overflows.
-  if (params_.temperature == 0.f || params_.top_k == 1 || !std::isfinite(inv_t)) {
-    out.token = argmax;
-    out.logprob = logprob_of(argmax);
-    return out;
-  }
+  const bool greedy = params_.temperature == 0.f || params_.top_k == 1 || !std::isfinite(inv_t);
 
-  // Unnormalised probabilities of the scaled logits, relative to the max (weight 1).
-  double total = sum;
-  if (inv_t != 1.f) total = ExpWeights(x, m, inv_t, n, weights_.data());
-  const float* w = weights_.data();
+  int32_t chosen;
+  double total = 0;
+  if (greedy) {
+    chosen = FirstIndexOf(x, n, m);  // ties → lowest id; no draw
+  } else {
+    weights_.resize(n);
+    total = ExpWeights(x, m, inv_t, n, weights_.data());
+    chosen = Choose(weights_.data(), n, total);
+    if (chosen < 0) chosen = FirstIndexOf(x, n, m);
+  }
+  out.token = chosen;
+  if (want == 0) return out;
+
+  // log_softmax(x) = x - lse, lse = m + log(sum exp(x - m)); at temperature 1 the sum is
+  // the one just computed for sampling.
+  const float lse = (!greedy && inv_t == 1.f) ? m + static_cast<float>(std::log(total))
+                                              : LogSumExp(x, m, n);
+  out.logprob = x[chosen] - lse;
+  TopN(x, n, want, &top_);
+  out.top_logprobs.reserve(want);
+  for (const auto& [v, id] : top_) out.top_logprobs.emplace_back(id, v - lse);
+  return out;
+}
+
+int32_t Sampler::Choose(const float* w, int64_t n, double total) {
   const bool top_k_on = params_.top_k > 0 && params_.top_k < n;
   const bool top_p_on = params_.top_p < 1.f;
-
-  int32_t chosen = argmax;
   if (!top_k_on && !top_p_on) {
     // Plain sampling: one walk in id order, no candidate list.
     const double u = UniformUnit(rng_) * total;
     double cum = 0.0;
+    int32_t chosen = -1;
     for (int64_t i = 0; i < n; ++i) {
       if (w[i] <= 0.f) continue;
       cum += w[i];
       chosen = static_cast<int32_t>(i);
       if (u < cum) break;
     }
-    out.token = chosen;
-    out.logprob = logprob_of(chosen);
-    return out;
+    return chosen;
   }
 
-  // Candidates as (weight, id). Tokens that cannot matter are left out up front:
-  // zero weights always; with top-p alone, every token lighter than
-  // tau = (1 - top_p) * total / (2n) — together they weigh at most half the mass the
-  // nucleus may leave out, so the nucleus lies entirely among the heavier ones.
-  float floor_w = 0.f;
-  if (top_p_on && !top_k_on) {
-    floor_w = static_cast<float>((1.0 - params_.top_p) * total / (2.0 * n));
-  }
-  scratch_.clear();
+  // 1. A candidate set `sel_` that holds the kept tokens (a most-likely-first prefix of
+  //    the vocabulary), and the mass the top-p target is a fraction of.
+  double mass = total;
   const int64_t k = params_.top_k;
-  if (top_k_on && k <= kHeapTopK) {
-    // Top-k by a bounded heap whose front is the least likely kept token: almost every
-    // token is rejected by one comparison.
-    MoreLikely more;
+  if (top_k_on) {
+    CollectTopK(w, n, k);
+    mass = 0.0;
+    if (top_p_on && static_cast<int64_t>(sel_.size()) <= kSortAll) {
+      std::sort(sel_.begin(), sel_.end(), MoreLikely());
+    }
+    for (const Candidate& c : sel_) mass += c.first;
+  } else {
+    // Top-p alone: every token at or above a threshold is a most-likely-first prefix;
+    // once its mass reaches the target, the nucleus lies inside it. Collect the tokens
+    // above 2^-20 of the max's weight (the max weighs 1) with their mass per power of two,
+    // and keep those at or above the highest power of two whose prefix mass reaches the
+    // target: about the nucleus, whatever the vocabulary size. If the tokens above
+    // 2^-20 do not reach it, fall back to a floor that always does: the tokens under it
+    // weigh at most half the mass the nucleus may leave out.
+    const double target = static_cast<double>(params_.top_p) * total;
+    const float floor_w = static_cast<float>((1.0 - params_.top_p) * total / (2.0 * n));
+    double bucket[128] = {};
+    // Branch-free compaction: every token is written, only those kept advance `kept_n`.
+    sel_.resize(n);
+    int64_t kept_n = 0;
     for (int64_t i = 0; i < n; ++i) {
-      if (!(w[i] > 0.f)) continue;
-      std::pair<float, int32_t> c{w[i], static_cast<int32_t>(i)};
-      if (static_cast<int64_t>(scratch_.size()) < k) {
-        scratch_.push_back(c);
-        std::push_heap(scratch_.begin(), scratch_.end(), more);
-      } else if (more(c, scratch_.front())) {
-        std::pop_heap(scratch_.begin(), scratch_.end(), more);
-        scratch_.back() = c;
-        std::push_heap(scratch_.begin(), scratch_.end(), more);
+      sel_[kept_n] = Candidate{w[i], static_cast<int32_t>(i)};
+      kept_n += w[i] >= 0x1p-20f ? 1 : 0;
+    }
+    sel_.resize(kept_n);
+    double got = 0.0;
+    for (const Candidate& c : sel_) got += c.first;
+    if (got >= target) {
+      for (const Candidate& c : sel_) bucket[BiasedExponent(c.first)] += c.first;
+      double cum = 0.0;
+      int e = 127;
+      for (; e > 0; --e) {
+        cum += bucket[e];
+        if (cum >= target) break;
+      }
+      const float edge = std::ldexp(1.f, e - 127);
+      sel_.erase(std::partition(sel_.begin(), sel_.end(),
+                                [edge](const Candidate& c) { return c.first >= edge; }),
+                 sel_.end());
+    } else {
+      sel_.clear();
+      for (int64_t i = 0; i < n; ++i) {
+        if (w[i] > 0.f && w[i] >= floor_w) sel_.emplace_back(w[i], static_cast<int32_t>(i));
       }
     }
-  } else {
-    for (int64_t i = 0; i < n; ++i) {
-      if (w[i] > 0.f && w[i] >= floor_w) scratch_.emplace_back(w[i], static_cast<int32_t>(i));
-    }
   }
-  int64_t count = static_cast<int64_t>(scratch_.size());
-  auto begin = scratch_.begin();
-  if (top_k_on && k < count) {
-    std::nth_element(begin, begin + (k - 1), scratch_.end(), MoreLikely());
-    count = k;
-  }
-  double kept = 0.0;
-  for (int64_t i = 0; i < count; ++i) kept += scratch_[i].first;
 
-  if (top_p_on) {
-    // Nucleus: the smallest most-likely-first prefix whose mass reaches top_p of the
-    // (top-k-filtered) distribution, by selection rather than sorting (expected
-    // O(count)): split [lo, hi) at its middle element; if the mass down to it reaches
-    // the target the cut is in the upper part, else in the lower part.
-    const double target = static_cast<double>(params_.top_p) * (top_k_on ? kept : total);
+  // 2. The nucleus: the shortest most-likely-first prefix of `sel_` whose mass reaches
+  //    top_p of `mass`. Small lists are sorted; larger ones are cut by selection
+  //    (expected O(size)): split [lo, hi) at its middle element; if the mass down to it
+  //    reaches the target the cut is in the upper part, else in the lower part.
+  int64_t count = static_cast<int64_t>(sel_.size());
+  double kept = mass;
+  if (top_p_on && count > 0) {
+    const double target = static_cast<double>(params_.top_p) * mass;
+    auto begin = sel_.begin();
     int64_t lo = 0, hi = count;
     double acc = 0.0;  // mass of [0, lo)
-    while (hi - lo > 32) {
-      const int64_t mid = lo + (hi - lo) / 2;
-      std::nth_element(begin + lo, begin + mid, begin + hi, MoreLikely());
-      double upper = 0.0;
-      for (int64_t i = lo; i <= mid; ++i) upper += scratch_[i].first;
-      if (acc + upper >= target) {
-        hi = mid + 1;
-      } else {
-        acc += upper;
-        lo = mid + 1;
+    if (count > kSortAll || !top_k_on) {
+      while (hi - lo > kSortAll) {
+        const int64_t mid = lo + (hi - lo) / 2;
+        std::nth_element(begin + lo, begin + mid, begin + hi, MoreLikely());
+        double upper = 0.0;
+        for (int64_t i = lo; i <= mid; ++i) upper += sel_[i].first;
+        if (acc + upper >= target) {
+          hi = mid + 1;
+        } else {
+          acc += upper;
+          lo = mid + 1;
+        }
       }
+      std::sort(begin + lo, begin + hi, MoreLikely());
     }
-    std::sort(begin + lo, begin + hi, MoreLikely());
     int64_t cut = hi - 1;  // rounding may leave the target unreached: keep the range
     for (int64_t i = lo; i < hi; ++i) {
-      acc += scratch_[i].first;
+      acc += sel_[i].first;
       if (acc >= target) {
         cut = i;
         break;
       }
     }
-    count = std::max<int64_t>(cut + 1, 1);
+    count = cut + 1;
     kept = 0.0;
-    for (int64_t i = 0; i < count; ++i) kept += scratch_[i].first;
+    for (int64_t i = 0; i < count; ++i) kept += sel_[i].first;
   }
+  if (count == 0) return -1;
 
-  // One draw per sampled token, whatever the candidate set: keeps the stream aligned.
+  // 3. One draw, then a walk over the kept tokens in id order (as plain sampling walks
+  //    the whole vocabulary), so the token for a draw does not depend on how the set was
+  //    found. Long kept sets are walked in place over the vocabulary.
   const double u = UniformUnit(rng_) * kept;
   double cum = 0.0;
-  for (int64_t i = 0; i < count; ++i) {
-    cum += scratch_[i].first;
-    chosen = scratch_[i].second;
-    if (u < cum) break;
+  int32_t chosen = -1;
+  if (count <= kSortAll) {
+    std::sort(sel_.begin(), sel_.begin() + count,
+              [](const Candidate& a, const Candidate& b) { return a.second < b.second; });
+    for (int64_t i = 0; i < count; ++i) {
+      cum += sel_[i].first;
+      chosen = sel_[i].second;
+      if (u < cum) break;
+    }
+    return chosen;
   }
-  out.token = chosen;
-  out.logprob = logprob_of(chosen);
-  return out;
+  // The least likely kept token bounds the set (ties by id).
+  const Candidate last =
+      *std::min_element(sel_.begin(), sel_.begin() + count, [](const Candidate& a, const Candidate& b) {
+        return MoreLikely()(b, a);
+      });
+  for (int64_t i = 0; i < n; ++i) {
+    if (w[i] > last.first || (w[i] == last.first && i <= last.second)) {
+      cum += w[i];
+      chosen = static_cast<int32_t>(i);
+      if (u < cum) break;
+    }
+  }
+  return chosen;
+}
+
+void Sampler::CollectTopK(const float* w, int64_t n, int64_t k) {
+  sel_.clear();
+  MoreLikely more;
+  if (k <= kHeapTopK) {
+    // A bounded heap whose front is the least likely kept token: almost every token is
+    // rejected by one comparison.
+    for (int64_t i = 0; i < n; ++i) {
+      if (!(w[i] > 0.f)) continue;
+      const Candidate c{w[i], static_cast<int32_t>(i)};
+      if (static_cast<int64_t>(sel_.size()) < k) {
+        sel_.push_back(c);
+        std::push_heap(sel_.begin(), sel_.end(), more);
+      } else if (w[i] > sel_.front().first) {  // a later id wins only by weight
+        std::pop_heap(sel_.begin(), sel_.end(), more);
+        sel_.back() = c;
+        std::push_heap(sel_.begin(), sel_.end(), more);
+      }
+    }
+    return;
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    if (w[i] > 0.f) sel_.emplace_back(w[i], static_cast<int32_t>(i));
+  }
+  if (k < static_cast<int64_t>(sel_.size())) {
+    std::nth_element(sel_.begin(), sel_.begin() + (k - 1), sel_.end(), more);
+    sel_.resize(k);
+  }
 }
 
 }  // namespace moe::engine

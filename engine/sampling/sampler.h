@@ -3,13 +3,21 @@
 // in the batch), and top-n logprobs of the unmodified distribution (log_softmax of the
 // raw logits, as vLLM reports them).
 //
+// Sampling: the weights exp((x - max) / T) of the tokens kept by top-k, then top-p (the
+// shortest most-likely-first prefix, ties by lower id, whose mass reaches top_p of the
+// top-k-filtered mass), are walked in id order; the token is the first whose cumulative
+// weight exceeds u · (kept mass) for one uniform draw u. Neither filter sorts the whole
+// vocabulary (bounded heap, threshold collection, selection).
+//
 // Non-finite logits: NaN counts as -inf (never sampled, logprob -inf). If any logit is
 // +inf, the +inf entries share all the mass equally and the rest get -inf. A row with no
 // finite or +inf logit is treated as uniform. Sample() never crashes on such rows.
 // temperature == 0 or top_k == 1 is greedy (argmax, ties → lowest id) and draws nothing
-// from the generator; otherwise each Sample() draws exactly one value.
+// from the generator; otherwise each Sample() draws exactly one value. Greedy requests
+// without logprobs cost one max pass over the row.
 //
-// Thread safety: a Sampler holds one request's generator state; one thread at a time.
+// Thread safety: a Sampler holds one request's generator state and scratch buffers; one
+// thread at a time. Different Samplers may run concurrently.
 #pragma once
 
 #include <cstdint>
@@ -37,7 +45,9 @@ absl::Status ValidateSamplingParams(const SamplingParams& p, int vocab_size);
 
 struct SampledToken {
   int32_t token = -1;
-  float logprob = 0.f;  // of `token` under log_softmax(raw logits)
+  // Of `token` under log_softmax(raw logits); computed only when params.logprobs > 0
+  // (0 otherwise).
+  float logprob = 0.f;
   // The `logprobs` most likely tokens, most likely first.
   std::vector<std::pair<int32_t, float>> top_logprobs;
 };
@@ -51,10 +61,18 @@ class Sampler {
   const SamplingParams& params() const { return params_; }
 
  private:
+  // The sampled token for weights `w` (sum `total`), drawing once; -1 if none is kept.
+  int32_t Choose(const float* w, int64_t n, double total);
+  // sel_ = the k most likely tokens of `w` with positive weight (all of them if fewer),
+  // in no particular order.
+  void CollectTopK(const float* w, int64_t n, int64_t k);
+
   SamplingParams params_;
   std::mt19937_64 rng_;
-  std::vector<float> weights_;                       // exp of the scaled logits
-  std::vector<std::pair<float, int32_t>> scratch_;  // (weight, id) candidates
+  std::vector<float> weights_;                   // exp of the scaled logits
+  std::vector<float> cleaned_;                   // a sanitised row (non-finite logits)
+  std::vector<std::pair<float, int32_t>> sel_;   // (weight, id) candidates
+  std::vector<std::pair<float, int32_t>> top_;   // (logit, id) top-n logprobs
 };
 
 }  // namespace moe::engine

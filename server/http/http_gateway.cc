@@ -2,15 +2,34 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
+#include <memory>
+
 #include <httplib.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "server/chat_template/chat_template.h"
 #include "server/http/handlers.h"
+#include "server/http/worker_pool.h"
 
 namespace moe::server::http {
 namespace {
+
+// Upper bound on HTTP workers whatever max_num_seqs is.
+constexpr int kMaxHttpWorkers = 4096;
+
+// What httplib owns (and deletes after listening): a handle on the gateway's pool, which
+// the gateway keeps so SetReady can raise its cap.
+class SharedTaskQueue : public httplib::TaskQueue {
+ public:
+  explicit SharedTaskQueue(std::shared_ptr<WorkerPool> pool) : pool_(std::move(pool)) {}
+  void enqueue(std::function<void()> fn) override { pool_->enqueue(std::move(fn)); }
+  void shutdown() override { pool_->shutdown(); }
+
+ private:
+  std::shared_ptr<WorkerPool> pool_;
+};
 
 constexpr int kListenBacklog = 4096;
 
@@ -43,7 +62,8 @@ absl::StatusOr<std::unique_ptr<HttpGateway>> HttpGateway::Start(const HttpGatewa
     g->server_ = std::make_unique<httplib::Server>();
   }
   const int threads = std::max(1, options.num_threads);
-  g->server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  g->pool_ = std::make_shared<WorkerPool>(threads, threads);
+  g->server_->new_task_queue = [pool = g->pool_] { return new SharedTaskQueue(pool); };
   g->server_->set_payload_max_length(options.max_body_bytes);
   // Debian's compiled cpp-httplib listens with a backlog of 5: under a burst of new
   // connections the kernel then drops handshakes and clients see read errors. Remember
@@ -90,6 +110,10 @@ absl::Status HttpGateway::SetReady(const HttpServingContext& ctx) {
       PromptBuilder::Create(ctx.tokenizer, options_.chat_template);
   if (!prompts.ok()) return prompts.status();
   state->prompts = *std::move(prompts);
+  // Every sequence the engine runs at once may be an open stream holding a worker; keep
+  // some workers for the other routes (health checks, metrics, non-streaming calls).
+  const int seqs = ctx.scheduler->max_num_seqs();
+  pool_->set_max_threads(std::min(kMaxHttpWorkers, seqs + std::max(16, seqs / 4)));
   absl::MutexLock lock(&mu_);
   state_ = std::move(state);
   return absl::OkStatus();

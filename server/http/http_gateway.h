@@ -11,8 +11,10 @@
 // open end and cancel their requests.
 //
 // Thread safety: Start/SetReady/StopAccepting/Stop may be called from any thread;
-// requests are served by a pool of `num_threads` workers (one per open connection; an
-// SSE stream holds its worker until it ends).
+// requests are served by a pool of workers (one per open connection; an SSE stream holds
+// its worker until it ends): `num_threads` at start, growing on demand up to
+// max(num_threads, max_num_seqs + max(16, max_num_seqs / 4)) once SetReady gives the
+// scheduler (at most 4096), so every sequence the scheduler can run may be streamed.
 #pragma once
 
 #include <atomic>
@@ -37,6 +39,7 @@ struct Response;
 namespace moe::server::http {
 
 struct ServingState;
+class WorkerPool;
 
 struct HttpGatewayOptions {
   std::string host = "0.0.0.0";
@@ -49,6 +52,7 @@ struct HttpGatewayOptions {
   // When set, every route but /health and /metrics needs "Authorization: Bearer <key>".
   std::string api_key;
   size_t max_body_bytes = 8 << 20;
+  // Workers started at once; the pool grows past it up to the cap above.
   int num_threads = 64;
   // Tokens a stream may buffer for a slow client before it is cancelled
   // (RequestHandle::set_max_buffered_tokens); 0 = unbounded.
@@ -98,6 +102,7 @@ class HttpGateway {
   HttpGatewayOptions options_;
   Metrics* metrics_ = nullptr;
   std::unique_ptr<httplib::Server> server_;
+  std::shared_ptr<WorkerPool> pool_;  // the listener's workers (see the header comment)
   std::thread thread_;
   int port_ = 0;
   std::atomic<bool> accepting_{true};
