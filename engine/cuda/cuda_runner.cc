@@ -82,7 +82,7 @@ class CudaModelRunner : public ModelRunner {
   // the device. Host-sync free when SyncFree(n): then it may be captured into a graph.
   absl::Status RunLayers(int64_t n, int64_t r);
   bool SmallBatchExperts(int64_t n) const {
-    return small_experts_ && n <= kg::kSmallBatchExpertsMaxTokens;
+    return small_experts_ && n <= small_max_tokens_;
   }
   bool SyncFree(int64_t n) const { return !has_moe_ || (!offload_ && SmallBatchExperts(n)); }
   // Replays (or first runs eagerly, then captures) the decode-step graph for this shape.
@@ -121,6 +121,9 @@ class CudaModelRunner : public ModelRunner {
   // down pointers (one allocation, expert_ptrs_). Off with MOE_CUDA_SMALL_BATCH_EXPERTS=0.
   bool has_moe_ = false;
   bool small_experts_ = false;
+  // Steps of at most this many tokens take the small-batch path (env
+  // MOE_CUDA_SMALL_BATCH_MAX_TOKENS, default kSmallBatchExpertsMaxTokens; an experiment knob).
+  int64_t small_max_tokens_ = kg::kSmallBatchExpertsMaxTokens;
   void* expert_ptrs_ = nullptr;
   std::vector<const T* const*> gate_up_ptrs_, down_ptrs_;
   // CUDA graphs of pure-decode steps, keyed by (tokens, logit rows, decode splits); each
@@ -247,6 +250,9 @@ absl::Status CudaModelRunner<T>::Init(const DecoderWeights& w) {
       }
     }
     use_graphs_ = EnvFlag("MOE_CUDA_GRAPHS", true);
+    if (const char* v = std::getenv("MOE_CUDA_SMALL_BATCH_MAX_TOKENS"); v != nullptr && std::atoi(v) > 0) {
+      small_max_tokens_ = std::atoi(v);
+    }
   }
   const size_t per_layer = static_cast<size_t>(num_blocks_) * block_size_ * config_.kv_size();
   for (int l = 0; l < 2 * config_.num_layers; ++l) {
