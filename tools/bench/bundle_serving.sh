@@ -12,16 +12,7 @@ cd "$(dirname "$0")/../.."
 TARGETS=(server/moe_server tools/bench/moe_bench tools/make_synthetic_model)
 bazel build "$@" //server:moe_server //tools/bench:moe_bench //tools:make_synthetic_model
 BIN=$(bazel info "$@" bazel-bin 2> /dev/null)
-rm -rf dist/serving
-mkdir -p dist/serving/lib
-for t in "${TARGETS[@]}"; do
-  cp "$BIN/$t" dist/serving/
-  # The CUDA runtime, libc/libstdc++ and cuBLAS are on the GPU machine already.
-  ldd "$BIN/$t" | awk '/=>/ {print $3}' |
-    grep -v -E 'cuda|/libc\.so|libm\.so|libdl\.so|libpthread|librt\.so|ld-linux|libstdc\+\+|libgcc_s|libcublas' |
-    xargs -r -I{} cp -L {} dist/serving/lib/ || true
-done
-du -sh dist/serving
+tools/bundle.sh dist/serving "$BIN" "${TARGETS[@]}"
 echo
 echo "device command (carry [\"dist/serving\"]):"
 echo "  bash tools/bench/device_serving.sh"

@@ -54,32 +54,40 @@ double Seconds(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
 
-// Device-to-device copy bandwidth (read + write bytes / s) over a 1 GiB buffer.
-double MeasureCopyBandwidth() {
-  const size_t n = size_t{1} << 30;
-  void *a = nullptr, *b = nullptr;
-  if (cudaMalloc(&a, n) != cudaSuccess || cudaMalloc(&b, n) != cudaSuccess) return 0;
-  cudaMemset(a, 1, n);
+// Median milliseconds of `op` (timed with CUDA events on the default stream) over `reps`
+// runs after `warm` untimed ones.
+template <typename Op>
+double MedianMs(int warm, int reps, Op op) {
   cudaEvent_t e0, e1;
   cudaEventCreate(&e0);
   cudaEventCreate(&e1);
-  for (int i = 0; i < 3; ++i) cudaMemcpy(b, a, n, cudaMemcpyDeviceToDevice);
+  for (int i = 0; i < warm; ++i) op();
   std::vector<float> ms;
-  for (int i = 0; i < 10; ++i) {
+  for (int i = 0; i < reps; ++i) {
     cudaEventRecord(e0);
-    cudaMemcpy(b, a, n, cudaMemcpyDeviceToDevice);
+    op();
     cudaEventRecord(e1);
     cudaEventSynchronize(e1);
     float t = 0;
     cudaEventElapsedTime(&t, e0, e1);
     ms.push_back(t);
   }
-  std::sort(ms.begin(), ms.end());
-  cudaFree(a);
-  cudaFree(b);
   cudaEventDestroy(e0);
   cudaEventDestroy(e1);
-  return 2.0 * n / (ms[ms.size() / 2] * 1e-3);
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
+}
+
+// Device-to-device copy bandwidth (read + write bytes / s) over a 1 GiB buffer.
+double MeasureCopyBandwidth() {
+  const size_t n = size_t{1} << 30;
+  void *a = nullptr, *b = nullptr;
+  if (cudaMalloc(&a, n) != cudaSuccess || cudaMalloc(&b, n) != cudaSuccess) return 0;
+  cudaMemset(a, 1, n);
+  const double ms = MedianMs(3, 10, [&] { cudaMemcpy(b, a, n, cudaMemcpyDeviceToDevice); });
+  cudaFree(a);
+  cudaFree(b);
+  return 2.0 * n / (ms * 1e-3);
 }
 
 // Pinned host-to-device copy bandwidth (bytes / s) over a 1 GiB buffer.
@@ -92,26 +100,10 @@ double MeasurePinnedH2D() {
     return 0;
   }
   std::memset(h, 1, n);
-  cudaEvent_t e0, e1;
-  cudaEventCreate(&e0);
-  cudaEventCreate(&e1);
-  cudaMemcpy(d, h, n, cudaMemcpyHostToDevice);
-  std::vector<float> ms;
-  for (int i = 0; i < 5; ++i) {
-    cudaEventRecord(e0);
-    cudaMemcpy(d, h, n, cudaMemcpyHostToDevice);
-    cudaEventRecord(e1);
-    cudaEventSynchronize(e1);
-    float t = 0;
-    cudaEventElapsedTime(&t, e0, e1);
-    ms.push_back(t);
-  }
-  std::sort(ms.begin(), ms.end());
+  const double ms = MedianMs(1, 5, [&] { cudaMemcpy(d, h, n, cudaMemcpyHostToDevice); });
   cudaFreeHost(h);
   cudaFree(d);
-  cudaEventDestroy(e0);
-  cudaEventDestroy(e1);
-  return n / (ms[ms.size() / 2] * 1e-3);
+  return n / (ms * 1e-3);
 }
 
 struct Row {

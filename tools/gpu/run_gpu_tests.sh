@@ -8,19 +8,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-TARGETS=(tools/gpu/kernel_test tools/gpu/runner_test tools/gpu/engine_bench tools/gpu/offload_test tools/gpu/experts_bench tools/make_synthetic_model)
+TARGETS=(tools/gpu/kernel_test tools/gpu/runner_test tools/gpu/engine_bench tools/gpu/offload_test
+  tools/gpu/default_model_check tools/gpu/experts_bench tools/make_synthetic_model)
 bazel build //tools/gpu:all //tools:make_synthetic_model
 
-rm -rf dist/gpu
-mkdir -p dist/gpu/lib
-for t in "${TARGETS[@]}"; do
-  cp "$(bazel info bazel-bin)/$t" dist/gpu/
-  ldd "$(bazel info bazel-bin)/$t" | awk '/=>/ {print $3}' |
-    grep -v -E 'cuda|/libc\.so|libm\.so|libdl\.so|libpthread|librt\.so|ld-linux|libstdc\+\+|libgcc_s|libcublas' |
-    xargs -r -I{} cp -L {} dist/gpu/lib/ || true
-done
+tools/bundle.sh dist/gpu "$(bazel info bazel-bin)" "${TARGETS[@]}"
 cp tools/gpu/device_run.sh dist/gpu/
-du -sh dist/gpu
 
 echo
 echo "device command (carry [\"dist\"]):"
