@@ -11,6 +11,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "engine/cuda/cuda_model_runner.h"
 #include "engine/cuda/cuda_util.h"
 #include "engine/cuda/device_weights.h"
 #include "engine/cuda/expert_offload.h"
@@ -27,135 +28,34 @@
 #include "kernels/cuda/router.h"
 #include "kernels/cuda/small_batch_experts.h"
 
-namespace moe::engine {
+namespace moe::engine::cuda {
 namespace {
-
-namespace kg = ::moe::kernels::cuda;
-using cuda::bf16;
-
-using cuda::Scratch;
-
-template <typename T>
-class CudaModelRunner : public ModelRunner {
- public:
-  CudaModelRunner(const ModelConfig& config, bool renormalize, std::optional<float> clip,
-                  int block_size, int num_blocks, const char* dtype_name, const RunnerOptions& options)
-      : config_(config), renormalize_(renormalize), clip_(clip), block_size_(block_size),
-        num_blocks_(num_blocks), dtype_name_(dtype_name), options_(options) {}
-  ~CudaModelRunner() override {
-    offload_.reset();
-    for (auto& [key, g] : graphs_) {
-      if (g.exec) cudaGraphExecDestroy(g.exec);
-    }
-    for (auto& p : kv_) cudaFree(p);
-    if (expert_ptrs_) cudaFree(expert_ptrs_);
-    if (cublas_ws_) cudaFree(cublas_ws_);
-    if (cublas_) cublasDestroy(cublas_);
-    if (stream_) cudaStreamDestroy(stream_);
-  }
-
-  absl::Status Init(const DecoderWeights& w);
-
-  const ModelConfig& config() const override { return config_; }
-  int kv_block_size() const override { return block_size_; }
-  int num_kv_blocks() const override { return num_blocks_; }
-  std::string device_name() const override { return device_name_; }
-  absl::Status Forward(const ForwardBatch& batch, ForwardResult* out) override;
-  std::optional<OffloadStats> offload_stats() const override {
-    if (!offload_) return std::nullopt;
-    return offload_->Stats();
-  }
-
- private:
-  absl::Status Validate(const ForwardBatch& batch) const;
-  absl::Status Attention(int l, int64_t n);
-  absl::Status Ffn(int l, int64_t n);
-  // The layer's routing into topk_idx_ / topk_w_: its own gate, or (pre-gated) what the
-  // previous MoE layer's pre-gate chose; then its pre-gate's choice for the next MoE layer.
-  absl::Status Route(int l, int64_t n);
-  // The routed experts through the expert cache (offload): routing to the host, the layer's
-  // experts acquired in chunks of at most num_slots, predictions handed to the prefetcher.
-  absl::Status OffloadedExperts(int l, int64_t n);
-  absl::Status PlanMemory(const DecoderWeights& w, bool* offload, int32_t* slots) const;
-  absl::Status DenseFfn(const cuda::DeviceFfn<T>& f, int64_t n, float* out);
-  // Embedding, every layer and (r > 0) the lm_head rows for the step's metadata already on
-  // the device. Host-sync free when SyncFree(n): then it may be captured into a graph.
-  absl::Status RunLayers(int64_t n, int64_t r);
-  bool SmallBatchExperts(int64_t n) const {
-    return small_experts_ && n <= small_max_tokens_;
-  }
-  bool SyncFree(int64_t n) const { return !has_moe_ || (!offload_ && SmallBatchExperts(n)); }
-  // Replays (or first runs eagerly, then captures) the decode-step graph for this shape.
-  absl::Status RunGraphed(int64_t n, int64_t r);
-  std::vector<const void*> Fingerprint() const;
-
-  const ModelConfig config_;
-  const bool renormalize_;
-  const std::optional<float> clip_;
-  const int block_size_;
-  const int num_blocks_;
-  const char* dtype_name_;
-  const RunnerOptions options_;
-  std::string device_name_;
-  cudaStream_t stream_ = nullptr;
-  cublasHandle_t cublas_ = nullptr;
-  cuda::DeviceWeights<T> w_;
-  std::vector<T*> kv_;  // per layer: k then v
-  int rotary_dim_ = 0;
-  float scale_ = 1.f;
-  Scratch<float> inv_freq_;
-
-  // Per-step metadata (device) and host copies.
-  int num_prefill_tiles_ = 0, num_decode_ = 0, num_splits_ = 1;
-  Scratch<int32_t> tokens_, positions_, slots_, tables_, tiles_, decode_, rows_;
-  Scratch<kg::CudaAttnSeq> seqs_;
-  // Activations.
-  Scratch<float> x_, delta_, qkv_, logits_, router_logits_, topk_w_, gu_, eout_, shared_out_,
-      shared_logit_, ws_;
-  Scratch<T> h_, attn_, perm_, act_, rows_h_;
-  Scratch<int32_t> topk_idx_, counts_, offsets_, row_token_, slot_row_;
-  std::vector<int32_t> h_counts_, h_offsets_;
-  Scratch<int32_t> active_;
-
-  // Small-batch expert path: per MoE layer, device arrays of the experts' gate_up and
-  // down pointers (one allocation, expert_ptrs_). Off with MOE_CUDA_SMALL_BATCH_EXPERTS=0.
-  bool has_moe_ = false;
-  bool small_experts_ = false;
-  // Steps of at most this many tokens take the small-batch path (env
-  // MOE_CUDA_SMALL_BATCH_MAX_TOKENS, default kSmallBatchExpertsMaxTokens; an experiment knob).
-  int64_t small_max_tokens_ = kg::kSmallBatchExpertsMaxTokens;
-  void* expert_ptrs_ = nullptr;
-  std::vector<const T* const*> gate_up_ptrs_, down_ptrs_;
-  // CUDA graphs of pure-decode steps, keyed by (tokens, logit rows, decode splits); each
-  // remembers the scratch addresses it was captured with and is re-captured when they
-  // move. Off with MOE_CUDA_GRAPHS=0.
-  struct GraphEntry {
-    std::vector<const void*> fingerprint;
-    bool seen = false;
-    cudaGraphExec_t exec = nullptr;
-  };
-  bool use_graphs_ = false;
-  std::map<std::tuple<int64_t, int64_t, int>, GraphEntry> graphs_;
-  void* cublas_ws_ = nullptr;
-
-  // Expert offload (null when every expert is resident) and routing foresight.
-  enum class Prefetch { kOff, kNextGate, kPregate };
-  std::unique_ptr<cuda::ExpertOffload> offload_;
-  Prefetch prefetch_ = Prefetch::kOff;
-  int prefetch_depth_ = 1;
-  std::vector<int32_t> moe_layers_;
-  Scratch<int32_t> pg_idx_, pred_idx_;
-  Scratch<float> pg_w_, pred_w_;
-  Scratch<const T*> chunk_ptrs_;
-  Scratch<int32_t> chunk_active_;
-  std::vector<int32_t> h_route_, first_layer_experts_;
-};
 
 bool EnvFlag(const char* name, bool dflt) {
   const char* v = std::getenv(name);
   if (v == nullptr || *v == '\0') return dflt;
   return !(v[0] == '0' || v[0] == 'n' || v[0] == 'N' || v[0] == 'f' || v[0] == 'F');
 }
+
+uint64_t DenseNumel(const DecoderWeights& w) {
+  uint64_t n = w.embed_tokens.numel() + w.final_norm.numel();
+  if (w.lm_head.data != w.embed_tokens.data) n += w.lm_head.numel();
+  auto ffn = [](const FfnWeights& f) { return f.present() ? f.gate.numel() + f.up.numel() + f.down.numel() : 0; };
+  for (const LayerWeights& L : w.layers) {
+    for (const WeightRef* r : {&L.input_norm, &L.post_attention_norm, &L.q_proj, &L.k_proj, &L.v_proj, &L.o_proj,
+                               &L.q_bias, &L.k_bias, &L.v_bias, &L.o_bias, &L.q_norm, &L.k_norm, &L.router,
+                               &L.pregate, &L.shared_expert_gate}) {
+      n += r->numel();
+    }
+    n += ffn(L.shared_expert) + ffn(L.dense_mlp);
+  }
+  return n;
+}
+
+std::string GiB(uint64_t b) { return absl::StrCat(absl::SixDigits(b / double(1ull << 30)), " GiB"); }
+
+
+}  // namespace
 
 template <typename T>
 absl::Status CudaModelRunner<T>::Init(const DecoderWeights& w) {
@@ -202,7 +102,7 @@ absl::Status CudaModelRunner<T>::Init(const DecoderWeights& w) {
     prefetch_depth_ = prefetch_ == Prefetch::kPregate ? 1 : oo.prefetch_depth;
     auto policy = ParseEvictionPolicy(oo.policy);
     if (!policy.ok()) return absl::InvalidArgumentError(absl::StrCat("policy: ", policy.status().message()));
-    cuda::ExpertOffloadConfig oc;
+    ExpertOffloadConfig oc;
     oc.grid = {config_.num_layers, config_.num_experts};
     oc.moe_layers = moe_layers_;
     oc.hidden = config_.hidden_size;
@@ -211,8 +111,8 @@ absl::Status CudaModelRunner<T>::Init(const DecoderWeights& w) {
     oc.num_slots = slots;
     oc.policy = *policy;
     oc.prefetch = prefetch_ == Prefetch::kOff ? "off" : prefetch_ == Prefetch::kPregate ? "pregate" : "next-gate";
-    auto convert = [](const WeightRef& ref, void* dst) { cuda::ConvertWeight(ref, static_cast<T*>(dst)); };
-    auto o = cuda::ExpertOffload::Create(oc, w, convert, stream_);
+    auto convert = [](const WeightRef& ref, void* dst) { ConvertWeight(ref, static_cast<T*>(dst)); };
+    auto o = ExpertOffload::Create(oc, w, convert, stream_);
     if (!o.ok()) return o.status();
     offload_ = *std::move(o);
     device_name_ = absl::StrCat(device_name_, ", experts offloaded: ", slots, " of ",
@@ -277,23 +177,6 @@ absl::Status CudaModelRunner<T>::Init(const DecoderWeights& w) {
 }
 
 // Bytes of every tensor the runner uploads except the routed experts.
-uint64_t DenseNumel(const DecoderWeights& w) {
-  uint64_t n = w.embed_tokens.numel() + w.final_norm.numel();
-  if (w.lm_head.data != w.embed_tokens.data) n += w.lm_head.numel();
-  auto ffn = [](const FfnWeights& f) { return f.present() ? f.gate.numel() + f.up.numel() + f.down.numel() : 0; };
-  for (const LayerWeights& L : w.layers) {
-    for (const WeightRef* r : {&L.input_norm, &L.post_attention_norm, &L.q_proj, &L.k_proj, &L.v_proj, &L.o_proj,
-                               &L.q_bias, &L.k_bias, &L.v_bias, &L.o_bias, &L.q_norm, &L.k_norm, &L.router,
-                               &L.pregate, &L.shared_expert_gate}) {
-      n += r->numel();
-    }
-    n += ffn(L.shared_expert) + ffn(L.dense_mlp);
-  }
-  return n;
-}
-
-std::string GiB(uint64_t b) { return absl::StrCat(absl::SixDigits(b / double(1ull << 30)), " GiB"); }
-
 template <typename T>
 absl::Status CudaModelRunner<T>::PlanMemory(const DecoderWeights& w, bool* offload, int32_t* slots) const {
   const OffloadOptions& oo = options_.offload;
@@ -316,7 +199,7 @@ absl::Status CudaModelRunner<T>::PlanMemory(const DecoderWeights& w, bool* offlo
   for (const LayerWeights& L : w.layers) {
     if (!L.is_moe || L.experts.empty()) continue;
     num_experts += L.experts.size();
-    expert_bytes = cuda::ExpertBytes(config_.hidden_size, L.experts[0].gate.rows, elem);
+    expert_bytes = ExpertBytes(config_.hidden_size, L.experts[0].gate.rows, elem);
   }
   const uint64_t all_experts = num_experts * expert_bytes;
   const uint64_t kv = static_cast<uint64_t>(num_blocks_) * block_size_ * config_.kv_size() * 2 * config_.num_layers * elem;
@@ -352,7 +235,6 @@ absl::Status CudaModelRunner<T>::PlanMemory(const DecoderWeights& w, bool* offlo
   *slots = static_cast<int32_t>(n);
   return absl::OkStatus();
 }
-
 template <typename T>
 absl::Status CudaModelRunner<T>::Validate(const ForwardBatch& batch) const {
   std::set<int64_t> ids;
@@ -385,7 +267,7 @@ absl::Status CudaModelRunner<T>::Validate(const ForwardBatch& batch) const {
 
 template <typename T>
 absl::Status CudaModelRunner<T>::Attention(int l, int64_t n) {
-  const cuda::DeviceLayer<T>& L = w_.layers[l];
+  const DeviceLayer<T>& L = w_.layers[l];
   const int64_t H = config_.hidden_size, Q = config_.q_size(), KV = config_.kv_size(), S = Q + 2 * KV;
   const int hd = config_.head_dim;
   const float eps = config_.rms_norm_eps;
@@ -425,191 +307,6 @@ absl::Status CudaModelRunner<T>::Attention(int l, int64_t n) {
   if (L.o_bias) CU(kg::LaunchAddBias(delta_.p, n, H, H, L.o_bias, stream_));
   return absl::OkStatus();
 }
-
-template <typename T>
-absl::Status CudaModelRunner<T>::DenseFfn(const cuda::DeviceFfn<T>& f, int64_t n, float* out) {
-  const int64_t H = config_.hidden_size;
-  RET(gu_.Reserve(n * 2 * f.inter, "gate_up"));
-  RET(act_.Reserve(n * f.inter, "act"));
-  CB(kg::Linear(cublas_, h_.p, n, H, H, f.gate_up, 2 * f.inter, gu_.p, 2 * f.inter));
-  CU(kg::LaunchSiluMul(gu_.p, n, f.inter, act_.p, stream_));
-  CB(kg::Linear(cublas_, act_.p, n, f.inter, f.inter, f.down, H, out, H));
-  return absl::OkStatus();
-}
-
-template <typename T>
-absl::Status CudaModelRunner<T>::Ffn(int l, int64_t n) {
-  const cuda::DeviceLayer<T>& L = w_.layers[l];
-  const int64_t H = config_.hidden_size;
-  if (!L.is_moe) return DenseFfn(L.dense, n, delta_.p);
-  const int E = config_.num_experts, k = config_.num_experts_per_tok;
-  const int64_t S = n * k, I = L.expert_inter;
-  RET(Route(l, n));
-  if (offload_) {
-    RET(OffloadedExperts(l, n));
-  } else if (SmallBatchExperts(n)) {
-    // Expert assignment stays on the device: no host round trip, no gather pass.
-    RET(act_.Reserve(S * I, "expert act"));
-    CU(kg::LaunchMoePermute(topk_idx_.p, S, k, E, counts_.p, offsets_.p, row_token_.p, slot_row_.p, stream_, active_.p));
-    CU(kg::LaunchSmallBatchExperts(h_.p, row_token_.p, counts_.p, offsets_.p, active_.p,
-                                   static_cast<int>(std::min<int64_t>(E, S)), n, gate_up_ptrs_[l],
-                                   down_ptrs_[l], H, I, act_.p, eout_.p, stream_));
-  } else {
-    CU(kg::LaunchMoePermute(topk_idx_.p, S, k, E, counts_.p, offsets_.p, row_token_.p, slot_row_.p, stream_));
-    h_counts_.resize(E);
-    h_offsets_.resize(E + 1);
-    CU(cudaMemcpyAsync(h_counts_.data(), counts_.p, E * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
-    CU(cudaMemcpyAsync(h_offsets_.data(), offsets_.p, (E + 1) * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
-    CU(kg::LaunchGatherRows(h_.p, row_token_.p, S, H, perm_.p, stream_));
-    RET(gu_.Reserve(S * 2 * I, "expert gate_up"));
-    RET(act_.Reserve(S * I, "expert act"));
-    CU(cudaStreamSynchronize(stream_));  // the host needs the counts to launch the GEMMs
-    const char* err = kg::RunExperts(cublas_, stream_, perm_.p, h_counts_.data(), h_offsets_.data(), E,
-                                     L.experts.data(), H, I, gu_.p, act_.p, eout_.p);
-    if (err != nullptr) return absl::InternalError(absl::StrCat("layer ", l, ": ", err));
-  }
-  CU(kg::LaunchMoeCombine(eout_.p, slot_row_.p, topk_w_.p, n, k, H, delta_.p, stream_));
-  if (L.shared.present()) {
-    RET(shared_out_.Reserve(n * H, "shared expert out"));
-    RET(shared_logit_.Reserve(n, "shared gate"));
-    RET(DenseFfn(L.shared, n, shared_out_.p));
-    CB(kg::Linear(cublas_, h_.p, n, H, H, L.shared_gate, 1, shared_logit_.p, 1));
-    CU(kg::LaunchSigmoidGatedAdd(delta_.p, shared_logit_.p, shared_out_.p, n, H, stream_));
-  }
-  return absl::OkStatus();
-}
-
-template <typename T>
-absl::Status CudaModelRunner<T>::Route(int l, int64_t n) {
-  const cuda::DeviceLayer<T>& L = w_.layers[l];
-  const int64_t H = config_.hidden_size;
-  const int E = config_.num_experts, k = config_.num_experts_per_tok;
-  if (L.router != nullptr) {
-    CB(kg::Linear(cublas_, h_.p, n, H, H, L.router, E, router_logits_.p, E));
-    CU(kg::LaunchRouterSoftmaxTopK(router_logits_.p, n, E, k, renormalize_, topk_idx_.p, topk_w_.p, stream_));
-  } else {
-    // Pre-gated: the previous MoE layer's pre-gate chose this layer's experts.
-    CU(cudaMemcpyAsync(topk_idx_.p, pg_idx_.p, n * k * sizeof(int32_t), cudaMemcpyDeviceToDevice, stream_));
-    CU(cudaMemcpyAsync(topk_w_.p, pg_w_.p, n * k * sizeof(float), cudaMemcpyDeviceToDevice, stream_));
-  }
-  if (L.pregate != nullptr) {
-    CB(kg::Linear(cublas_, h_.p, n, H, H, L.pregate, E, router_logits_.p, E));
-    CU(kg::LaunchRouterSoftmaxTopK(router_logits_.p, n, E, k, renormalize_, pg_idx_.p, pg_w_.p, stream_));
-  }
-  return absl::OkStatus();
-}
-
-template <typename T>
-absl::Status CudaModelRunner<T>::OffloadedExperts(int l, int64_t n) {
-  const cuda::DeviceLayer<T>& L = w_.layers[l];
-  const int64_t H = config_.hidden_size;
-  const int E = config_.num_experts, k = config_.num_experts_per_tok;
-  const int64_t S = n * k, I = L.expert_inter;
-  const bool small = SmallBatchExperts(n);
-  if (small) {
-    RET(act_.Reserve(S * I, "expert act"));
-    CU(kg::LaunchMoePermute(topk_idx_.p, S, k, E, counts_.p, offsets_.p, row_token_.p, slot_row_.p, stream_, active_.p));
-  } else {
-    CU(kg::LaunchMoePermute(topk_idx_.p, S, k, E, counts_.p, offsets_.p, row_token_.p, slot_row_.p, stream_));
-    CU(kg::LaunchGatherRows(h_.p, row_token_.p, S, H, perm_.p, stream_));
-    RET(gu_.Reserve(S * 2 * I, "expert gate_up"));
-    RET(act_.Reserve(S * I, "expert act"));
-    h_counts_.resize(E);
-    h_offsets_.resize(E + 1);
-    CU(cudaMemcpyAsync(h_counts_.data(), counts_.p, E * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
-    CU(cudaMemcpyAsync(h_offsets_.data(), offsets_.p, (E + 1) * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
-  }
-  // Foresight computed on the device before the one host round trip of the layer.
-  const int m = static_cast<int>(std::lower_bound(moe_layers_.begin(), moe_layers_.end(), l) - moe_layers_.begin());
-  std::vector<int32_t> pred_layers;
-  if (prefetch_ == Prefetch::kPregate && L.pregate != nullptr && m + 1 < static_cast<int>(moe_layers_.size())) {
-    pred_layers.push_back(moe_layers_[m + 1]);
-  } else if (prefetch_ == Prefetch::kNextGate) {
-    for (int j = 1; j <= prefetch_depth_ && m + j < static_cast<int>(moe_layers_.size()); ++j) {
-      pred_layers.push_back(moe_layers_[m + j]);
-    }
-    RET(pred_idx_.Reserve(pred_layers.size() * S + 1, "predicted experts"));
-    RET(pred_w_.Reserve(pred_layers.size() * S + 1, "predicted weights"));
-    for (size_t j = 0; j < pred_layers.size(); ++j) {
-      // The next layers' gates applied to this layer's gate input (speculative).
-      CB(kg::Linear(cublas_, h_.p, n, H, H, w_.layers[pred_layers[j]].router, E, router_logits_.p, E));
-      CU(kg::LaunchRouterSoftmaxTopK(router_logits_.p, n, E, k, renormalize_, pred_idx_.p + j * S, pred_w_.p + j * S, stream_));
-    }
-  }
-  h_route_.resize((1 + pred_layers.size()) * S);
-  CU(cudaMemcpyAsync(h_route_.data(), topk_idx_.p, S * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
-  if (!pred_layers.empty()) {
-    const int32_t* src = prefetch_ == Prefetch::kPregate ? pg_idx_.p : pred_idx_.p;
-    CU(cudaMemcpyAsync(h_route_.data() + S, src, pred_layers.size() * S * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
-  }
-  CU(cudaStreamSynchronize(stream_));
-  auto distinct = [E](const int32_t* ids, int64_t count) {
-    std::vector<bool> seen(E, false);
-    std::vector<int32_t> out;
-    for (int64_t i = 0; i < count; ++i) {
-      if (ids[i] >= 0 && ids[i] < E && !seen[ids[i]]) {
-        seen[ids[i]] = true;
-        out.push_back(ids[i]);
-      }
-    }
-    std::sort(out.begin(), out.end());
-    return out;
-  };
-  const std::vector<int32_t> experts = distinct(h_route_.data(), S);
-  if (m == 0) first_layer_experts_ = experts;
-  const int32_t slots = offload_->num_slots();
-  std::vector<const void*> gu, dn;
-  for (size_t c = 0; c < experts.size(); c += slots) {
-    const size_t c_end = std::min(experts.size(), c + static_cast<size_t>(slots));
-    const absl::Span<const int32_t> chunk(experts.data() + c, c_end - c);
-    RET(offload_->Acquire(l, chunk, &gu, &dn));
-    absl::Status st = [&]() -> absl::Status {
-      if (c == 0 && experts.size() <= static_cast<size_t>(slots)) {
-        // Demand copies are issued; now the prefetches for the layers ahead (not when the
-        // layer runs in chunks: the cache is too small to hold anything ahead).
-        const bool exact = prefetch_ == Prefetch::kPregate;
-        for (size_t j = 0; j < pred_layers.size(); ++j) {
-          RET(offload_->Predict(pred_layers[j], distinct(h_route_.data() + (j + 1) * S, S), exact));
-        }
-        if (prefetch_ != Prefetch::kOff && m + 1 == static_cast<int>(moe_layers_.size()) && !first_layer_experts_.empty()) {
-          // Cross-step lookahead: the next step's first MoE layer, guessed from this step's.
-          RET(offload_->Predict(moe_layers_[0], first_layer_experts_, false));
-        }
-      }
-      if (small) {
-        std::vector<const T*> ptrs(2 * static_cast<size_t>(E), nullptr);
-        std::vector<int32_t> active(1, static_cast<int32_t>(chunk.size()));
-        for (int32_t x : chunk) {
-          ptrs[x] = static_cast<const T*>(gu[x]);
-          ptrs[E + x] = static_cast<const T*>(dn[x]);
-          active.push_back(x);
-        }
-        RET(chunk_ptrs_.Put(ptrs, "expert slot pointers", stream_));
-        RET(chunk_active_.Put(active, "chunk experts", stream_));
-        CU(kg::LaunchSmallBatchExperts(h_.p, row_token_.p, counts_.p, offsets_.p, chunk_active_.p,
-                                       static_cast<int>(chunk.size()), n, chunk_ptrs_.p, chunk_ptrs_.p + E, H, I,
-                                       act_.p, eout_.p, stream_));
-      } else {
-        std::vector<kg::ExpertWeights<T>> ew(E);
-        std::vector<int32_t> counts(E, 0);
-        for (int32_t x : chunk) {
-          ew[x].gate_up = static_cast<const T*>(gu[x]);
-          ew[x].down = static_cast<const T*>(dn[x]);
-          counts[x] = h_counts_[x];
-        }
-        const char* err = kg::RunExperts(cublas_, stream_, perm_.p, counts.data(), h_offsets_.data(), E, ew.data(), H, I,
-                                         gu_.p, act_.p, eout_.p);
-        if (err != nullptr) return absl::InternalError(absl::StrCat("layer ", l, ": ", err));
-      }
-      return absl::OkStatus();
-    }();
-    absl::Status rel = offload_->Release();
-    RET(st);
-    RET(rel);
-  }
-  return absl::OkStatus();
-}
-
 template <typename T>
 absl::Status CudaModelRunner<T>::Forward(const ForwardBatch& batch, ForwardResult* out) {
   RET(Validate(batch));
@@ -761,7 +458,7 @@ absl::Status CudaModelRunner<T>::RunLayers(int64_t NT, int64_t R) {
   CU(kg::LaunchEmbedding(tokens_.p, NT, w_.embed, H, x_.p, stream_));
   const float eps = config_.rms_norm_eps;
   for (int l = 0; l < config_.num_layers; ++l) {
-    const cuda::DeviceLayer<T>& L = w_.layers[l];
+    const DeviceLayer<T>& L = w_.layers[l];
     CU(kg::LaunchAddRmsNorm(x_.p, l > 0 ? delta_.p : nullptr, NT, static_cast<int>(H), L.input_norm, eps, h_.p, stream_));
     RET(Attention(l, NT));
     CU(kg::LaunchAddRmsNorm(x_.p, delta_.p, NT, static_cast<int>(H), L.post_norm, eps, h_.p, stream_));
@@ -775,6 +472,17 @@ absl::Status CudaModelRunner<T>::RunLayers(int64_t NT, int64_t R) {
   return absl::OkStatus();
 }
 
+template class CudaModelRunner<bf16>;
+template class CudaModelRunner<f16>;
+template class CudaModelRunner<float>;
+
+}  // namespace moe::engine::cuda
+
+namespace moe::engine {
+namespace {
+namespace kg = ::moe::kernels::cuda;
+using cuda::bf16;
+using cuda::CudaModelRunner;
 }  // namespace
 
 absl::StatusOr<CudaDType> ParseCudaDType(std::string_view s) {

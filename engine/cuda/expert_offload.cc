@@ -158,7 +158,6 @@ absl::StatusOr<std::unique_ptr<ExpertOffload>> ExpertOffload::Create(const Exper
 }
 
 void ExpertOffload::BeginStep() {
-  static_assert(sizeof(int64_t) == 8);
   prefetcher_->BeginStep(step_counter_++);
   stall_used_ = 0;
 }

@@ -1,0 +1,153 @@
+// The CUDA backend's runner class, shared by its sources (cuda_runner.cc: set-up, memory
+// plan, attention, the step and CUDA graphs; cuda_runner_moe.cc: routing, expert FFNs,
+// expert offload). Not a public header: users call CreateCudaRunner (cuda_runner.h).
+//
+// Thread safety: as ModelRunner: one thread drives Forward at a time; offload_stats() may
+// be called from any thread (ExpertOffload::Stats takes its own lock).
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "engine/cuda/cuda_util.h"
+#include "engine/cuda/device_weights.h"
+#include "engine/cuda/expert_offload.h"
+#include "engine/model_runner.h"
+#include "engine/models/decoder_weights.h"
+#include "kernels/cuda/paged_attention.h"
+#include "kernels/cuda/small_batch_experts.h"
+
+namespace moe::engine::cuda {
+
+namespace kg = ::moe::kernels::cuda;
+
+template <typename T>
+class CudaModelRunner : public ModelRunner {
+ public:
+  CudaModelRunner(const ModelConfig& config, bool renormalize, std::optional<float> clip,
+                  int block_size, int num_blocks, const char* dtype_name, const RunnerOptions& options)
+      : config_(config), renormalize_(renormalize), clip_(clip), block_size_(block_size),
+        num_blocks_(num_blocks), dtype_name_(dtype_name), options_(options) {}
+  ~CudaModelRunner() override {
+    offload_.reset();
+    for (auto& [key, g] : graphs_) {
+      if (g.exec) cudaGraphExecDestroy(g.exec);
+    }
+    for (auto& p : kv_) cudaFree(p);
+    if (expert_ptrs_) cudaFree(expert_ptrs_);
+    if (cublas_ws_) cudaFree(cublas_ws_);
+    if (cublas_) cublasDestroy(cublas_);
+    if (stream_) cudaStreamDestroy(stream_);
+  }
+
+  absl::Status Init(const DecoderWeights& w);
+
+  const ModelConfig& config() const override { return config_; }
+  int kv_block_size() const override { return block_size_; }
+  int num_kv_blocks() const override { return num_blocks_; }
+  std::string device_name() const override { return device_name_; }
+  absl::Status Forward(const ForwardBatch& batch, ForwardResult* out) override;
+  std::optional<OffloadStats> offload_stats() const override {
+    if (!offload_) return std::nullopt;
+    return offload_->Stats();
+  }
+
+ private:
+  absl::Status Validate(const ForwardBatch& batch) const;
+  absl::Status Attention(int l, int64_t n);
+  absl::Status Ffn(int l, int64_t n);
+  // The layer's routing into topk_idx_ / topk_w_: its own gate, or (pre-gated) what the
+  // previous MoE layer's pre-gate chose; then its pre-gate's choice for the next MoE layer.
+  absl::Status Route(int l, int64_t n);
+  // The routed experts through the expert cache (offload): routing to the host, the layer's
+  // experts acquired in chunks of at most num_slots, predictions handed to the prefetcher.
+  absl::Status OffloadedExperts(int l, int64_t n);
+  absl::Status PlanMemory(const DecoderWeights& w, bool* offload, int32_t* slots) const;
+  absl::Status DenseFfn(const DeviceFfn<T>& f, int64_t n, float* out);
+  // Embedding, every layer and (r > 0) the lm_head rows for the step's metadata already on
+  // the device. Host-sync free when SyncFree(n): then it may be captured into a graph.
+  absl::Status RunLayers(int64_t n, int64_t r);
+  bool SmallBatchExperts(int64_t n) const {
+    return small_experts_ && n <= small_max_tokens_;
+  }
+  bool SyncFree(int64_t n) const { return !has_moe_ || (!offload_ && SmallBatchExperts(n)); }
+  // Replays (or first runs eagerly, then captures) the decode-step graph for this shape.
+  absl::Status RunGraphed(int64_t n, int64_t r);
+  std::vector<const void*> Fingerprint() const;
+
+  const ModelConfig config_;
+  const bool renormalize_;
+  const std::optional<float> clip_;
+  const int block_size_;
+  const int num_blocks_;
+  const char* dtype_name_;
+  const RunnerOptions options_;
+  std::string device_name_;
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t cublas_ = nullptr;
+  DeviceWeights<T> w_;
+  std::vector<T*> kv_;  // per layer: k then v
+  int rotary_dim_ = 0;
+  float scale_ = 1.f;
+  Scratch<float> inv_freq_;
+
+  // Per-step metadata (device) and host copies.
+  int num_prefill_tiles_ = 0, num_decode_ = 0, num_splits_ = 1;
+  Scratch<int32_t> tokens_, positions_, slots_, tables_, tiles_, decode_, rows_;
+  Scratch<kg::CudaAttnSeq> seqs_;
+  // Activations.
+  Scratch<float> x_, delta_, qkv_, logits_, router_logits_, topk_w_, gu_, eout_, shared_out_,
+      shared_logit_, ws_;
+  Scratch<T> h_, attn_, perm_, act_, rows_h_;
+  Scratch<int32_t> topk_idx_, counts_, offsets_, row_token_, slot_row_;
+  std::vector<int32_t> h_counts_, h_offsets_;
+  Scratch<int32_t> active_;
+
+  // Small-batch expert path: per MoE layer, device arrays of the experts' gate_up and
+  // down pointers (one allocation, expert_ptrs_). Off with MOE_CUDA_SMALL_BATCH_EXPERTS=0.
+  bool has_moe_ = false;
+  bool small_experts_ = false;
+  // Steps of at most this many tokens take the small-batch path (env
+  // MOE_CUDA_SMALL_BATCH_MAX_TOKENS, default kSmallBatchExpertsMaxTokens; an experiment knob).
+  int64_t small_max_tokens_ = kg::kSmallBatchExpertsMaxTokens;
+  void* expert_ptrs_ = nullptr;
+  std::vector<const T* const*> gate_up_ptrs_, down_ptrs_;
+  // CUDA graphs of pure-decode steps, keyed by (tokens, logit rows, decode splits); each
+  // remembers the scratch addresses it was captured with and is re-captured when they
+  // move. Off with MOE_CUDA_GRAPHS=0.
+  struct GraphEntry {
+    std::vector<const void*> fingerprint;
+    bool seen = false;
+    cudaGraphExec_t exec = nullptr;
+  };
+  bool use_graphs_ = false;
+  std::map<std::tuple<int64_t, int64_t, int>, GraphEntry> graphs_;
+  void* cublas_ws_ = nullptr;
+
+  // Expert offload (null when every expert is resident) and routing foresight.
+  enum class Prefetch { kOff, kNextGate, kPregate };
+  std::unique_ptr<ExpertOffload> offload_;
+  Prefetch prefetch_ = Prefetch::kOff;
+  int prefetch_depth_ = 1;
+  std::vector<int32_t> moe_layers_;
+  Scratch<int32_t> pg_idx_, pred_idx_;
+  Scratch<float> pg_w_, pred_w_;
+  Scratch<const T*> chunk_ptrs_;
+  Scratch<int32_t> chunk_active_;
+  std::vector<int32_t> h_route_, first_layer_experts_;
+};
+
+// Explicitly instantiated in both sources for bf16, f16 and float.
+extern template class CudaModelRunner<bf16>;
+extern template class CudaModelRunner<f16>;
+extern template class CudaModelRunner<float>;
+
+}  // namespace moe::engine::cuda
