@@ -67,6 +67,8 @@ class CudaModelRunner : public ModelRunner {
   // The layer's routing into topk_idx_ / topk_w_: its own gate, or (pre-gated) what the
   // previous MoE layer's pre-gate chose; then its pre-gate's choice for the next MoE layer.
   absl::Status Route(int l, int64_t n);
+  // h_ through `gate` ([experts, hidden]) and the softmax/top-k into idx / weight ([n, k]).
+  absl::Status Gate(const T* gate, int64_t n, int32_t* idx, float* weight);
   // The routed experts through the expert cache (offload): routing to the host, the layer's
   // experts acquired in chunks of at most num_slots, predictions handed to the prefetcher.
   absl::Status OffloadedExperts(int l, int64_t n);

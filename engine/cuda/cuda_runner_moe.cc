@@ -71,22 +71,26 @@ absl::Status CudaModelRunner<T>::Ffn(int l, int64_t n) {
 }
 
 template <typename T>
+absl::Status CudaModelRunner<T>::Gate(const T* gate, int64_t n, int32_t* idx, float* weight) {
+  const int64_t H = config_.hidden_size;
+  const int E = config_.num_experts;
+  CB(kg::Linear(cublas_, h_.p, n, H, H, gate, E, router_logits_.p, E));
+  CU(kg::LaunchRouterSoftmaxTopK(router_logits_.p, n, E, config_.num_experts_per_tok, renormalize_, idx, weight, stream_));
+  return absl::OkStatus();
+}
+
+template <typename T>
 absl::Status CudaModelRunner<T>::Route(int l, int64_t n) {
   const DeviceLayer<T>& L = w_.layers[l];
-  const int64_t H = config_.hidden_size;
-  const int E = config_.num_experts, k = config_.num_experts_per_tok;
+  const int k = config_.num_experts_per_tok;
   if (L.router != nullptr) {
-    CB(kg::Linear(cublas_, h_.p, n, H, H, L.router, E, router_logits_.p, E));
-    CU(kg::LaunchRouterSoftmaxTopK(router_logits_.p, n, E, k, renormalize_, topk_idx_.p, topk_w_.p, stream_));
+    RET(Gate(L.router, n, topk_idx_.p, topk_w_.p));
   } else {
     // Pre-gated: the previous MoE layer's pre-gate chose this layer's experts.
     CU(cudaMemcpyAsync(topk_idx_.p, pg_idx_.p, n * k * sizeof(int32_t), cudaMemcpyDeviceToDevice, stream_));
     CU(cudaMemcpyAsync(topk_w_.p, pg_w_.p, n * k * sizeof(float), cudaMemcpyDeviceToDevice, stream_));
   }
-  if (L.pregate != nullptr) {
-    CB(kg::Linear(cublas_, h_.p, n, H, H, L.pregate, E, router_logits_.p, E));
-    CU(kg::LaunchRouterSoftmaxTopK(router_logits_.p, n, E, k, renormalize_, pg_idx_.p, pg_w_.p, stream_));
-  }
+  if (L.pregate != nullptr) RET(Gate(L.pregate, n, pg_idx_.p, pg_w_.p));
   return absl::OkStatus();
 }
 
@@ -123,8 +127,7 @@ absl::Status CudaModelRunner<T>::OffloadedExperts(int l, int64_t n) {
     RET(pred_w_.Reserve(pred_layers.size() * S + 1, "predicted weights"));
     for (size_t j = 0; j < pred_layers.size(); ++j) {
       // The next layers' gates applied to this layer's gate input (speculative).
-      CB(kg::Linear(cublas_, h_.p, n, H, H, w_.layers[pred_layers[j]].router, E, router_logits_.p, E));
-      CU(kg::LaunchRouterSoftmaxTopK(router_logits_.p, n, E, k, renormalize_, pred_idx_.p + j * S, pred_w_.p + j * S, stream_));
+      RET(Gate(w_.layers[pred_layers[j]].router, n, pred_idx_.p + j * S, pred_w_.p + j * S));
     }
   }
   h_route_.resize((1 + pred_layers.size()) * S);
