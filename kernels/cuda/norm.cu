@@ -8,6 +8,18 @@ namespace {
 using detail::bf16;
 using detail::f16;
 
+// Block b normalises group (b % groups) of token (b / groups): where its input and output
+// start.
+struct NormRow {
+  int64_t in_off, out_off;
+};
+__device__ __forceinline__ NormRow RowOf(int64_t row, int groups, int n, int64_t in_stride,
+                                         int64_t out_stride) {
+  const int64_t t = row / groups;
+  const int64_t g = row % groups;
+  return {t * in_stride + g * n, t * out_stride + g * n};
+}
+
 int NormThreads(int n) {
   int t = 32;
   while (t < 1024 && t * 4 < n) t *= 2;
@@ -20,11 +32,8 @@ __global__ void AddRmsNormKernel(float* residual, const float* delta, const floa
                                  int64_t in_stride, int groups, int n, const W* weight,
                                  float eps, Out* out, int64_t out_stride) {
   __shared__ float scratch[32];
-  const int64_t row = blockIdx.x;
-  const int64_t t = row / groups;
-  const int g = static_cast<int>(row % groups);
-  const int64_t in_off = t * in_stride + static_cast<int64_t>(g) * n;
-  const int64_t out_off = t * out_stride + static_cast<int64_t>(g) * n;
+  const NormRow at = RowOf(blockIdx.x, groups, n, in_stride, out_stride);
+  const int64_t in_off = at.in_off, out_off = at.out_off;
   const float* x = residual != nullptr ? residual + in_off : x_in + in_off;
   float ss = 0.f;
   for (int i = threadIdx.x; i < n; i += blockDim.x) {
@@ -68,11 +77,8 @@ __global__ void AddRmsNormVecKernel(float* residual, const float* delta, const f
                                     int64_t in_stride, int groups, int n, const W* weight,
                                     float eps, Out* out, int64_t out_stride) {
   __shared__ float scratch[32];
-  const int64_t row = blockIdx.x;
-  const int64_t t = row / groups;
-  const int g = static_cast<int>(row % groups);
-  const int64_t in_off = t * in_stride + static_cast<int64_t>(g) * n;
-  const int64_t out_off = t * out_stride + static_cast<int64_t>(g) * n;
+  const NormRow at = RowOf(blockIdx.x, groups, n, in_stride, out_stride);
+  const int64_t in_off = at.in_off, out_off = at.out_off;
   const float* x = residual != nullptr ? residual + in_off : x_in + in_off;
   const int nv = n / 4;
   float4 v[kVecPerThread];
