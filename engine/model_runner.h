@@ -33,6 +33,16 @@ struct SequenceChunk {
   // token's (teacher forcing / prompt logprobs).
   enum class Logits { kNone, kLast, kAll };
   Logits logits = Logits::kLast;
+  // With logits == kLast on a runner whose samples_on_device() is true: sample the row on
+  // the device instead of returning its logits (other runners ignore it).
+  struct DeviceSampling {
+    bool enabled = false;
+    float temperature = 0.f;  // as engine::SamplingParams; 0 (or top_k 1) is greedy
+    int32_t top_k = 0;
+    float top_p = 1.f;
+    double u = 0.0;  // the request's uniform draw for this token (Sampler::NextUniform)
+  };
+  DeviceSampling sampling;
 };
 
 struct ForwardBatch {
@@ -46,6 +56,11 @@ struct ForwardResult {
   // row_begin[i] is the first row of batch.seqs[i]; row_begin.back() == total rows.
   std::vector<int32_t> row_begin;
   int32_t vocab_size = 0;
+  // Per row: the token sampled on the device, or -1 where the caller samples from row(r)
+  // (sampling not asked for, or declined: the device leaves rows with a NaN or no finite
+  // maximum to the host). Empty when no row was sampled on the device. Rows that carry a
+  // token have no logits (row(r) is unspecified there).
+  std::vector<int32_t> tokens;
   const float* row(int32_t r) const { return logits.data() + static_cast<size_t>(r) * vocab_size; }
 };
 
@@ -112,6 +127,8 @@ class ModelRunner {
   virtual int num_kv_blocks() const = 0;
   // "cpu" or the CUDA device's name.
   virtual std::string device_name() const = 0;
+  // Whether Forward honours SequenceChunk::sampling (the CUDA backend does).
+  virtual bool samples_on_device() const { return false; }
 
   // Runs one step. Fails (leaving the KV cache unchanged for positions it did not
   // reach) on a malformed batch: a token id outside the vocabulary, a block table that

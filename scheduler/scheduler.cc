@@ -292,6 +292,8 @@ void Scheduler::RunStep(StepTiming* timing) {
 
   engine::ForwardBatch batch;
   batch.seqs.reserve(plan.chunks.size());
+  const bool device_sampling = runner_->samples_on_device();
+  draws_.clear();
   const absl::Time step_start = absl::Now();
   for (const ScheduledChunk& c : plan.chunks) {
     if (!c.seq->scheduled) {
@@ -306,6 +308,21 @@ void Scheduler::RunStep(StepTiming* timing) {
     chunk.block_table = kv_.BlockTable(c.seq->id);
     chunk.logits = c.wants_logits ? engine::SequenceChunk::Logits::kLast
                                   : engine::SequenceChunk::Logits::kNone;
+    // Sampled on the device where the runner can and the request wants no logprobs: the
+    // request's generator draws here, so the tokens are those host sampling would give.
+    ChunkDraw d;
+    if (c.wants_logits && device_sampling && c.seq->sampler->DeviceEligible()) {
+      const engine::SamplingParams& sp = c.seq->sampler->params();
+      const std::optional<double> draw = c.seq->sampler->NextUniform();
+      d.device = true;
+      d.u = draw;
+      chunk.sampling.enabled = true;
+      chunk.sampling.temperature = draw.has_value() ? sp.temperature : 0.f;
+      chunk.sampling.top_k = sp.top_k;
+      chunk.sampling.top_p = sp.top_p;
+      chunk.sampling.u = draw.value_or(0.0);
+    }
+    draws_.push_back(d);
     batch.seqs.push_back(chunk);
   }
   engine::ForwardResult& out = out_;
@@ -341,7 +358,11 @@ void Scheduler::RunStep(StepTiming* timing) {
     }
     RowWork w;
     w.seq = c.seq;
-    w.logits = out.row(out.row_begin[i]);
+    const int32_t row = out.row_begin[i];
+    w.device_token = static_cast<size_t>(row) < out.tokens.size() ? out.tokens[row] : -1;
+    w.drew = draws_[i].device;
+    w.draw = draws_[i].u;
+    if (w.device_token < 0) w.logits = out.row(row);
     rows_.push_back(std::move(w));
   }
   phases.prepare_s += Lap(&t);
@@ -372,8 +393,15 @@ void Scheduler::RunStep(StepTiming* timing) {
 }
 
 void Scheduler::SampleRow(RowWork* w, int vocab_size) {
-  w->sampled = w->seq->sampler->Sample(
-      absl::MakeConstSpan(w->logits, static_cast<size_t>(vocab_size)));
+  if (w->device_token >= 0) {
+    w->sampled = engine::SampledToken{};
+    w->sampled.token = w->device_token;
+    return;
+  }
+  const auto logits = absl::MakeConstSpan(w->logits, static_cast<size_t>(vocab_size));
+  // A row the device declined was drawn for already: sample it with that draw.
+  w->sampled = w->drew ? w->seq->sampler->SampleWithUniform(logits, w->draw)
+                       : w->seq->sampler->Sample(logits);
 }
 
 void Scheduler::EmitRow(RowWork* w) const {

@@ -182,7 +182,10 @@ class Scheduler {
   // in parallel; Finish runs afterwards on the engine thread.
   struct RowWork {
     Sequence* seq = nullptr;
-    const float* logits = nullptr;
+    const float* logits = nullptr;  // null when the device sampled the row
+    int32_t device_token = -1;      // the token sampled on the device, or -1
+    bool drew = false;              // the generator already drew for this token (`draw`)
+    std::optional<double> draw;
     engine::SampledToken sampled;
     bool done = false;
     FinishReason reason = FinishReason::kStop;
@@ -216,6 +219,13 @@ class Scheduler {
   // each time.
   engine::ForwardResult out_;
   std::vector<RowWork> rows_;
+  // Per chunk of the step being run: whether it was sent for device sampling, and the
+  // request generator's draw for it (nullopt: greedy). Engine thread only.
+  struct ChunkDraw {
+    bool device = false;
+    std::optional<double> u;
+  };
+  std::vector<ChunkDraw> draws_;
   std::thread engine_thread_;
 
   mutable absl::Mutex mu_;

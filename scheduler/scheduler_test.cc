@@ -474,5 +474,60 @@ TEST_CASE("Parallel sampling: seeded outputs do not depend on the number of thre
   CHECK(any_non_greedy);
 }
 
+TEST_CASE("Device sampling: a runner that samples on the device gives the host's tokens, "
+          "declined rows included") {
+  // The same 30 seeded requests (greedy, temperature, top-k, top-p, with and without
+  // logprobs) against a host-sampling runner and a device-sampling one that declines every
+  // third row it is asked to sample (as a device declines non-finite rows).
+  auto run = [](bool device, int64_t* sampled, int64_t* declined) {
+    FakeRunnerOptions ro;
+    ro.device_sampling = device;
+    ro.decline_every = 3;
+    FakeModelRunner runner(ro);
+    SchedulerOptions opts;
+    opts.make_text_decoder = testing::FakeTextDecoderFactory();
+    Scheduler sched(&runner, opts);
+    REQUIRE(sched.Start().ok());
+    std::vector<std::shared_ptr<RequestHandle>> handles;
+    for (int i = 0; i < 30; ++i) {
+      GenerateRequest r;
+      r.prompt = MakePrompt(4 + i % 5, i, 64);
+      r.max_tokens = 10;
+      r.sampling.temperature = i % 5 == 0 ? 0.f : 1.3f;
+      r.sampling.top_k = i % 5 == 1 ? 8 : 0;
+      r.sampling.top_p = i % 5 == 2 ? 0.9f : 1.f;
+      r.sampling.has_seed = true;
+      r.sampling.seed = 900 + i;
+      r.sampling.logprobs = i % 5 == 3 ? 2 : 0;
+      auto h = sched.Submit(std::move(r));
+      REQUIRE(h.ok());
+      handles.push_back(*h);
+    }
+    std::vector<Outcome> out;
+    for (auto& h : handles) out.push_back(Drain(*h));
+    *sampled = runner.num_device_sampled();
+    *declined = runner.num_device_declined();
+    return out;
+  };
+  int64_t host_sampled = 0, host_declined = 0, dev_sampled = 0, dev_declined = 0;
+  const std::vector<Outcome> host = run(false, &host_sampled, &host_declined);
+  const std::vector<Outcome> dev = run(true, &dev_sampled, &dev_declined);
+  CHECK(host_sampled == 0);
+  // Every token of the 24 requests without logprobs went to the device; a third declined.
+  CHECK(dev_sampled == 24 * 10);
+  CHECK(dev_declined == dev_sampled / 3);
+  REQUIRE(host.size() == dev.size());
+  bool any_non_greedy = false;
+  for (size_t i = 0; i < host.size(); ++i) {
+    REQUIRE(host[i].completed);
+    REQUIRE(dev[i].completed);
+    CHECK(host[i].tokens == dev[i].tokens);
+    CHECK(host[i].text == dev[i].text);
+    auto prompt = MakePrompt(4 + static_cast<int>(i) % 5, static_cast<int>(i), 64);
+    if (host[i].tokens != FakeModelRunner::ReferenceGreedy(prompt, 10, 64)) any_non_greedy = true;
+  }
+  CHECK(any_non_greedy);
+}
+
 }  // namespace
 }  // namespace moe::scheduler

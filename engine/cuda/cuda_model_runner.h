@@ -23,6 +23,7 @@
 #include "engine/model_runner.h"
 #include "engine/models/decoder_weights.h"
 #include "kernels/cuda/paged_attention.h"
+#include "kernels/cuda/sampling.h"
 #include "kernels/cuda/small_batch_experts.h"
 
 namespace moe::engine::cuda {
@@ -55,6 +56,7 @@ class CudaModelRunner : public ModelRunner {
   int num_kv_blocks() const override { return num_blocks_; }
   std::string device_name() const override { return device_name_; }
   absl::Status Forward(const ForwardBatch& batch, ForwardResult* out) override;
+  bool samples_on_device() const override { return true; }
   std::optional<OffloadStats> offload_stats() const override {
     if (!offload_) return std::nullopt;
     return offload_->Stats();
@@ -78,9 +80,14 @@ class CudaModelRunner : public ModelRunner {
   // the device. Host-sync free when SyncFree(n): then it may be captured into a graph.
   absl::Status RunLayers(int64_t n, int64_t r);
   bool SmallBatchExperts(int64_t n) const {
-    return small_experts_ && n <= small_max_tokens_;
+    return small_experts_ && n <= small_max_tokens_ &&
+           (n <= kg::kSmallBatchExpertsAlwaysTokens ||
+            n * config_.num_experts_per_tok <= kg::kSmallBatchExpertsMaxMeanRows * config_.num_experts);
   }
   bool SyncFree(int64_t n) const { return !has_moe_ || (!offload_ && SmallBatchExperts(n)); }
+  // After the step's kernels: samples the rows whose chunks ask for it (out->tokens) and
+  // queues the copy of every other row's logits (the caller synchronises).
+  absl::Status SampleAndCopyLogits(const ForwardBatch& batch, int64_t R, ForwardResult* out);
   // Replays (or first runs eagerly, then captures) the decode-step graph for this shape.
   absl::Status RunGraphed(int64_t n, int64_t r);
   std::vector<const void*> Fingerprint() const;
@@ -118,7 +125,8 @@ class CudaModelRunner : public ModelRunner {
   bool has_moe_ = false;
   bool small_experts_ = false;
   // Steps of at most this many tokens take the small-batch path (env
-  // MOE_CUDA_SMALL_BATCH_MAX_TOKENS, default kSmallBatchExpertsMaxTokens; an experiment knob).
+  // MOE_CUDA_SMALL_BATCH_MAX_TOKENS, default kSmallBatchExpertsMaxTokens; an experiment knob),
+  // past kSmallBatchExpertsAlwaysTokens only at few rows per expert (small_batch_experts.h).
   int64_t small_max_tokens_ = kg::kSmallBatchExpertsMaxTokens;
   void* expert_ptrs_ = nullptr;
   std::vector<const T* const*> gate_up_ptrs_, down_ptrs_;
@@ -133,6 +141,12 @@ class CudaModelRunner : public ModelRunner {
   bool use_graphs_ = false;
   std::map<std::tuple<int64_t, int64_t, int>, GraphEntry> graphs_;
   void* cublas_ws_ = nullptr;
+
+  // Sampling on the device (SampleAndCopyLogits): per-row params and the sampled ids.
+  std::vector<kg::CudaSampleParams> h_sample_;
+  std::vector<char> h_sample_on_;
+  Scratch<kg::CudaSampleParams> sample_params_;
+  Scratch<int32_t> sampled_;
 
   // Expert offload (null when every expert is resident) and routing foresight.
   enum class Prefetch { kOff, kNextGate, kPregate };

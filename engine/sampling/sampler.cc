@@ -98,7 +98,23 @@ absl::Status ValidateSamplingParams(const SamplingParams& p, int vocab_size) {
 Sampler::Sampler(const SamplingParams& params, uint64_t fallback_seed)
     : params_(params), rng_(params.has_seed ? params.seed : fallback_seed) {}
 
+bool Sampler::Greedy() const {
+  const float inv_t = params_.temperature > 0.f ? 1.f / params_.temperature : 0.f;
+  return params_.temperature == 0.f || params_.top_k == 1 || !std::isfinite(inv_t);
+}
+
+std::optional<double> Sampler::NextUniform() {
+  if (Greedy()) return std::nullopt;
+  return UniformUnit(rng_);
+}
+
 SampledToken Sampler::Sample(absl::Span<const float> raw_logits) {
+  if (raw_logits.empty()) return SampledToken{};  // no draw
+  return SampleWithUniform(raw_logits, NextUniform());
+}
+
+SampledToken Sampler::SampleWithUniform(absl::Span<const float> raw_logits,
+                                        std::optional<double> u) {
   SampledToken out;
   const int64_t n = static_cast<int64_t>(raw_logits.size());
   if (n == 0) return out;
@@ -117,7 +133,7 @@ SampledToken Sampler::Sample(absl::Span<const float> raw_logits) {
       static_cast<int>(std::min<int64_t>(std::clamp(params_.logprobs, 0, kMaxLogprobs), n));
   const float inv_t = params_.temperature > 0.f ? 1.f / params_.temperature : 0.f;
   // Greedy: temperature 0, top_k 1, or a temperature so small that 1/T overflows.
-  const bool greedy = params_.temperature == 0.f || params_.top_k == 1 || !std::isfinite(inv_t);
+  const bool greedy = Greedy();
 
   int32_t chosen;
   double total = 0;
@@ -126,7 +142,7 @@ SampledToken Sampler::Sample(absl::Span<const float> raw_logits) {
   } else {
     weights_.resize(n);
     total = ExpWeights(x, m, inv_t, n, weights_.data());
-    chosen = Choose(weights_.data(), n, total);
+    chosen = Choose(weights_.data(), n, total, u.value_or(0.0));
     if (chosen < 0) chosen = FirstIndexOf(x, n, m);
   }
   out.token = chosen;
@@ -143,12 +159,12 @@ SampledToken Sampler::Sample(absl::Span<const float> raw_logits) {
   return out;
 }
 
-int32_t Sampler::Choose(const float* w, int64_t n, double total) {
+int32_t Sampler::Choose(const float* w, int64_t n, double total, double draw) {
   const bool top_k_on = params_.top_k > 0 && params_.top_k < n;
   const bool top_p_on = params_.top_p < 1.f;
   if (!top_k_on && !top_p_on) {
     // Plain sampling: one walk in id order, no candidate list.
-    const double u = UniformUnit(rng_) * total;
+    const double u = draw * total;
     double cum = 0.0;
     int32_t chosen = -1;
     for (int64_t i = 0; i < n; ++i) {
@@ -252,10 +268,10 @@ int32_t Sampler::Choose(const float* w, int64_t n, double total) {
   }
   if (count == 0) return -1;
 
-  // 3. One draw, then a walk over the kept tokens in id order (as plain sampling walks
-  //    the whole vocabulary), so the token for a draw does not depend on how the set was
-  //    found. Long kept sets are walked in place over the vocabulary.
-  const double u = UniformUnit(rng_) * kept;
+  // 3. The draw scaled to the kept mass, then a walk over the kept tokens in id order (as
+  //    plain sampling walks the whole vocabulary), so the token for a draw does not depend
+  //    on how the set was found. Long kept sets are walked in place over the vocabulary.
+  const double u = draw * kept;
   double cum = 0.0;
   int32_t chosen = -1;
   if (count <= kSortAll) {

@@ -16,11 +16,17 @@
 // from the generator; otherwise each Sample() draws exactly one value. Greedy requests
 // without logprobs cost one max pass over the row.
 //
+// Device sampling: NextUniform() takes the one draw Sample() would take, so a device can
+// sample a row with it (kernels/cuda/sampling.h reproduces SampleWithUniform); rows the
+// device declines are finished on the host by SampleWithUniform with the same draw. For a
+// non-empty row, Sample(x) == SampleWithUniform(x, NextUniform()), generator included.
+//
 // Thread safety: a Sampler holds one request's generator state and scratch buffers; one
 // thread at a time. Different Samplers may run concurrently.
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <random>
 #include <utility>
 #include <vector>
@@ -57,12 +63,30 @@ class Sampler {
   // Without a seed, the generator is seeded from `fallback_seed` (the caller passes a
   // fresh random value per request).
   Sampler(const SamplingParams& params, uint64_t fallback_seed);
+  // An empty row gives token -1 and draws nothing.
   SampledToken Sample(absl::Span<const float> logits);
+
+  // The one uniform draw Sample() would take for its next token, for sampling on a
+  // device: nullopt when the next token is greedy (temperature 0, top_k 1, 1/T not
+  // finite: no draw). Advances the generator exactly as Sample() would on a non-empty row.
+  std::optional<double> NextUniform();
+  // Sample() with the draw already taken (u in [0, 1); ignored when greedy; a missing
+  // draw on a non-greedy request counts as 0): the host fallback for rows a device
+  // declined. Draws nothing. For a non-empty row,
+  // Sample(x) == SampleWithUniform(x, NextUniform()).
+  SampledToken SampleWithUniform(absl::Span<const float> logits, std::optional<double> u);
+  // True when this request's tokens may be sampled on a device: no logprobs wanted.
+  bool DeviceEligible() const { return params_.logprobs == 0; }
+  // True when the next token is the argmax (no draw): temperature 0, top_k 1, or 1/T
+  // not finite.
+  bool Greedy() const;
+
   const SamplingParams& params() const { return params_; }
 
  private:
-  // The sampled token for weights `w` (sum `total`), drawing once; -1 if none is kept.
-  int32_t Choose(const float* w, int64_t n, double total);
+  // The sampled token for weights `w` (sum `total`) and the draw `u` in [0, 1); -1 if
+  // none is kept.
+  int32_t Choose(const float* w, int64_t n, double total, double u);
   // sel_ = the k most likely tokens of `w` with positive weight (all of them if fewer),
   // in no particular order.
   void CollectTopK(const float* w, int64_t n, int64_t k);

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <set>
 #include <vector>
@@ -292,6 +293,104 @@ TEST_CASE("non-finite logits do not crash and follow the documented rules") {
   // A denormal temperature behaves as greedy rather than producing NaN.
   auto logits = RandomLogits(100, 3);
   CHECK(Sampler(Params(1e-45f), 3).Sample(logits).token == Argmax(logits));
+}
+
+// Rows of several kinds for the device-hook tests: random, peaked, flat (all tied), a
+// few values repeated (many exact ties), with -inf, NaN and +inf entries.
+std::vector<std::vector<float>> HookRows() {
+  const float inf = std::numeric_limits<float>::infinity();
+  std::vector<std::vector<float>> rows;
+  for (int n : {1, 2, 7, 300, 5000, 50304}) {
+    rows.push_back(RandomLogits(n, 500 + n, 1.f));
+    rows.push_back(RandomLogits(n, 600 + n, 8.f));
+    rows.push_back(std::vector<float>(n, 0.25f));
+    std::vector<float> ties(n);
+    for (int i = 0; i < n; ++i) ties[i] = static_cast<float>((i * 7919) % 5) * 0.5f;
+    rows.push_back(ties);
+  }
+  std::vector<float> masked = RandomLogits(1000, 9);
+  for (int i = 0; i < 1000; i += 3) masked[i] = -inf;
+  rows.push_back(masked);
+  rows.push_back({std::nanf(""), 1.f, 2.f, std::nanf("")});
+  rows.push_back({1.f, inf, 3.f, inf});
+  rows.push_back({-inf, -inf, -inf});
+  return rows;
+}
+
+TEST_CASE("Sample equals SampleWithUniform(NextUniform()) on a twin sampler") {
+  struct Case {
+    float temperature;
+    int top_k;
+    float top_p;
+  };
+  const Case cases[] = {
+      {0.f, 0, 1.f},    {1.f, 1, 1.f},     {1e-45f, 0, 1.f},  {1.f, 0, 1.f},
+      {0.3f, 0, 1.f},   {1.7f, 0, 0.95f},  {1.f, 0, 0.5f},    {1.f, 0, 0.01f},
+      {1.f, 2, 1.f},    {0.7f, 50, 0.9f},  {1.f, 2000, 1.f},  {1.f, 2000, 0.8f},
+      {1.3f, 6000, 0.95f}, {1.f, 49999, 0.99f}, {1.f, 60000, 0.5f},
+  };
+  const auto rows = HookRows();
+  int draws = 0;
+  for (const Case& c : cases) {
+    for (uint64_t seed : {1u, 77u, 123456789u}) {
+      SamplingParams p = Params(c.temperature, c.top_k, c.top_p);
+      p.has_seed = true;
+      p.seed = seed;
+      Sampler one(p, 0), twin(p, 0);
+      CHECK(one.DeviceEligible());
+      for (int rep = 0; rep < 3; ++rep) {
+        for (size_t r = 0; r < rows.size(); ++r) {
+          const std::optional<double> u = twin.NextUniform();
+          CHECK(u.has_value() == !twin.Greedy());
+          if (u) {
+            ++draws;
+            CHECK(*u >= 0.0);
+            CHECK(*u < 1.0);
+          }
+          const int32_t a = one.Sample(rows[r]).token;
+          const int32_t b = twin.SampleWithUniform(rows[r], u).token;
+          INFO("T " << c.temperature << " top_k " << c.top_k << " top_p " << c.top_p
+                    << " seed " << seed << " row " << r << " size " << rows[r].size());
+          REQUIRE(a == b);
+          CHECK((a >= 0 && a < static_cast<int32_t>(rows[r].size())));
+        }
+      }
+      // Both generators are still in step: the next draws agree.
+      CHECK(one.NextUniform() == twin.NextUniform());
+    }
+  }
+  CHECK(draws > 1000);
+}
+
+TEST_CASE("NextUniform draws nothing for greedy requests; SampleWithUniform never draws") {
+  SamplingParams g = Params(0.f);
+  Sampler greedy(g, 5);
+  CHECK_FALSE(greedy.NextUniform().has_value());
+  CHECK_FALSE(Sampler(Params(2.f, 1), 5).NextUniform().has_value());
+
+  const auto logits = RandomLogits(4000, 21, 0.5f);
+  Sampler a(Params(1.f), 9), b(Params(1.f), 9);
+  const std::optional<double> u = a.NextUniform();
+  REQUIRE(u.has_value());
+  const int32_t first = a.SampleWithUniform(logits, u).token;
+  for (int i = 0; i < 5; ++i) CHECK(a.SampleWithUniform(logits, u).token == first);
+  CHECK(b.Sample(logits).token == first);
+  CHECK(a.NextUniform() == b.NextUniform());
+  // The draw decides the token: u near 0 takes the first kept token, u near 1 the last.
+  std::vector<float> three = {0.f, 0.f, 0.f};
+  CHECK(a.SampleWithUniform(three, 0.0).token == 0);
+  CHECK(a.SampleWithUniform(three, 0.999).token == 2);
+  // An empty row draws nothing and gives no token.
+  Sampler c(Params(1.f), 9), d(Params(1.f), 9);
+  CHECK(c.Sample({}).token == -1);
+  CHECK(c.NextUniform() == d.NextUniform());
+}
+
+TEST_CASE("requests wanting logprobs are not device eligible") {
+  SamplingParams p = Params(1.f);
+  p.logprobs = 3;
+  CHECK_FALSE(Sampler(p, 1).DeviceEligible());
+  CHECK(Sampler(Params(1.f), 1).DeviceEligible());
 }
 
 }  // namespace

@@ -1,19 +1,22 @@
+// The prefill path and the KV cache writer of the paged attention kernels (declared in
+// paged_attention.h). The decode path is in paged_attention_decode.cu.
 #include "kernels/cuda/paged_attention.h"
 
 #include <algorithm>
 #include <cmath>
-#include <type_traits>
 
-#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/paged_attention_common.cuh"
 
 namespace moe::kernels::cuda {
 namespace {
 
+using attn::CacheRow;
+using attn::kKeyTile;
+using attn::kWarps;
+using attn::PickDpl;
 using detail::bf16;
 using detail::f16;
 
-constexpr int kWarps = 4;
-constexpr int kKeyTile = 32;
 constexpr int kQPerWarp = kPrefillTileRows / kWarps;
 
 template <typename T>
@@ -25,14 +28,6 @@ __global__ void WriteKvKernel(const float* k, const float* v, int64_t src_stride
     k_cache[dst + i] = detail::FromF32<T>(k[t * src_stride + i]);
     v_cache[dst + i] = detail::FromF32<T>(v[t * src_stride + i]);
   }
-}
-
-template <typename P>
-__device__ __forceinline__ int64_t CacheRow(const P& p, const int32_t* table,
-                                            int pos, int kvh) {
-  const int64_t phys = static_cast<int64_t>(table[pos / p.block_size]) * p.block_size +
-                       pos % p.block_size;
-  return (phys * p.num_kv_heads + kvh) * p.head_dim;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -136,348 +131,6 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 }
 
-// ---------------------------------------------------------------------------------------
-// Decode: grid (num_heads, num_decode, num_splits). Each warp takes tiles of 32 keys in
-// turn; lane i scores key i, then the warp accumulates P·V with lanes owning dims.
-// Partial results (m, l, unnormalised acc[hd]) go to the workspace.
-template <typename T, int DPL>
-__global__ void __launch_bounds__(kWarps * 32)
-    DecodeKernel(const PagedAttentionParamsT<T> p, const int32_t* decode_seqs, int num_splits,
-                 float* ws) {
-  __shared__ float sq[kMaxHeadDim];
-  __shared__ float s_m[kWarps], s_l[kWarps];
-  __shared__ float s_acc[kWarps][kMaxHeadDim];
-  const int hd = p.head_dim;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int h = blockIdx.x, di = blockIdx.y, split = blockIdx.z;
-  const CudaAttnSeq seq = p.seqs[decode_seqs[di]];
-  const int kvh = h / (p.num_heads / p.num_kv_heads);
-  const int32_t* table = p.block_tables + seq.block_table_offset;
-  const int qpos = seq.start_pos;
-  for (int d = threadIdx.x; d < hd; d += blockDim.x) {
-    sq[d] = p.q[static_cast<int64_t>(seq.token_begin) * p.q_stride + h * hd + d] * p.scale;
-  }
-  __syncthreads();
-  const int ctx = qpos + 1;
-  int lo = 0;
-  if (p.sliding_window > 0) lo = max(0, qpos - p.sliding_window + 1);
-  const int span = ctx - lo;
-  const int per_split = (span + num_splits - 1) / num_splits;
-  const int s_lo = lo + split * per_split;
-  const int s_hi = min(ctx, s_lo + per_split);
-
-  float m = -INFINITY, l = 0.f, acc[DPL];
-#pragma unroll
-  for (int j = 0; j < DPL; ++j) acc[j] = 0.f;
-  for (int base = s_lo + warp * kKeyTile; base < s_hi; base += kWarps * kKeyTile) {
-    const int kpos = base + lane;
-    const bool ok = kpos < s_hi;
-    int64_t row = 0;
-    float s = -INFINITY;
-    if (ok) {
-      row = CacheRow(p, table, kpos, kvh);
-      const T* kr = p.k_cache + row;
-      float dot = 0.f;
-      if constexpr (!std::is_same_v<T, bf16>) {
-        for (int d = 0; d < hd; ++d) dot += sq[d] * detail::ToF32(kr[d]);
-      } else if (hd % 8 == 0) {
-        for (int d = 0; d < hd; d += 8) {
-          const uint4 u = *reinterpret_cast<const uint4*>(kr + d);
-          const __nv_bfloat162* b = reinterpret_cast<const __nv_bfloat162*>(&u);
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const float2 f = __bfloat1622float2(b[e]);
-            dot += sq[d + 2 * e] * f.x + sq[d + 2 * e + 1] * f.y;
-          }
-        }
-      } else {
-        for (int d = 0; d < hd; ++d) dot += sq[d] * detail::ToF32(kr[d]);
-      }
-      s = dot;
-    }
-    const float m_new = fmaxf(m, detail::WarpMax(s));
-    const float corr = expf(m - m_new);  // m_new is finite: key s_lo.. is visible
-    const float pr = ok ? expf(s - m_new) : 0.f;
-    l = l * corr + detail::WarpSum(pr);
-    m = m_new;
-#pragma unroll
-    for (int j = 0; j < DPL; ++j) acc[j] *= corr;
-    const int nkeys = min(kKeyTile, s_hi - base);
-    for (int key = 0; key < nkeys; ++key) {
-      const float pk = __shfl_sync(0xffffffffu, pr, key);
-      const int64_t vrow = __shfl_sync(0xffffffffu, row, key);
-      const T* vr = p.v_cache + vrow;
-#pragma unroll
-      for (int j = 0; j < DPL; ++j) {
-        const int d = lane + 32 * j;
-        if (d < hd) acc[j] += pk * detail::ToF32(vr[d]);
-      }
-    }
-  }
-  if (lane == 0) {
-    s_m[warp] = m;
-    s_l[warp] = l;
-  }
-#pragma unroll
-  for (int j = 0; j < DPL; ++j) {
-    const int d = lane + 32 * j;
-    if (d < hd) s_acc[warp][d] = acc[j];
-  }
-  __syncthreads();
-  float mm = -INFINITY;
-  for (int w = 0; w < kWarps; ++w) mm = fmaxf(mm, s_m[w]);
-  float* out = ws + ((static_cast<int64_t>(di) * p.num_heads + h) * num_splits + split) * (hd + 2);
-  if (mm == -INFINITY) {  // empty split
-    for (int d = threadIdx.x; d < hd + 2; d += blockDim.x) out[d] = d == 0 ? -INFINITY : 0.f;
-    return;
-  }
-  float ll = 0.f;
-  for (int w = 0; w < kWarps; ++w) ll += s_m[w] == -INFINITY ? 0.f : s_l[w] * expf(s_m[w] - mm);
-  for (int d = threadIdx.x; d < hd; d += blockDim.x) {
-    float a = 0.f;
-    for (int w = 0; w < kWarps; ++w) {
-      if (s_m[w] != -INFINITY) a += s_acc[w][d] * expf(s_m[w] - mm);
-    }
-    out[2 + d] = a;
-  }
-  if (threadIdx.x == 0) {
-    out[0] = mm;
-    out[1] = ll;
-  }
-}
-
-// ---------------------------------------------------------------------------------------
-// Vectorised decode: grid (num_heads, num_decode, num_splits), kWarps warps. A "group" of
-// TPK lanes owns one key at a time; lane `sub` of a group holds 16-byte chunks sub,
-// sub + TPK, ... (CPL of them) of q, K and V, so each K / V row is read with 16-byte
-// loads. Each group walks kDecodeUnroll consecutive keys per iteration (all their K and
-// V loads issued together) with its own online softmax in registers; the groups are
-// merged through shared memory at the end. With num_splits == 1 the block writes the
-// normalised output directly (no reduce pass).
-constexpr int kDecodeUnroll = 4;
-
-template <typename T>
-struct Vec16 {
-  static constexpr int kN = 16 / sizeof(T);
-};
-
-template <typename T>
-__device__ __forceinline__ void Unpack16(const uint4& u, float* f) {
-  if constexpr (std::is_same_v<T, bf16>) {
-    const __nv_bfloat162* b = reinterpret_cast<const __nv_bfloat162*>(&u);
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const float2 x = __bfloat1622float2(b[e]);
-      f[2 * e] = x.x;
-      f[2 * e + 1] = x.y;
-    }
-  } else if constexpr (std::is_same_v<T, f16>) {
-    const __half2* b = reinterpret_cast<const __half2*>(&u);
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const float2 x = __half22float2(b[e]);
-      f[2 * e] = x.x;
-      f[2 * e + 1] = x.y;
-    }
-  } else {
-    f[0] = __uint_as_float(u.x);
-    f[1] = __uint_as_float(u.y);
-    f[2] = __uint_as_float(u.z);
-    f[3] = __uint_as_float(u.w);
-  }
-}
-
-template <typename T, int TPK, int CPL>
-__global__ void __launch_bounds__(kWarps * 32)
-    DecodeVecKernel(const PagedAttentionParamsT<T> p, const int32_t* decode_seqs, int num_splits,
-                    float* ws) {
-  constexpr int VEC = Vec16<T>::kN;
-  constexpr int EPL = CPL * VEC;          // elements per lane
-  constexpr int G = kWarps * 32 / TPK;    // key groups per block
-  constexpr int U = kDecodeUnroll;
-  constexpr int ROW = TPK * EPL;          // >= head_dim
-  __shared__ float s_m[G], s_l[G], s_f[G];
-  __shared__ float s_acc[G * ROW];
-  const int hd = p.head_dim;
-  const int chunks = hd / VEC;
-  const int lane = threadIdx.x & 31;
-  const int sub = lane & (TPK - 1);
-  const int grp = threadIdx.x / TPK;
-  const int h = blockIdx.x, di = blockIdx.y, split = blockIdx.z;
-  const CudaAttnSeq seq = p.seqs[decode_seqs[di]];
-  const int kvh = h / (p.num_heads / p.num_kv_heads);
-  const int32_t* table = p.block_tables + seq.block_table_offset;
-  const int qpos = seq.start_pos;
-
-  float q[EPL];
-  const float* qrow = p.q + static_cast<int64_t>(seq.token_begin) * p.q_stride +
-                      static_cast<int64_t>(h) * hd;
-#pragma unroll
-  for (int j = 0; j < CPL; ++j) {
-    const int c = sub + TPK * j;
-#pragma unroll
-    for (int e = 0; e < VEC; ++e) q[j * VEC + e] = c < chunks ? qrow[c * VEC + e] * p.scale : 0.f;
-  }
-
-  const int ctx = qpos + 1;
-  int lo = 0;
-  if (p.sliding_window > 0) lo = max(0, qpos - p.sliding_window + 1);
-  const int span = ctx - lo;
-  const int per_split = (span + num_splits - 1) / num_splits;
-  const int s_lo = lo + split * per_split;
-  const int s_hi = min(ctx, s_lo + per_split);
-
-  float m = -INFINITY, l = 0.f, acc[EPL];
-#pragma unroll
-  for (int e = 0; e < EPL; ++e) acc[e] = 0.f;
-  const uint4 zero4 = make_uint4(0u, 0u, 0u, 0u);
-  for (int base = s_lo; base < s_hi; base += G * U) {  // block-uniform trip count
-    uint4 kv[U][CPL], vv[U][CPL];
-    bool ok[U];
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int pos = base + grp * U + u;
-      ok[u] = pos < s_hi;
-      const int64_t row = ok[u] ? CacheRow(p, table, pos, kvh) : 0;
-#pragma unroll
-      for (int j = 0; j < CPL; ++j) {
-        const int c = sub + TPK * j;
-        const bool ld = ok[u] && c < chunks;
-        kv[u][j] = ld ? *reinterpret_cast<const uint4*>(p.k_cache + row + c * VEC) : zero4;
-        vv[u][j] = ld ? *reinterpret_cast<const uint4*>(p.v_cache + row + c * VEC) : zero4;
-      }
-    }
-    float s[U];
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      float dot = 0.f;
-#pragma unroll
-      for (int j = 0; j < CPL; ++j) {
-        float f[VEC];
-        Unpack16<T>(kv[u][j], f);
-#pragma unroll
-        for (int e = 0; e < VEC; ++e) dot += q[j * VEC + e] * f[e];
-      }
-#pragma unroll
-      for (int o = TPK / 2; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
-      s[u] = ok[u] ? dot : -INFINITY;
-    }
-    float m_new = m;
-#pragma unroll
-    for (int u = 0; u < U; ++u) m_new = fmaxf(m_new, s[u]);
-    if (m_new == -INFINITY) continue;  // group-uniform: no visible key yet
-    const float corr = expf(m - m_new);
-    l *= corr;
-#pragma unroll
-    for (int e = 0; e < EPL; ++e) acc[e] *= corr;
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const float pr = ok[u] ? expf(s[u] - m_new) : 0.f;
-      l += pr;
-#pragma unroll
-      for (int j = 0; j < CPL; ++j) {
-        float f[VEC];
-        Unpack16<T>(vv[u][j], f);
-#pragma unroll
-        for (int e = 0; e < VEC; ++e) acc[j * VEC + e] += pr * f[e];
-      }
-    }
-    m = m_new;
-  }
-
-  if (sub == 0) {
-    s_m[grp] = m;
-    s_l[grp] = l;
-  }
-#pragma unroll
-  for (int j = 0; j < CPL; ++j) {
-    const int c = sub + TPK * j;
-    if (c < chunks) {
-#pragma unroll
-      for (int e = 0; e < VEC; ++e) s_acc[grp * ROW + c * VEC + e] = acc[j * VEC + e];
-    }
-  }
-  __syncthreads();
-  float mm = -INFINITY;
-  for (int g = 0; g < G; ++g) mm = fmaxf(mm, s_m[g]);
-  if (threadIdx.x < G) {
-    const float mg = s_m[threadIdx.x];
-    s_f[threadIdx.x] = mg == -INFINITY ? 0.f : expf(mg - mm);
-  }
-  __syncthreads();
-  const bool direct = num_splits == 1;
-  float* out = ws + ((static_cast<int64_t>(di) * p.num_heads + h) * num_splits + split) * (hd + 2);
-  if (mm == -INFINITY) {  // empty split (never with num_splits == 1: key qpos is visible)
-    for (int d = threadIdx.x; d < hd + 2; d += blockDim.x) out[d] = d == 0 ? -INFINITY : 0.f;
-    return;
-  }
-  float ll = 0.f;
-  for (int g = 0; g < G; ++g) ll += s_l[g] * s_f[g];
-  T* o = p.out + static_cast<int64_t>(seq.token_begin) * p.out_stride + static_cast<int64_t>(h) * hd;
-  const float inv = 1.f / ll;
-  for (int d = threadIdx.x; d < hd; d += blockDim.x) {
-    float a = 0.f;
-    for (int g = 0; g < G; ++g) a += s_acc[g * ROW + d] * s_f[g];
-    if (direct) {
-      o[d] = detail::FromF32<T>(a * inv);
-    } else {
-      out[2 + d] = a;
-    }
-  }
-  if (!direct && threadIdx.x == 0) {
-    out[0] = mm;
-    out[1] = ll;
-  }
-}
-
-// grid (num_heads, num_decode), threads over head_dim; dynamic shared memory holds one
-// weight per split. Warp 0 finds the max and the softmax denominator over the splits
-// once; every thread then sums its dims' partials with those weights.
-template <typename T>
-__global__ void DecodeReduceKernel(const PagedAttentionParamsT<T> p, const int32_t* decode_seqs,
-                                   int num_splits, const float* ws) {
-  extern __shared__ float s_w[];  // [num_splits]
-  const int hd = p.head_dim;
-  const int h = blockIdx.x, di = blockIdx.y;
-  const float* part = ws + (static_cast<int64_t>(di) * p.num_heads + h) * num_splits * (hd + 2);
-  if (threadIdx.x < 32) {
-    const int lane = threadIdx.x;
-    float mm = -INFINITY;
-    for (int s = lane; s < num_splits; s += 32) mm = fmaxf(mm, part[s * (hd + 2)]);
-    mm = detail::WarpMax(mm);
-    float ll = 0.f;
-    for (int s = lane; s < num_splits; s += 32) {
-      const float ms = part[s * (hd + 2)];
-      const float w = ms == -INFINITY ? 0.f : expf(ms - mm);
-      s_w[s] = w;
-      ll += part[s * (hd + 2) + 1] * w;
-    }
-    ll = detail::WarpSum(ll);
-    __syncwarp();
-    const float inv = 1.f / ll;
-    for (int s = lane; s < num_splits; s += 32) s_w[s] *= inv;
-  }
-  __syncthreads();
-  const CudaAttnSeq seq = p.seqs[decode_seqs[di]];
-  T* o = p.out + static_cast<int64_t>(seq.token_begin) * p.out_stride + static_cast<int64_t>(h) * hd;
-  for (int d = threadIdx.x; d < hd; d += blockDim.x) {
-    float a = 0.f;
-    for (int s = 0; s < num_splits; ++s) {
-      const float w = s_w[s];
-      if (w != 0.f) a += part[s * (hd + 2) + 2 + d] * w;
-    }
-    o[d] = detail::FromF32<T>(a);
-  }
-}
-
-int PickDpl(int hd) {
-  const int need = (hd + 31) / 32;
-  if (need <= 2) return 2;
-  if (need <= 3) return 3;
-  if (need <= 4) return 4;
-  return 8;
-}
-
 template <typename T, int DPL>
 cudaError_t Prefill(const PagedAttentionParamsT<T>& p, const int32_t* tiles, int num_tiles,
                     cudaStream_t stream) {
@@ -521,80 +174,7 @@ cudaError_t PrefillAttention(const PagedAttentionParamsT<T>& p, const int32_t* t
   }
 }
 
-template <typename T>
-cudaError_t DecodeAttention(const PagedAttentionParamsT<T>& p, const int32_t* decode_seqs,
-                            int num_decode, int num_splits, float* workspace,
-                            cudaStream_t stream) {
-  if (num_decode <= 0) return cudaSuccess;
-  if (p.head_dim <= 0 || p.head_dim > kMaxHeadDim || p.num_kv_heads <= 0 ||
-      p.num_heads % p.num_kv_heads != 0 || num_splits < 1) {
-    return cudaErrorInvalidValue;
-  }
-  const dim3 grid(p.num_heads, num_decode, num_splits);
-  constexpr int kThreads = kWarps * 32;
-  int tpk = 0, cpl = 1;
-  {
-    constexpr int vec = Vec16<T>::kN;
-    const int chunks = p.head_dim / vec;
-    const bool aligned = reinterpret_cast<uintptr_t>(p.k_cache) % 16 == 0 &&
-                         reinterpret_cast<uintptr_t>(p.v_cache) % 16 == 0;
-    if (aligned && p.head_dim % vec == 0) {
-      if (chunks <= 4) tpk = 4;
-      else if (chunks <= 8) tpk = 8;
-      else if (chunks <= 16) tpk = 16;
-      else if (chunks <= 32) tpk = 32;
-      else if (chunks <= 64) tpk = 32, cpl = 2;
-    }
-  }
-  switch (tpk * 10 + cpl) {
-    case 41: DecodeVecKernel<T, 4, 1><<<grid, kThreads, 0, stream>>>(p, decode_seqs, num_splits, workspace); break;
-    case 81: DecodeVecKernel<T, 8, 1><<<grid, kThreads, 0, stream>>>(p, decode_seqs, num_splits, workspace); break;
-    case 161: DecodeVecKernel<T, 16, 1><<<grid, kThreads, 0, stream>>>(p, decode_seqs, num_splits, workspace); break;
-    case 321: DecodeVecKernel<T, 32, 1><<<grid, kThreads, 0, stream>>>(p, decode_seqs, num_splits, workspace); break;
-    case 322: DecodeVecKernel<T, 32, 2><<<grid, kThreads, 0, stream>>>(p, decode_seqs, num_splits, workspace); break;
-    default:
-      switch (PickDpl(p.head_dim)) {
-        case 2: DecodeKernel<T, 2><<<grid, kThreads, 0, stream>>>(p, decode_seqs, num_splits, workspace); break;
-        case 3: DecodeKernel<T, 3><<<grid, kThreads, 0, stream>>>(p, decode_seqs, num_splits, workspace); break;
-        case 4: DecodeKernel<T, 4><<<grid, kThreads, 0, stream>>>(p, decode_seqs, num_splits, workspace); break;
-        default: DecodeKernel<T, 8><<<grid, kThreads, 0, stream>>>(p, decode_seqs, num_splits, workspace); break;
-      }
-      tpk = 0;
-  }
-  cudaError_t e = cudaGetLastError();
-  if (e != cudaSuccess) return e;
-  if (tpk != 0 && num_splits == 1) return cudaSuccess;  // the vector kernel wrote `out`
-  DecodeReduceKernel<T><<<dim3(p.num_heads, num_decode), 128, sizeof(float) * num_splits, stream>>>(
-      p, decode_seqs, num_splits, workspace);
-  return cudaGetLastError();
-}
-
 }  // namespace
-
-int DecodeNumSplits(int max_context) {
-  const int s = (max_context + 511) / 512;  // >= 512 keys (4 warps x 4 tiles) per split
-  return s < 1 ? 1 : (s > 32 ? 32 : s);
-}
-
-int DecodeNumSplits(int max_context, int num_heads, int num_decode) {
-  const int64_t blocks = std::max<int64_t>(1, int64_t{num_heads} * std::max(num_decode, 1));
-  // Enough blocks for about two per SM of a 132-SM H100 ...
-  const int64_t fill = std::max<int64_t>(1, kDecodeTargetBlocks / blocks);
-  int fill_pow2 = 1;
-  while (fill_pow2 * 2 <= fill && fill_pow2 < kDecodeMaxSplits) fill_pow2 *= 2;
-  // ... but no fewer than kDecodeMinKeysPerSplit keys a split (rounded to a power of two
-  // so that a growing context changes the count, and the decode graph, rarely) ...
-  const int by_keys = std::max(1, (max_context + kDecodeMinKeysPerSplit - 1) / kDecodeMinKeysPerSplit);
-  int keys_pow2 = 1;
-  while (keys_pow2 < by_keys && keys_pow2 < kDecodeMaxSplits) keys_pow2 *= 2;
-  // ... and never fewer than the length-only policy asks for.
-  const int s = std::max(DecodeNumSplits(max_context), std::min(fill_pow2, keys_pow2));
-  return std::min(s, kDecodeMaxSplits);
-}
-
-size_t DecodeWorkspaceFloats(int num_decode, int num_heads, int head_dim, int num_splits) {
-  return static_cast<size_t>(num_decode) * num_heads * num_splits * (head_dim + 2);
-}
 
 #define MOE_ATTN_OVERLOADS(T)                                                               \
   cudaError_t LaunchWriteKvCache(const float* k, const float* v, int64_t src_stride,          \
@@ -606,14 +186,10 @@ size_t DecodeWorkspaceFloats(int num_decode, int num_heads, int head_dim, int nu
   cudaError_t LaunchPrefillAttention(const PagedAttentionParamsT<T>& p, const int32_t* tiles, \
                                      int num_tiles, cudaStream_t stream) {                    \
     return PrefillAttention<T>(p, tiles, num_tiles, stream);                                  \
-  }                                                                                           \
-  cudaError_t LaunchDecodeAttention(const PagedAttentionParamsT<T>& p,                        \
-                                    const int32_t* decode_seqs, int num_decode,               \
-                                    int num_splits, float* workspace, cudaStream_t stream) {  \
-    return DecodeAttention<T>(p, decode_seqs, num_decode, num_splits, workspace, stream);     \
   }
 MOE_ATTN_OVERLOADS(bf16)
 MOE_ATTN_OVERLOADS(f16)
 MOE_ATTN_OVERLOADS(float)
+#undef MOE_ATTN_OVERLOADS
 
 }  // namespace moe::kernels::cuda

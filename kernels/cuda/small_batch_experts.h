@@ -35,9 +35,14 @@
 
 namespace moe::kernels::cuda {
 
-// The runner uses this path for steps of at most this many tokens (a host bound on the
-// rows any one expert can get).
-constexpr int64_t kSmallBatchExpertsMaxTokens = 64;
+// The runner uses this path for steps of at most kSmallBatchExpertsMaxTokens tokens (a
+// host bound on the rows any one expert can get); past kSmallBatchExpertsAlwaysTokens only
+// while the expected rows per expert (tokens * k / experts) stay within
+// kSmallBatchExpertsMaxMeanRows: each pass of a block over its weight rows serves 16
+// tokens, so many rows per expert (few experts, big batches) belong to the grouped GEMM.
+constexpr int64_t kSmallBatchExpertsMaxTokens = 256;
+constexpr int64_t kSmallBatchExpertsAlwaysTokens = 64;
+constexpr int64_t kSmallBatchExpertsMaxMeanRows = 32;
 
 // True when hidden and inter are multiples of 16 / elem_size (16-byte rows) and one input
 // row fits the 48 KB staging buffer. Weight and activation base pointers must also be

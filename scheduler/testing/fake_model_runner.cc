@@ -1,10 +1,14 @@
 #include "scheduler/testing/fake_model_runner.h"
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
+#include <optional>
 #include <set>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "engine/sampling/sampler.h"
 
 namespace moe::scheduler::testing {
 namespace {
@@ -95,6 +99,16 @@ int64_t FakeModelRunner::num_kv_writes() const {
   return kv_writes_;
 }
 
+int64_t FakeModelRunner::num_device_sampled() const {
+  absl::MutexLock lock(&mu_);
+  return device_sampled_;
+}
+
+int64_t FakeModelRunner::num_device_declined() const {
+  absl::MutexLock lock(&mu_);
+  return device_declined_;
+}
+
 absl::Status FakeModelRunner::CheckBatch(const engine::ForwardBatch& batch) const {
   const int B = options_.kv_block_size;
   std::set<int32_t> used;  // a block in two tables of one batch is a bug
@@ -145,6 +159,8 @@ absl::Status FakeModelRunner::Forward(const engine::ForwardBatch& batch,
   out->vocab_size = V;
   out->logits.clear();
   out->row_begin.clear();
+  out->tokens.clear();
+  int64_t sampled = 0, declined = 0;
   int32_t rows = 0;
   int64_t writes = 0;
   RecordedStep rec;
@@ -177,8 +193,29 @@ absl::Status FakeModelRunner::Forward(const engine::ForwardBatch& batch,
     const int32_t first = s.logits == engine::SequenceChunk::Logits::kAll ? s.start_pos : end - 1;
     for (int32_t p = first; p < end; ++p) {
       out->logits.resize(static_cast<size_t>(rows + 1) * V);
-      FillLogits(history.data(), static_cast<size_t>(p + 1), V,
-                 out->logits.data() + static_cast<size_t>(rows) * V);
+      float* row = out->logits.data() + static_cast<size_t>(rows) * V;
+      FillLogits(history.data(), static_cast<size_t>(p + 1), V, row);
+      out->tokens.resize(static_cast<size_t>(rows + 1), -1);
+      if (options_.device_sampling && s.sampling.enabled &&
+          s.logits == engine::SequenceChunk::Logits::kLast) {
+        ++sampled;
+        if (options_.decline_every > 0 && sampled % options_.decline_every == 0) {
+          ++declined;
+        } else {
+          engine::SamplingParams sp;
+          sp.temperature = s.sampling.temperature;
+          sp.top_k = s.sampling.top_k;
+          sp.top_p = s.sampling.top_p;
+          engine::Sampler device(sp, 0);
+          const bool greedy = sp.temperature == 0.f || sp.top_k == 1;
+          out->tokens[rows] =
+              device.SampleWithUniform(absl::MakeConstSpan(row, static_cast<size_t>(V)),
+                                       greedy ? std::nullopt : std::optional<double>(s.sampling.u))
+                  .token;
+          // A device-sampled row has no logits: poison it so a caller reading it fails.
+          std::fill(row, row + V, std::numeric_limits<float>::quiet_NaN());
+        }
+      }
       ++rows;
     }
   }
@@ -187,6 +224,8 @@ absl::Status FakeModelRunner::Forward(const engine::ForwardBatch& batch,
   absl::MutexLock lock(&mu_);
   steps_.push_back(std::move(rec));
   kv_writes_ += writes;
+  device_sampled_ += sampled;
+  device_declined_ += declined;
   return absl::OkStatus();
 }
 

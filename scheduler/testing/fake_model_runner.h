@@ -30,6 +30,12 @@ struct FakeRunnerOptions {
   int kv_block_size = 16;
   int max_position_embeddings = 4096;
   std::vector<int> eos_token_ids = {};
+  // Act as a runner that samples on the device (samples_on_device()): rows asked for are
+  // sampled here with engine::Sampler::SampleWithUniform on the chunk's draw, and every
+  // `decline_every`-th such row (0: none) is declined (token -1, logits returned), as a
+  // device declines rows with non-finite logits.
+  bool device_sampling = false;
+  int decline_every = 0;
 };
 
 struct RecordedStep {
@@ -47,6 +53,7 @@ class FakeModelRunner : public engine::ModelRunner {
   int kv_block_size() const override { return options_.kv_block_size; }
   int num_kv_blocks() const override { return options_.num_kv_blocks; }
   std::string device_name() const override { return "fake"; }
+  bool samples_on_device() const override { return options_.device_sampling; }
   absl::Status Forward(const engine::ForwardBatch& batch, engine::ForwardResult* out) override;
 
   // Greedy next token after `history` (prompt + generated so far) under this runner's
@@ -63,6 +70,9 @@ class FakeModelRunner : public engine::ModelRunner {
   void set_step_delay(absl::Duration d);
   std::vector<RecordedStep> steps() const;
   int64_t num_kv_writes() const;
+  // Rows sampled / declined in device-sampling mode.
+  int64_t num_device_sampled() const;
+  int64_t num_device_declined() const;
 
  private:
   struct Slot {
@@ -80,6 +90,8 @@ class FakeModelRunner : public engine::ModelRunner {
   std::vector<RecordedStep> steps_ ABSL_GUARDED_BY(mu_);
   std::optional<engine::OffloadStats> offload_stats_ ABSL_GUARDED_BY(mu_);
   int64_t kv_writes_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t device_sampled_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t device_declined_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace moe::scheduler::testing

@@ -12,7 +12,7 @@ R="$OUT/results"
 mkdir -p "$R"
 nvidia-smi --query-gpu=name,memory.used,memory.total,clocks.sm --format=csv,noheader || true
 rc=0
-for bin in dist/gpu/kernel_test dist/gpu/runner_test dist/gpu/offload_test dist/gpu/default_model_check; do
+for bin in dist/gpu/kernel_test dist/gpu/sampling_test dist/gpu/runner_test dist/gpu/offload_test dist/gpu/default_model_check; do
   [[ -x "$bin" ]] || continue
   name=$(basename "$bin")
   timeout 240 "$bin" > "$R/$name.log" 2>&1

@@ -5,7 +5,7 @@
 //                [--context 128] [--steps 64] [--prompt 512] [--json-out FILE]
 //                [--offload on|off|auto] [--cache-fraction F | --expert-cache-gb G]
 //                [--prefetch auto|off|next-gate|pregate] [--prefetch-depth D]
-//                [--policy lru|lfu|belady] [--compare-resident]
+//                [--policy lru|lfu|belady] [--compare-resident] [--host-sampling]
 //
 // With --offload on, each decode row also reports the expert cache: hit rate, prefetch
 // precision, PCIe GB/s achieved (expert bytes copied / time), the share of the time the
@@ -16,8 +16,9 @@
 // (--compare-resident; only where the model fits), else the bound uses the copies alone.
 //
 // Decode at batch B: B sequences are prefilled with `context` random tokens, then
-// `steps` decode steps run (one token per sequence per step, last-row logits copied back
-// as the server would), timed with the host clock around whole steps (Forward
+// `steps` decode steps run (one token per sequence per step, greedy-sampled on the GPU as
+// the server does; --host-sampling copies every row's logits back and takes the argmax on
+// the host instead), timed with the host clock around whole steps (Forward
 // synchronises). Prefill: one `prompt`-token sequence, last-row logits.
 // Roofline: the bytes a decode step must read — dense weights once (attention, router,
 // shared experts, lm_head), each active expert's weights once (active = the expected
@@ -165,7 +166,7 @@ int Main(int argc, char** argv) {
   int context = 128, steps = 64, prompt = 512;
   RunnerOptions base;
   double cache_fraction = 0;
-  bool compare_resident = false;
+  bool compare_resident = false, host_sampling = false;
   base.offload.mode = "off";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -183,6 +184,7 @@ int Main(int argc, char** argv) {
     else if (a == "--prefetch-depth") base.offload.prefetch_depth = std::atoi(next().c_str());
     else if (a == "--policy") base.offload.policy = next();
     else if (a == "--compare-resident") compare_resident = true;
+    else if (a == "--host-sampling") host_sampling = true;
     else if (a == "--batches") {
       batches.clear();
       std::stringstream ss(next());
@@ -331,10 +333,15 @@ int Main(int argc, char** argv) {
           ch.start_pos = context + step;
           ch.block_table = tables[s];
           ch.logits = SequenceChunk::Logits::kLast;
+          ch.sampling.enabled = !host_sampling;  // greedy on the device
           b.seqs.push_back(ch);
         }
         forward(b, &out);
         for (int s = 0; s < B && ok; ++s) {  // greedy, as a server would sample
+          if (static_cast<size_t>(s) < out.tokens.size() && out.tokens[s] >= 0) {
+            next[s] = out.tokens[s];
+            continue;
+          }
           const float* lg = out.logits.data() + size_t(s) * out.vocab_size;
           next[s] = static_cast<int32_t>(std::max_element(lg, lg + out.vocab_size) - lg);
         }

@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-TARGETS=(tools/gpu/kernel_test tools/gpu/runner_test tools/gpu/engine_bench tools/gpu/offload_test
+TARGETS=(tools/gpu/kernel_test tools/gpu/sampling_test tools/gpu/runner_test tools/gpu/engine_bench tools/gpu/offload_test
   tools/gpu/default_model_check tools/gpu/experts_bench tools/make_synthetic_model)
 bazel build //tools/gpu:all //tools:make_synthetic_model
 

@@ -1,0 +1,226 @@
+// GPU kernel suite (see kernel_test_cases.h): the MoE kernels (router, permute, experts).
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "kernels/cpu/elementwise.h"
+#include "kernels/cpu/linear.h"
+#include "kernels/cpu/router.h"
+#include "kernels/cuda/embedding.h"
+#include "kernels/cuda/experts.h"
+#include "kernels/cuda/moe_permute.h"
+#include "kernels/cuda/router.h"
+#include "kernels/cuda/small_batch_experts.h"
+#include "tools/gpu/kernel_test_cases.h"
+
+namespace moe::gpu_test {
+
+namespace kc = ::moe::kernels::cpu;
+namespace kg = ::moe::kernels::cuda;
+
+// LaunchMoePermute against a CPU stable counting sort, exactly: counts, offsets, every
+// row_token / slot_row entry and the active list. Sizes cover the one-warp path (up to 32
+// slots), the one-block path (up to 2048 slots) and the multi-block path (full chunks of 1024 with and without a tail).
+void TestPermute(Rng& rng, Report& rep) {
+  struct Case { int64_t T; int E, k; bool skew; };
+  for (const Case& c : std::vector<Case>{{1, 64, 8, false}, {64, 64, 8, false}, {64, 64, 8, true}, {256, 64, 8, false},
+                                         {257, 64, 8, false}, {512, 64, 8, false}, {5000, 64, 8, false},
+                                         {3000, 128, 8, true}, {700, 1024, 8, false}, {4096, 8, 2, false},
+                                         {333, 512, 40, false}, {1, 8, 2, false}, {0, 64, 8, false},
+                                         // the one-warp path (<= 32 slots), experts past 32 and 1024
+                                         {4, 64, 8, false}, {4, 64, 8, true}, {3, 1024, 8, false}, {16, 2, 2, true},
+                                         {1, 1024, 1, false}}) {
+    const int64_t S = c.T * c.k;
+    std::vector<int32_t> idx(S);
+    for (int64_t t = 0; t < c.T; ++t) {
+      // k distinct experts per token (as a router picks); skew: mostly a few experts.
+      std::vector<int32_t> pick;
+      while (static_cast<int>(pick.size()) < c.k) {
+        const int e = c.skew && rng.Int(0, 3) > 0 ? rng.Int(0, std::min(c.E, c.k + 2) - 1) : rng.Int(0, c.E - 1);
+        if (std::find(pick.begin(), pick.end(), e) == pick.end()) pick.push_back(e);
+      }
+      std::copy(pick.begin(), pick.end(), idx.begin() + t * c.k);
+    }
+    std::vector<int32_t> want_counts(c.E, 0), want_off(c.E + 1, 0), want_rt(S), want_sr(S), want_active(c.E + 1, 0);
+    for (int32_t e : idx) want_counts[e]++;
+    for (int e = 0; e < c.E; ++e) want_off[e + 1] = want_off[e] + want_counts[e];
+    std::vector<int32_t> next(want_off.begin(), want_off.end() - 1);
+    for (int64_t s = 0; s < S; ++s) {
+      const int32_t r = next[idx[s]]++;
+      want_sr[s] = r;
+      want_rt[r] = static_cast<int32_t>(s / c.k);
+    }
+    for (int e = 0; e < c.E; ++e)
+      if (want_counts[e] > 0) want_active[1 + want_active[0]++] = e;
+    DevBuf<int32_t> didx(idx), dcounts(c.E), doff(c.E + 1), drt(S), dsr(S), dactive(c.E + 1);
+    dcounts.Poison();
+    doff.Poison();
+    drt.Poison();
+    dsr.Poison();
+    dactive.Poison();
+    LAUNCH_OK(kg::LaunchMoePermute(didx.get(), S, c.k, c.E, dcounts.get(), doff.get(), drt.get(), dsr.get(), nullptr,
+                                   dactive.get()));
+    auto active = dactive.Download();
+    active.resize(1 + want_active[0]);
+    want_active.resize(1 + want_active[0]);
+    const bool ok = dcounts.Download() == want_counts && doff.Download() == want_off && (S == 0 || drt.Download() == want_rt) &&
+                    (S == 0 || dsr.Download() == want_sr) && active == want_active;
+    rep.Check("moe_permute standalone (exact)", Shape({{"T", c.T}, {"E", c.E}, {"k", c.k}, {"skew", c.skew}}),
+              ok ? 0.0 : INFINITY, 0.0);
+  }
+}
+
+void TestRouter(Rng& rng, Report& rep) {
+  struct Case { int64_t T; int E, k; bool renorm; bool ties; };
+  for (const Case& c : std::vector<Case>{{1, 64, 8, false, false}, {333, 64, 8, false, false}, {97, 128, 8, true, false},
+                                          {50, 8, 2, true, false}, {41, 60, 4, false, false}, {64, 64, 8, true, true},
+                                          {9, 512, 40, true, false}, {17, 256, 8, false, false}, {5, 32, 4, true, false}, {64, 64, 8, false, true}}) {
+    std::vector<float> logits = rng.Normal(c.T * c.E, 2.f);
+    if (c.ties) for (auto& l : logits) l = static_cast<float>(rng.Int(-2, 2));  // many exact ties
+    std::vector<int32_t> ref_idx(c.T * c.k);
+    std::vector<float> ref_w(c.T * c.k);
+    kc::RouterSoftmaxTopK(logits.data(), c.T, c.E, c.k, c.renorm, ref_idx.data(), ref_w.data(), nullptr);
+    DevBuf<float> dl(logits), dw(c.T * c.k);
+    DevBuf<int32_t> di(c.T * c.k);
+    dw.Poison();
+    di.Poison();
+    LAUNCH_OK(kg::LaunchRouterSoftmaxTopK(dl.get(), c.T, c.E, c.k, c.renorm, di.get(), dw.get(), nullptr));
+    const auto idx = di.Download();
+    const bool same = idx == ref_idx;
+    const std::string shape = Shape({{"T", c.T}, {"E", c.E}, {"k", c.k}, {"renorm", c.renorm}, {"ties", c.ties}});
+    rep.Check("router top-k indices", shape, same ? 0.0 : INFINITY, 0.0);
+    rep.Check("router weights", shape, RelErr(dw.Download(), ref_w), kF32Bound);
+  }
+}
+
+// The whole expert path: permute by the CPU router's picks, gather, grouped expert FFN
+// through cuBLAS with fused SwiGLU, weighted combine; against a per-token CPU reference.
+// For steps of at most kSmallBatchExpertsMaxTokens tokens also the small-batch path
+// (device-side assignment, no gather), with freshly poisoned buffers.
+void TestExperts(Rng& rng, Report& rep, cublasHandle_t cublas) {
+  struct Case { int64_t T; int E, k; int64_t H, I; };
+  for (const Case& c : std::vector<Case>{{1, 64, 8, 256, 128}, {37, 16, 4, 512, 384}, {200, 8, 2, 320, 200}, {5, 128, 8, 192, 96},
+                                               {64, 64, 8, 1024, 512}, {3, 64, 8, 2048, 1024}, {61, 4, 2, 264, 136},
+                                               // small-batch rows per expert exactly 8, 16 and 64 (N / K tails: 200, 136)
+                                               {8, 2, 2, 384, 200}, {16, 2, 2, 512, 200}, {64, 2, 2, 256, 136},
+                                               // up to kSmallBatchExpertsMaxTokens: 16-token passes, up to 256 rows on one expert
+                                               {256, 64, 8, 1024, 512}, {129, 8, 2, 320, 200}, {256, 2, 2, 256, 136}}) {
+    std::vector<float> h = rng.Normal(c.T * c.H);
+    auto hb = RoundBf16(h);
+    std::vector<float> logits = rng.Normal(c.T * c.E);
+    std::vector<int32_t> idx(c.T * c.k);
+    std::vector<float> wts(c.T * c.k);
+    kc::RouterSoftmaxTopK(logits.data(), c.T, c.E, c.k, true, idx.data(), wts.data(), nullptr);
+    std::vector<std::vector<Bf16>> gu_b(c.E), down_b(c.E);
+    std::vector<std::vector<float>> gu(c.E), down(c.E);
+    std::vector<DevBuf<Bf16>*> dev;
+    std::vector<kg::ExpertWeightsBf16> ew(c.E);
+    for (int e = 0; e < c.E; ++e) {
+      gu[e] = rng.Normal(2 * c.I * c.H, 1.f / std::sqrt(float(c.H)));
+      down[e] = rng.Normal(c.H * c.I, 1.f / std::sqrt(float(c.I)));
+      gu_b[e] = RoundBf16(gu[e]);
+      down_b[e] = RoundBf16(down[e]);
+      dev.push_back(new DevBuf<Bf16>(gu_b[e]));
+      ew[e].gate_up = dev.back()->get();
+      dev.push_back(new DevBuf<Bf16>(down_b[e]));
+      ew[e].down = dev.back()->get();
+    }
+    // CPU reference: sum_i w_i * down(silu(gate x) * up x).
+    std::vector<float> ref(c.T * c.H, 0.f), g(2 * c.I), act(c.I), y(c.H);
+    for (int64_t t = 0; t < c.T; ++t) {
+      for (int i = 0; i < c.k; ++i) {
+        const int e = idx[t * c.k + i];
+        const auto gbits = Bits(gu_b[e]), dbits = Bits(down_b[e]);
+        kc::Linear(h.data() + t * c.H, 1, c.H, gbits.data(), DType::kBF16, 2 * c.I, nullptr, DType::kF32, g.data(), nullptr);
+        kc::SiluMul(g.data(), g.data() + c.I, c.I, act.data(), nullptr);
+        kc::Linear(act.data(), 1, c.I, dbits.data(), DType::kBF16, c.H, nullptr, DType::kF32, y.data(), nullptr);
+        kc::ScaledAdd(ref.data() + t * c.H, y.data(), wts[t * c.k + i], c.H);
+      }
+    }
+    const int64_t S = c.T * c.k;
+    DevBuf<int32_t> didx(idx), dcounts(c.E), doffsets(c.E + 1), drow_token(S), dslot_row(S);
+    DevBuf<float> dw(wts), dgu(S * 2 * c.I), dexp_out(S * c.H), dout(c.T * c.H);
+    DevBuf<Bf16> dh(hb), dperm(S * c.H), dact(S * c.I);
+    drow_token.Poison();
+    dslot_row.Poison();
+    dperm.Poison();
+    dgu.Poison();
+    dact.Poison();
+    dexp_out.Poison();
+    dout.Poison();
+    LAUNCH_OK(kg::LaunchMoePermute(didx.get(), S, c.k, c.E, dcounts.get(), doffsets.get(), drow_token.get(), dslot_row.get(), nullptr));
+    const auto counts = dcounts.Download(), offsets = doffsets.Download();
+    const auto row_token = drow_token.Download(), slot_row = dslot_row.Download();
+    // Permutation invariants: counts match, rows of each expert in ascending token order,
+    // slot_row and row_token consistent.
+    bool perm_ok = offsets[c.E] == S;
+    std::vector<int32_t> want_counts(c.E, 0);
+    for (int32_t e : idx) want_counts[e]++;
+    perm_ok &= counts == want_counts;
+    for (int64_t s = 0; s < S && perm_ok; ++s) {
+      const int32_t r = slot_row[s];
+      const int e = idx[s];
+      perm_ok &= r >= offsets[e] && r < offsets[e] + counts[e] && row_token[r] == s / c.k;
+    }
+    for (int e = 0; e < c.E && perm_ok; ++e)
+      for (int32_t r = offsets[e] + 1; r < offsets[e] + counts[e]; ++r) perm_ok &= row_token[r] > row_token[r - 1];
+    const std::string shape = Shape({{"T", c.T}, {"E", c.E}, {"k", c.k}, {"H", c.H}, {"I", c.I}});
+    rep.Check("moe_permute (exact)", shape, perm_ok ? 0.0 : INFINITY, 0.0);
+    LAUNCH_OK(kg::LaunchGatherRows(dh.get(), drow_token.get(), S, c.H, dperm.get(), nullptr));
+    const char* err = kg::RunExperts(cublas, nullptr, dperm.get(), counts.data(), offsets.data(), c.E, ew.data(), c.H, c.I,
+                                     dgu.get(), dact.get(), dexp_out.get());
+    if (err != nullptr) {
+      std::fprintf(stderr, "RunExperts: %s\n", err);
+      std::exit(2);
+    }
+    CUDA_OK(cudaDeviceSynchronize());
+    LAUNCH_OK(kg::LaunchMoeCombine(dexp_out.get(), dslot_row.get(), dw.get(), c.T, c.k, c.H, dout.get(), nullptr));
+    rep.Check("experts ffn+combine", shape, RelErr(dout.Download(), ref), kBf16Bound);
+    if (c.T <= kg::kSmallBatchExpertsMaxTokens && kg::SmallBatchExpertsSupported(c.H, c.I, sizeof(Bf16))) {
+      std::vector<uintptr_t> ptrs;
+      for (int e = 0; e < c.E; ++e) ptrs.push_back(reinterpret_cast<uintptr_t>(ew[e].gate_up));
+      for (int e = 0; e < c.E; ++e) ptrs.push_back(reinterpret_cast<uintptr_t>(ew[e].down));
+      DevBuf<uintptr_t> dptrs(ptrs);
+      DevBuf<int32_t> dactive(c.E + 1);
+      dactive.Poison();
+      dcounts.Poison();
+      doffsets.Poison();
+      drow_token.Poison();
+      dslot_row.Poison();
+      dact.Poison();
+      dexp_out.Poison();
+      dout.Poison();
+      LAUNCH_OK(kg::LaunchMoePermute(didx.get(), S, c.k, c.E, dcounts.get(), doffsets.get(), drow_token.get(),
+                                     dslot_row.get(), nullptr, dactive.get()));
+      const auto active = dactive.Download();
+      bool active_ok = active[0] >= 1 && active[0] <= c.E;
+      for (int i = 0, e = 0; active_ok && e < c.E; ++e) {
+        if (want_counts[e] > 0) active_ok = active[1 + i++] == e;
+        if (e == c.E - 1) active_ok = active_ok && i == active[0];
+      }
+      rep.Check("moe_permute active list (exact)", shape, active_ok ? 0.0 : INFINITY, 0.0);
+      const auto* gu_ptrs = reinterpret_cast<const Bf16* const*>(dptrs.get());
+      // Both kernel variants (tensor-core default and the CUDA-core one), fresh outputs each.
+      for (const auto& [variant, vname] : {std::pair{kg::SmallBatchExpertsKernel::kMma, "mma"},
+                                           std::pair{kg::SmallBatchExpertsKernel::kFma, "fma"}}) {
+        dact.Poison();
+        dexp_out.Poison();
+        dout.Poison();
+        LAUNCH_OK(kg::LaunchSmallBatchExpertsVariant(
+            dh.get(), drow_token.get(), dcounts.get(), doffsets.get(), dactive.get(),
+            static_cast<int>(std::min<int64_t>(c.E, S)), c.T, gu_ptrs, gu_ptrs + c.E, c.H, c.I, dact.get(),
+            dexp_out.get(), variant, kg::kSmallBatchExpertsGateUp | kg::kSmallBatchExpertsDown, nullptr));
+        LAUNCH_OK(kg::LaunchMoeCombine(dexp_out.get(), dslot_row.get(), dw.get(), c.T, c.k, c.H, dout.get(), nullptr));
+        rep.Check(std::string("experts small-batch+combine ") + vname, shape, RelErr(dout.Download(), ref), kBf16Bound);
+      }
+    }
+    for (auto* d : dev) delete d;
+  }
+}
+
+}  // namespace moe::gpu_test
