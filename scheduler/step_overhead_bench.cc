@@ -6,8 +6,11 @@
 //
 //   bazel run //scheduler:step_overhead_bench -- [--seqs=256] [--steps=100]
 //       [--warmup=20] [--vocab=50304] [--variant=all|greedy|sampled|logprobs]
-//       [--sampling_threads=0]
+//       [--sampling_threads=0] [--device_sampling=0|1]
 //
+// --device_sampling=1: the runner answers as the CUDA runner does when it samples on the
+// GPU (a token per row, no logits copied), so the figures are the scheduler's own host
+// work with device sampling (the default of the CUDA backend).
 // The logits rows are N(0, 3^2) draws: a spread-out but peaked distribution (the top-p
 // 0.9 nucleus holds a few hundred tokens), so the top-p path does real work. One
 // consumer thread drains every stream every millisecond, as the HTTP workers would.
@@ -40,13 +43,14 @@ struct BenchOptions {
   int prompt_len = 16;
   int sampling_threads = 0;
   std::string variant = "all";
+  bool device_sampling = false;
 };
 
 // Returns logits copied from a pool of random rows; no model work.
 class RandomLogitsRunner : public engine::ModelRunner {
  public:
-  RandomLogitsRunner(int vocab, int pool_rows, int num_kv_blocks)
-      : num_kv_blocks_(num_kv_blocks), pool_rows_(pool_rows) {
+  RandomLogitsRunner(int vocab, int pool_rows, int num_kv_blocks, bool device_sampling)
+      : num_kv_blocks_(num_kv_blocks), pool_rows_(pool_rows), device_sampling_(device_sampling) {
     config_.architecture_name = "BenchForCausalLM";
     config_.model_type = "bench";
     config_.vocab_size = vocab;
@@ -61,6 +65,7 @@ class RandomLogitsRunner : public engine::ModelRunner {
   int kv_block_size() const override { return 16; }
   int num_kv_blocks() const override { return num_kv_blocks_; }
   std::string device_name() const override { return "bench"; }
+  bool samples_on_device() const override { return device_sampling_; }
 
   absl::Status Forward(const engine::ForwardBatch& batch, engine::ForwardResult* out) override {
     const size_t V = static_cast<size_t>(config_.vocab_size);
@@ -72,6 +77,25 @@ class RandomLogitsRunner : public engine::ModelRunner {
     }
     out->row_begin.push_back(rows);
     out->vocab_size = config_.vocab_size;
+    if (device_sampling_) {
+      // A token per sampled row (what the device returns), logits only for the others.
+      out->tokens.assign(static_cast<size_t>(rows), -1);
+      int32_t r = 0;
+      bool all = true;
+      for (const auto& s : batch.seqs) {
+        if (s.logits == engine::SequenceChunk::Logits::kNone) continue;
+        if (s.sampling.enabled) {
+          out->tokens[r] = static_cast<int32_t>((step_ * 7919 + r) % config_.vocab_size);
+        } else {
+          all = false;
+        }
+        ++r;
+      }
+      if (all) {
+        ++step_;
+        return absl::OkStatus();
+      }
+    }
     out->logits.resize(static_cast<size_t>(rows) * V);
     for (int32_t r = 0; r < rows; ++r) {
       const size_t src = static_cast<size_t>((r + step_) % pool_rows_) * V;
@@ -85,6 +109,7 @@ class RandomLogitsRunner : public engine::ModelRunner {
   engine::ModelConfig config_;
   int num_kv_blocks_;
   int pool_rows_;
+  bool device_sampling_;
   std::vector<float> pool_;
   int64_t step_ = 0;
 };
@@ -104,7 +129,7 @@ struct Variant {
 void RunVariant(const BenchOptions& o, const Variant& v) {
   const int max_tokens = o.warmup + o.steps + 16;
   const int blocks_per_seq = (o.prompt_len + max_tokens + 15) / 16 + 1;
-  RandomLogitsRunner runner(o.vocab, 256, o.seqs * blocks_per_seq);
+  RandomLogitsRunner runner(o.vocab, 256, o.seqs * blocks_per_seq, o.device_sampling);
   SchedulerOptions so;
   so.max_num_seqs = o.seqs;
   so.max_num_batched_tokens = std::max(8192, o.seqs * o.prompt_len);
@@ -197,6 +222,8 @@ int Main(int argc, char** argv) {
       o.warmup = std::atoi(x);
     } else if (const char* x = val("vocab")) {
       o.vocab = std::atoi(x);
+    } else if (const char* x = val("device_sampling")) {
+      o.device_sampling = std::atoi(x) != 0;
     } else if (const char* x = val("sampling_threads")) {
       o.sampling_threads = std::atoi(x);
     } else if (const char* x = val("variant")) {
