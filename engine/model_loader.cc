@@ -87,19 +87,11 @@ absl::StatusOr<LoadedModel> LoadModel(const std::string& dir, const LoadOptions&
   if (!config.ok()) return config.status();
   model.config = *std::move(config);
 
-  // The CUDA runner routes with each layer's own gate or a pre-gate; decoupled-router
-  // checkpoints run on the CPU backend until the CUDA runner learns their router.
+  // The routing variant (standard, pre-gated, decoupled router) is validated here so a
+  // malformed moe_serve_routing key fails the load early; every variant runs on both
+  // backends.
   auto routing = LoadRoutingFormat(dir, model.config);
   if (!routing.ok()) return routing.status();
-  if (model.device == DeviceKind::kCuda && routing->mode == RoutingMode::kRouter) {
-    if (options.device == DeviceKind::kCuda) {
-      return absl::UnimplementedError(
-          "device=cuda: this checkpoint uses decoupled-router routing, which the CUDA "
-          "backend does not run yet; use --device cpu");
-    }
-    model.device = DeviceKind::kCpu;
-    model.device_reason += "; decoupled-router checkpoints run on the cpu backend for now";
-  }
 
   auto checkpoint = Checkpoint::Open(dir);
   if (!checkpoint.ok()) return checkpoint.status();

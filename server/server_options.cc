@@ -98,7 +98,7 @@ absl::StatusOr<ServerOptions> ParseServerFlags(int argc, char** argv) {
   app.add_option("--gpu-memory-utilization", flags.gpu_memory_utilization, "CUDA: fraction of the GPU's memory for weights, KV cache and expert cache, checked at load");
   app.add_option("--offload", flags.offload, "CUDA expert offload: auto (only when the experts do not fit) | on | off");
   app.add_option("--expert-cache-gb", flags.expert_cache_gb, "GPU expert cache size with offload (0 = what --gpu-memory-utilization leaves)");
-  app.add_option("--prefetch", flags.prefetch, "expert prefetch: auto | off | next-gate | pregate");
+  app.add_option("--prefetch", flags.prefetch, "expert prefetch: auto (the checkpoint's exact predictor, else next-gate) | off | next-gate | pregate | router");
   app.add_option("--prefetch-depth", flags.prefetch_depth, "MoE layers ahead the next-gate predictor looks");
   app.add_option("--expert-cache-policy", flags.expert_cache_policy, "expert cache eviction: lru | lfu | belady");
   app.add_option("--host", flags.host, "address to listen on");
@@ -188,8 +188,9 @@ absl::Status ValidateServerOptions(const ServerOptions& o) {
     return bad("offload", absl::StrCat("must be auto, on or off, got \"", o.offload, "\""));
   }
   if (!(o.expert_cache_gb >= 0)) return bad("expert_cache_gb", "must be >= 0");
-  if (o.prefetch != "auto" && o.prefetch != "off" && o.prefetch != "next-gate" && o.prefetch != "pregate") {
-    return bad("prefetch", absl::StrCat("must be auto, off, next-gate or pregate, got \"", o.prefetch, "\""));
+  if (o.prefetch != "auto" && o.prefetch != "off" && o.prefetch != "next-gate" && o.prefetch != "pregate" &&
+      o.prefetch != "router") {
+    return bad("prefetch", absl::StrCat("must be auto, off, next-gate, pregate or router, got \"", o.prefetch, "\""));
   }
   if (o.prefetch_depth < 1) return bad("prefetch_depth", "must be >= 1");
   if (o.expert_cache_policy != "lru" && o.expert_cache_policy != "lfu" && o.expert_cache_policy != "belady") {

@@ -21,7 +21,7 @@ struct ServerOptions {
   double gpu_memory_utilization = 0.9;  // (0, 1]
   std::string offload = "auto";         // auto | on | off
   double expert_cache_gb = 0;           // 0: what the budget leaves
-  std::string prefetch = "auto";        // auto | off | next-gate | pregate
+  std::string prefetch = "auto";        // auto | off | next-gate | pregate | router
   int prefetch_depth = 1;               // MoE layers ahead (next-gate)
   std::string expert_cache_policy = "lfu";  // lfu | lru | belady
   std::string host = "127.0.0.1";

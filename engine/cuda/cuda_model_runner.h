@@ -1,6 +1,7 @@
 // The CUDA backend's runner class, shared by its sources (cuda_runner.cc: set-up, memory
 // plan, attention, the step and CUDA graphs; cuda_runner_moe.cc: routing, expert FFNs,
-// expert offload). Not a public header: users call CreateCudaRunner (cuda_runner.h).
+// expert offload; cuda_runner_router.cc: the decoupled router and its whole-step
+// foresight). Not a public header: users call CreateCudaRunner (cuda_runner.h).
 //
 // Thread safety: as ModelRunner: one thread drives Forward at a time; offload_stats() may
 // be called from any thread (ExpertOffload::Stats takes its own lock).
@@ -149,7 +150,7 @@ class CudaModelRunner : public ModelRunner {
   Scratch<int32_t> sampled_;
 
   // Expert offload (null when every expert is resident) and routing foresight.
-  enum class Prefetch { kOff, kNextGate, kPregate };
+  enum class Prefetch { kOff, kNextGate, kPregate, kRouter };
   std::unique_ptr<ExpertOffload> offload_;
   Prefetch prefetch_ = Prefetch::kOff;
   int prefetch_depth_ = 1;
@@ -159,9 +160,35 @@ class CudaModelRunner : public ModelRunner {
   Scratch<const T*> chunk_ptrs_;
   Scratch<int32_t> chunk_active_;
   std::vector<int32_t> h_route_, first_layer_experts_;
+
+  // Decoupled-router checkpoints (RoutingVariant::kRouter; cuda_runner_router.cc). Layers
+  // have no own gate: RouteStep runs the router over the step's embeddings (RunLayers,
+  // before layer 0) into step_idx_ / step_w_, [n, M, k] token-major (M = MoE layers), and
+  // Route(l) copies MoE layer m's [n, k] slice into topk_idx_ / topk_w_ (a strided
+  // device copy: no host sync, graph-capturable). Offloaded, the step's routing comes to
+  // the host once (the step's only routing sync) and step_experts_ holds each MoE layer's
+  // distinct experts; with --prefetch router the Belady oracle gets every layer's uses
+  // and the layers are predicted in order as deep as the slots allow (foreseen_).
+  bool decoupled_router() const { return w_.router.present(); }
+  absl::Status RouteStep(int64_t n);
+  absl::Status RouteSlice(int l, int64_t n);
+  // Offload: routing to the host, step_experts_, known uses, the first predictions.
+  absl::Status ForeseeStep(int64_t n);
+  // Predicts the layers after MoE layer m (-1: before the first) while their experts fit
+  // beside layer m's in the cache.
+  absl::Status PredictAhead(int m);
+  // MoE layer m's per-expert row counts and offsets (as LaunchMoePermute computes them)
+  // from the host copy of the step's routing, into h_counts_ / h_offsets_.
+  void HostCountsOffsets(int m, int64_t n);
+  Scratch<float> router_gu_, router_all_logits_, step_w_;
+  Scratch<T> router_act_;
+  Scratch<int32_t> step_idx_;
+  std::vector<int32_t> h_step_route_;
+  std::vector<std::vector<int32_t>> step_experts_;
+  int foreseen_ = -1;  // the last MoE layer index predicted this step
 };
 
-// Explicitly instantiated in both sources for bf16, f16 and float.
+// Explicitly instantiated in every source for bf16, f16 and float.
 extern template class CudaModelRunner<bf16>;
 extern template class CudaModelRunner<f16>;
 extern template class CudaModelRunner<float>;

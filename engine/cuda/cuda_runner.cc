@@ -86,21 +86,30 @@ absl::Status CudaModelRunner<T>::Init(const DecoderWeights& w) {
   if (offload) {
     const OffloadOptions& oo = options_.offload;
     const bool pregated = w.routing == RoutingVariant::kPregated;
+    const bool router = w.routing == RoutingVariant::kRouter;
+    const char* variant = pregated ? "this pre-gated checkpoint" : router ? "this decoupled-router checkpoint" : "this checkpoint";
     if (oo.prefetch == "auto") {
-      prefetch_ = pregated ? Prefetch::kPregate : Prefetch::kNextGate;
+      prefetch_ = pregated ? Prefetch::kPregate : router ? Prefetch::kRouter : Prefetch::kNextGate;
     } else if (oo.prefetch == "off") {
       prefetch_ = Prefetch::kOff;
     } else if (oo.prefetch == "next-gate") {
-      if (pregated) return absl::InvalidArgumentError("prefetch: next-gate needs every MoE layer's own gate; this pre-gated checkpoint has none past the first (use pregate)");
+      if (pregated || router) {
+        return absl::InvalidArgumentError(absl::StrCat("prefetch: next-gate needs every MoE layer's own gate; ", variant,
+                                                       pregated ? " has none past the first (use pregate)" : " has none (use router)"));
+      }
       prefetch_ = Prefetch::kNextGate;
     } else if (oo.prefetch == "pregate") {
-      if (!pregated) return absl::InvalidArgumentError("prefetch: pregate needs a pre-gated checkpoint (engine/experts/FORMATS.md); this one routes with its own gates");
+      if (!pregated) return absl::InvalidArgumentError(absl::StrCat("prefetch: pregate needs a pre-gated checkpoint (engine/experts/FORMATS.md); ", variant, " has no pre-gates"));
       prefetch_ = Prefetch::kPregate;
+    } else if (oo.prefetch == "router") {
+      if (!router) return absl::InvalidArgumentError(absl::StrCat("prefetch: router needs a decoupled-router checkpoint (engine/experts/FORMATS.md); ", variant, " has no router"));
+      prefetch_ = Prefetch::kRouter;
     } else {
-      return absl::InvalidArgumentError(absl::StrCat("prefetch: '", oo.prefetch, "' is not one of auto, off, next-gate, pregate (router checkpoints run on the cpu backend)"));
+      return absl::InvalidArgumentError(absl::StrCat("prefetch: '", oo.prefetch, "' is not one of auto, off, next-gate, pregate, router"));
     }
     if (oo.prefetch_depth < 1) return absl::InvalidArgumentError(absl::StrCat("prefetch_depth must be >= 1, got ", oo.prefetch_depth));
-    prefetch_depth_ = prefetch_ == Prefetch::kPregate ? 1 : oo.prefetch_depth;
+    // Exact foresight sets its own depth: one MoE layer (pregate), as deep as the slots allow (router).
+    prefetch_depth_ = prefetch_ == Prefetch::kNextGate ? oo.prefetch_depth : 1;
     auto policy = ParseEvictionPolicy(oo.policy);
     if (!policy.ok()) return absl::InvalidArgumentError(absl::StrCat("policy: ", policy.status().message()));
     ExpertOffloadConfig oc;
@@ -111,7 +120,10 @@ absl::Status CudaModelRunner<T>::Init(const DecoderWeights& w) {
     oc.elem_size = sizeof(T);
     oc.num_slots = slots;
     oc.policy = *policy;
-    oc.prefetch = prefetch_ == Prefetch::kOff ? "off" : prefetch_ == Prefetch::kPregate ? "pregate" : "next-gate";
+    oc.prefetch = prefetch_ == Prefetch::kOff       ? "off"
+                  : prefetch_ == Prefetch::kPregate ? "pregate"
+                  : prefetch_ == Prefetch::kRouter  ? "router"
+                                                    : "next-gate";
     auto convert = [](const WeightRef& ref, void* dst) { ConvertWeight(ref, static_cast<T*>(dst)); };
     auto o = ExpertOffload::Create(oc, w, convert, stream_);
     if (!o.ok()) return o.status();
@@ -453,7 +465,7 @@ std::vector<const void*> CudaModelRunner<T>::Fingerprint() const {
   return {tokens_.p, positions_.p, slots_.p, tables_.p, tiles_.p, decode_.p, rows_.p, seqs_.p,
           x_.p, delta_.p, qkv_.p, logits_.p, router_logits_.p, topk_w_.p, gu_.p, eout_.p,
           shared_out_.p, shared_logit_.p, ws_.p, h_.p, attn_.p, perm_.p, act_.p, rows_h_.p,
-          topk_idx_.p, counts_.p, offsets_.p, row_token_.p, slot_row_.p, active_.p, pg_idx_.p, pg_w_.p};
+          topk_idx_.p, counts_.p, offsets_.p, row_token_.p, slot_row_.p, active_.p, pg_idx_.p, pg_w_.p, router_gu_.p, router_act_.p, router_all_logits_.p, step_idx_.p, step_w_.p};
 }
 
 template <typename T>
@@ -505,6 +517,8 @@ template <typename T>
 absl::Status CudaModelRunner<T>::RunLayers(int64_t NT, int64_t R) {
   const int64_t H = config_.hidden_size;
   CU(kg::LaunchEmbedding(tokens_.p, NT, w_.embed, H, x_.p, stream_));
+  // Decoupled router: every MoE layer's routing from the embeddings, before layer 0.
+  if (decoupled_router()) RET(RouteStep(NT));
   const float eps = config_.rms_norm_eps;
   for (int l = 0; l < config_.num_layers; ++l) {
     const DeviceLayer<T>& L = w_.layers[l];
@@ -583,9 +597,6 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> CreateCudaRunner(const Checkpoint& 
   }
   auto weights = BindDecoderWeights(checkpoint, config);
   if (!weights.ok()) return weights.status();
-  if (weights->routing == RoutingVariant::kRouter) {
-    return absl::UnimplementedError("device=cuda: decoupled-router checkpoints run on the cpu backend for now (--device cpu)");
-  }
   if (dtype == CudaDType::kAuto) {
     // The checkpoint's own dtype (as vLLM's --dtype auto), read off the first projection.
     const WeightRef& probe = weights->layers.empty() ? weights->embed_tokens : weights->layers[0].q_proj;

@@ -83,7 +83,9 @@ template <typename T>
 absl::Status CudaModelRunner<T>::Route(int l, int64_t n) {
   const DeviceLayer<T>& L = w_.layers[l];
   const int k = config_.num_experts_per_tok;
-  if (L.router != nullptr) {
+  if (decoupled_router()) {
+    RET(RouteSlice(l, n));  // routed with every other MoE layer before layer 0
+  } else if (L.router != nullptr) {
     RET(Gate(L.router, n, topk_idx_.p, topk_w_.p));
   } else {
     // Pre-gated: the previous MoE layer's pre-gate chose this layer's experts.
@@ -101,6 +103,10 @@ absl::Status CudaModelRunner<T>::OffloadedExperts(int l, int64_t n) {
   const int E = config_.num_experts, k = config_.num_experts_per_tok;
   const int64_t S = n * k, I = L.expert_inter;
   const bool small = SmallBatchExperts(n);
+  const int m = static_cast<int>(std::lower_bound(moe_layers_.begin(), moe_layers_.end(), l) - moe_layers_.begin());
+  // Decoupled router: the step's routing is on the host since the step began (ForeseeStep),
+  // so this layer needs no host round trip.
+  const bool foreseen = decoupled_router();
   if (small) {
     RET(act_.Reserve(S * I, "expert act"));
     CU(kg::LaunchMoePermute(topk_idx_.p, S, k, E, counts_.p, offsets_.p, row_token_.p, slot_row_.p, stream_, active_.p));
@@ -109,13 +115,16 @@ absl::Status CudaModelRunner<T>::OffloadedExperts(int l, int64_t n) {
     CU(kg::LaunchGatherRows(h_.p, row_token_.p, S, H, perm_.p, stream_));
     RET(gu_.Reserve(S * 2 * I, "expert gate_up"));
     RET(act_.Reserve(S * I, "expert act"));
-    h_counts_.resize(E);
-    h_offsets_.resize(E + 1);
-    CU(cudaMemcpyAsync(h_counts_.data(), counts_.p, E * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
-    CU(cudaMemcpyAsync(h_offsets_.data(), offsets_.p, (E + 1) * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
+    if (foreseen) {
+      HostCountsOffsets(m, n);
+    } else {
+      h_counts_.resize(E);
+      h_offsets_.resize(E + 1);
+      CU(cudaMemcpyAsync(h_counts_.data(), counts_.p, E * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
+      CU(cudaMemcpyAsync(h_offsets_.data(), offsets_.p, (E + 1) * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
+    }
   }
   // Foresight computed on the device before the one host round trip of the layer.
-  const int m = static_cast<int>(std::lower_bound(moe_layers_.begin(), moe_layers_.end(), l) - moe_layers_.begin());
   std::vector<int32_t> pred_layers;
   if (prefetch_ == Prefetch::kPregate && L.pregate != nullptr && m + 1 < static_cast<int>(moe_layers_.size())) {
     pred_layers.push_back(moe_layers_[m + 1]);
@@ -130,13 +139,15 @@ absl::Status CudaModelRunner<T>::OffloadedExperts(int l, int64_t n) {
       RET(Gate(w_.layers[pred_layers[j]].router, n, pred_idx_.p + j * S, pred_w_.p + j * S));
     }
   }
-  h_route_.resize((1 + pred_layers.size()) * S);
-  CU(cudaMemcpyAsync(h_route_.data(), topk_idx_.p, S * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
-  if (!pred_layers.empty()) {
-    const int32_t* src = prefetch_ == Prefetch::kPregate ? pg_idx_.p : pred_idx_.p;
-    CU(cudaMemcpyAsync(h_route_.data() + S, src, pred_layers.size() * S * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
+  if (!foreseen) {
+    h_route_.resize((1 + pred_layers.size()) * S);
+    CU(cudaMemcpyAsync(h_route_.data(), topk_idx_.p, S * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
+    if (!pred_layers.empty()) {
+      const int32_t* src = prefetch_ == Prefetch::kPregate ? pg_idx_.p : pred_idx_.p;
+      CU(cudaMemcpyAsync(h_route_.data() + S, src, pred_layers.size() * S * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
+    }
+    CU(cudaStreamSynchronize(stream_));
   }
-  CU(cudaStreamSynchronize(stream_));
   auto distinct = [E](const int32_t* ids, int64_t count) {
     std::vector<bool> seen(E, false);
     std::vector<int32_t> out;
@@ -149,7 +160,7 @@ absl::Status CudaModelRunner<T>::OffloadedExperts(int l, int64_t n) {
     std::sort(out.begin(), out.end());
     return out;
   };
-  const std::vector<int32_t> experts = distinct(h_route_.data(), S);
+  const std::vector<int32_t> experts = foreseen ? step_experts_[m] : distinct(h_route_.data(), S);
   if (m == 0) first_layer_experts_ = experts;
   const int32_t slots = offload_->num_slots();
   std::vector<const void*> gu, dn;
@@ -165,7 +176,11 @@ absl::Status CudaModelRunner<T>::OffloadedExperts(int l, int64_t n) {
         for (size_t j = 0; j < pred_layers.size(); ++j) {
           RET(offload_->Predict(pred_layers[j], distinct(h_route_.data() + (j + 1) * S, S), exact));
         }
-        if (prefetch_ != Prefetch::kOff && m + 1 == static_cast<int>(moe_layers_.size()) && !first_layer_experts_.empty()) {
+        // Decoupled router: the layers after this one, exactly, as the slots allow (the
+        // next step's first layer is predicted exactly when that step's router has run).
+        if (prefetch_ == Prefetch::kRouter) RET(PredictAhead(m));
+        if (prefetch_ != Prefetch::kOff && prefetch_ != Prefetch::kRouter &&
+            m + 1 == static_cast<int>(moe_layers_.size()) && !first_layer_experts_.empty()) {
           // Cross-step lookahead: the next step's first MoE layer, guessed from this step's.
           RET(offload_->Predict(moe_layers_[0], first_layer_experts_, false));
         }

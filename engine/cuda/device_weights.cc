@@ -133,6 +133,13 @@ absl::Status DeviceWeights<T>::Upload(const DecoderWeights& w, const ModelConfig
       RETURN_IF_ERROR_(put_ffn(s.dense_mlp, &d.dense));
     }
   }
+  if (w.routing == RoutingVariant::kRouter) {
+    const DecoupledRouterWeights& r = w.decoupled_router;
+    RETURN_IF_ERROR_(Put({&r.norm}, &router.norm));
+    RETURN_IF_ERROR_(Put({&r.up_proj}, &router.up));
+    RETURN_IF_ERROR_(Put({&r.out_proj}, &router.out));
+    router.hidden_size = r.up_proj.rows;
+  }
   (void)config;
   return absl::OkStatus();
 }

@@ -50,6 +50,17 @@ struct DeviceLayer {
   DeviceFfn<T> dense;
 };
 
+// The decoupled router of RoutingVariant::kRouter checkpoints (engine/experts/FORMATS.md):
+// logits [M * E] = out · silu(up · RMSNorm(embedding; norm)). Absent (null) otherwise.
+template <typename T>
+struct DeviceRouter {
+  const T* norm = nullptr;  // [hidden]
+  const T* up = nullptr;    // [hidden_size R, hidden]
+  const T* out = nullptr;   // [num_moe_layers * num_experts, R]
+  int64_t hidden_size = 0;  // R
+  bool present() const { return up != nullptr; }
+};
+
 // Writes `ref` converted to T into dst[0 .. ref.numel()) (a memcpy when the dtypes match).
 void ConvertWeight(const WeightRef& ref, bf16* dst);
 void ConvertWeight(const WeightRef& ref, f16* dst);
@@ -73,6 +84,7 @@ class DeviceWeights {
   const T* final_norm = nullptr;
   const T* lm_head = nullptr;
   std::vector<DeviceLayer<T>> layers;
+  DeviceRouter<T> router;  // decoupled-router checkpoints only
   size_t bytes = 0;
 
  private:

@@ -201,6 +201,10 @@ absl::Status ExpertOffload::Predict(int32_t layer, absl::Span<const int32_t> exp
   return prefetcher_->Predict(layer, experts, exact);
 }
 
+absl::Status ExpertOffload::AddKnownUses(int32_t layer, absl::Span<const int32_t> experts) {
+  return prefetcher_->AddKnownUses(layer, experts);
+}
+
 absl::Status ExpertOffload::EndStep() {
   prefetcher_->EndStep();
   double stall = 0;

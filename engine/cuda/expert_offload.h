@@ -9,9 +9,10 @@
 // pool and in a slot alike, so a slot's first 2*I*H elements are the runner's stacked
 // gate_up matrix and the rest its down matrix; one cudaMemcpyAsync per fill.
 //
-// Stall time: the runner synchronises the compute stream before Acquire (it needs the
-// routing on the host), so an event recorded before the copy waits and one after them
-// bracket exactly the time the compute stream waits for copies; EndStep (after the step's
+// Stall time: an event recorded on the compute stream before the copy waits and one after
+// them bracket exactly the time the compute stream waits for copies, whether or not the
+// host synchronised before Acquire (it does per layer for own gates and pre-gates; a
+// decoupled router's routing reaches the host once per step); EndStep (after the step's
 // final synchronisation) sums them into the stall histogram.
 //
 // Thread safety: the engine thread drives everything except Stats(), which any thread may
@@ -84,6 +85,10 @@ class ExpertOffload {
   // Predicted experts of a later layer (or of the next step's `layer` when it is not
   // after the current one): prefetched as slots allow.
   absl::Status Predict(int32_t layer, absl::Span<const int32_t> experts, bool exact);
+  // Exact uses known ahead (a decoupled router's whole step) for the Belady oracle only:
+  // see ExpertPrefetcher::AddKnownUses.
+  absl::Status AddKnownUses(int32_t layer, absl::Span<const int32_t> experts);
+  EvictionPolicyKind policy() const { return config_.policy; }
   // After the compute stream has been synchronised at the end of a step.
   absl::Status EndStep();
 

@@ -171,6 +171,34 @@ absl::Status ExpertPrefetcher::Predict(int32_t layer, absl::Span<const int32_t> 
   return absl::OkStatus();
 }
 
+absl::Status ExpertPrefetcher::AddKnownUses(int32_t layer, absl::Span<const int32_t> experts) {
+  const ExpertGrid& g = options_.grid;
+  if (absl::Status st = CheckLayer(g, layer, experts, "known use"); !st.ok()) return st;
+  Impl& im = *impl_;
+  const int64_t step = layer > current_layer_ ? step_ : step_ + 1;
+  const int64_t time = step * g.num_layers + layer;
+  for (int32_t e : experts) {
+    const int64_t i = g.Index({layer, e});
+    if (time > im.oracle_last[i]) {  // in time order, each (key, time) once
+      oracle_->AddUse({layer, e}, time);
+      im.oracle_last[i] = time;
+    }
+  }
+  if (options_.policy == EvictionPolicyKind::kBelady) {
+    // Belady ranks a resident expert by the next use known when it was last touched: a
+    // resident one named here is refreshed (re-ranked), as Predict refreshes it, but no
+    // copy is issued for the others.
+    cache_->AdvanceTo(step_ * g.num_layers + current_layer_);
+    for (int32_t e : experts) {
+      const ExpertKey key{layer, e};
+      if (cache_->Lookup(key) < 0) continue;
+      auto refreshed = cache_->Prefetch(key);
+      if (!refreshed.ok()) return refreshed.status();
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ExpertPrefetcher::AcquireLayer(int32_t layer, absl::Span<const int32_t> experts,
                                             std::vector<int32_t>* slot_of) {
   const ExpertGrid& g = options_.grid;

@@ -68,6 +68,14 @@ class ExpertPrefetcher {
   // Never fails on a refusal; fails on an expert outside the grid.
   absl::Status Predict(int32_t layer, absl::Span<const int32_t> experts, bool exact);
 
+  // Exact uses known ahead of the predictions (a decoupled router's whole step): records
+  // that `layer` uses `experts` at its time (this step's if layer > the current layer,
+  // else the next step's) in the Belady oracle only: no prefetch, no prediction scored.
+  // Under Belady the resident ones among them are re-ranked at once. Announce every layer
+  // of the step before the first Predict, so that Belady's prefetch admissions and demand
+  // evictions see all of the step's uses. Fails on an expert outside the grid.
+  absl::Status AddKnownUses(int32_t layer, absl::Span<const int32_t> experts);
+
   // Demand access for `layer` of the current step. First polls every filling slot
   // (FillDone -> MarkFilled). Then acquires and pins `experts` (duplicates merged), issues
   // demand fills for misses (after their victims' readers), and calls ComputeWaitFill on

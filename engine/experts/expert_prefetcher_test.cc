@@ -371,6 +371,41 @@ TEST_CASE("Belady with exact predictions misses less than LRU on a looping trace
   CHECK(Run(belady_plain, trace, Foresight::kNone) == 100);
 }
 
+TEST_CASE("known uses steer Belady's demand evictions without prefetching or scoring") {
+  // Two slots: layer 0 fills both, then layer 1 needs one of them. Only the known use of
+  // expert 0 by the next step's layer 0, announced after layer 0 ran (so its slot must be
+  // re-ranked), makes Belady evict expert 1 instead, and the next step hit.
+  auto next_step_hits = [](EvictionPolicyKind policy, bool announce) {
+    Rig r({2, 2}, 2, policy);
+    r.pf->BeginStep(0);
+    r.Layer(0, {0, 1});
+    if (announce) REQUIRE(r.pf->AddKnownUses(0, {0}).ok());  // layer 0 <= current: step 1
+    r.Settle();
+    r.Layer(1, {0});
+    r.pf->EndStep();
+    r.Settle();
+    const int64_t hits_before = r.LayerStats(0).hits;
+    r.pf->BeginStep(1);
+    r.Layer(0, {0});
+    r.pf->EndStep();
+    r.Settle();
+    RequireNoViolations(r.fake);
+    const auto s = r.LayerStats(0);
+    CHECK(s.prefetch_issued == 0);
+    CHECK(s.predicted == 0);  // known uses are not predictions: nothing scored
+    CHECK(s.actual == 0);
+    CHECK(r.fake.CountCalls(FakeCopyEngine::Call::kIssueFill) == (s.hits > hits_before ? 3 : 4));
+    return s.hits - hits_before;
+  };
+  CHECK(next_step_hits(EvictionPolicyKind::kBelady, true) == 1);
+  CHECK(next_step_hits(EvictionPolicyKind::kBelady, false) == 0);
+  CHECK(next_step_hits(EvictionPolicyKind::kLru, true) == 0);  // LRU ignores foresight
+  Rig r({2, 2}, 2, EvictionPolicyKind::kBelady);
+  r.pf->BeginStep(0);
+  CHECK(r.pf->AddKnownUses(0, {2}).code() == absl::StatusCode::kInvalidArgument);
+  CHECK(r.pf->AddKnownUses(2, {0}).code() == absl::StatusCode::kInvalidArgument);
+}
+
 // Random routing over many steps with a tiny cache and random copy/compute timing.
 struct StressResult {
   std::vector<ExpertKey> reads;  // the experts the kernels saw, in order

@@ -24,6 +24,14 @@ cudaError_t LaunchSiluMul(const float* gate_up, int64_t rows, int64_t width, __h
                           cudaStream_t stream);
 cudaError_t LaunchSiluMul(const float* gate_up, int64_t rows, int64_t width, float* out,
                           cudaStream_t stream);
+// The same with gate_up stored in the activation type (a GEMM that wrote bf16 / fp16 with
+// fp32 accumulation): half the bytes of an fp32 gate_up. Rows of 16-byte-aligned buffers
+// with width % 8 == 0 take a vectorised kernel (8 columns per thread); any other shape a
+// scalar one. Same arithmetic either way (fp32, then one rounding of the product).
+cudaError_t LaunchSiluMul(const __nv_bfloat16* gate_up, int64_t rows, int64_t width,
+                          __nv_bfloat16* out, cudaStream_t stream);
+cudaError_t LaunchSiluMul(const __half* gate_up, int64_t rows, int64_t width, __half* out,
+                          cudaStream_t stream);
 
 // Qwen2-MoE's shared expert: out[r, :] += sigmoid(gate_logit[r]) * shared[r, :].
 cudaError_t LaunchSigmoidGatedAdd(float* out, const float* gate_logit, const float* shared,

@@ -1,12 +1,28 @@
 // Expert FFNs over permuted rows (see moe_permute.h) through cuBLAS: for each active
 // expert e, its rows [offsets[e], offsets[e] + counts[e]) of x go through
-//   gate_up = x · Wgu_e^T    (Wgu_e = [gate; up] stacked, [2 * inter, hidden], bf16)
-//   act     = silu(gate) * up           (one fused elementwise pass over all rows, bf16)
-//   out     = act · Wdown_e^T  (Wdown_e [hidden, inter], bf16), fp32
-// bf16 operands, fp32 accumulation.
+//   gate_up = x · Wgu_e^T    (Wgu_e = [gate; up] stacked, [2 * inter, hidden])
+//   act     = silu(gate) * up           (one fused elementwise pass over all rows, T)
+//   out     = act · Wdown_e^T  (Wdown_e [hidden, inter]), fp32
+// T operands, fp32 accumulation.
+//
+// Two ways to run the GEMMs:
+//  - grouped (default): one cublasGemmGroupedBatchedEx call per projection for all active
+//    experts (cuBLAS >= 12.5), gate_up written in T (half the bytes of fp32 for bf16 /
+//    fp16) and read by a T-input SiluMul. The per-expert pointer arrays are written to a
+//    small device array owned by this module (one per cuBLAS handle, grown on demand) by
+//    one kernel launch whose arguments carry them, so no host buffer outlives the call.
+//  - loop: one cublasGemmEx per active expert and projection, gate_up in fp32 (the path
+//    before grouped GEMMs existed).
+// A projection whose grouped call cuBLAS refuses (an unsupported type combination or GPU)
+// runs as the loop instead; the refusal is remembered for the process (per element type
+// and projection), so it is paid once. A call with a pointer not 16-byte aligned (what
+// cuBLAS asks of 2-byte grouped operands) also runs as the loop, not remembered.
+// MOE_EXPERTS_GEMM=loop in the environment (read once) makes kAuto the loop.
 //
 // Thread safety: enqueues on `stream` (the handle is bound to it here); one handle per
-// thread.
+// thread. Calls sharing a handle must be ordered on the device (one stream per handle, as
+// the runner does): they reuse the handle's device pointer array. The support record
+// below is safe to read from any thread.
 #pragma once
 
 #include <cublas_v2.h>
@@ -27,14 +43,37 @@ struct ExpertWeights {
 };
 using ExpertWeightsBf16 = ExpertWeights<__nv_bfloat16>;
 
-// counts / offsets: HOST copies of LaunchMoePermute's outputs. x: device [rows, hidden]
-// bf16; gate_up_buf: device [rows, 2 * inter] fp32; act_buf: device [rows, inter] bf16;
-// out: device [rows, hidden] fp32. Returns the first failing call's error as a message
-// (nullptr on success).
+enum class ExpertsGemm {
+  kAuto,     // kGrouped, or kLoop when MOE_EXPERTS_GEMM=loop
+  kLoop,     // one GEMM per expert and projection, fp32 gate_up
+  kGrouped,  // one grouped GEMM per projection where cuBLAS accepts it (else the loop)
+};
+
+// counts / offsets: HOST copies of LaunchMoePermute's outputs. x: device [rows, hidden] T;
+// gate_up_buf: device scratch of at least rows * 2 * inter * sizeof(float) bytes (the loop
+// keeps fp32 there, the grouped path T); act_buf: device [rows, inter] T; out: device
+// [rows, hidden] fp32, rows of experts with count 0 untouched. Returns the first failing
+// call's error as a message (nullptr on success).
 template <typename T>
 const char* RunExperts(cublasHandle_t handle, cudaStream_t stream, const T* x,
                        const int32_t* counts, const int32_t* offsets, int num_experts,
                        const ExpertWeights<T>* experts, int64_t hidden, int64_t inter,
-                       float* gate_up_buf, T* act_buf, float* out);
+                       void* gate_up_buf, T* act_buf, float* out,
+                       ExpertsGemm path = ExpertsGemm::kAuto);
+
+// What the grouped path has learned so far in this process, per projection, for element
+// type T: not tried yet, accepted by cuBLAS, or refused (with cuBLAS's status).
+enum class GroupedGemmState { kUntried, kAccepted, kRefused };
+struct ExpertsGroupedSupport {
+  GroupedGemmState gate_up = GroupedGemmState::kUntried;
+  GroupedGemmState down = GroupedGemmState::kUntried;
+  cublasStatus_t gate_up_status = CUBLAS_STATUS_SUCCESS;  // the refusal, when kRefused
+  cublasStatus_t down_status = CUBLAS_STATUS_SUCCESS;
+};
+template <typename T>
+ExpertsGroupedSupport ExpertsGroupedGemmSupport();
+
+// The path kAuto resolves to in this process (kLoop or kGrouped).
+ExpertsGemm ExpertsDefaultGemm();
 
 }  // namespace moe::kernels::cuda

@@ -1,11 +1,20 @@
 // The prefill path and the KV cache writer of the paged attention kernels (declared in
 // paged_attention.h). The decode path is in paged_attention_decode.cu.
+//
+// Prefill over bf16 / fp16 caches with head_dim 64, 80, 96 or 128 runs the tensor-core
+// kernel (paged_attention_prefill_mma.cu); other head sizes, fp32 caches, and any call
+// while the environment holds MOE_ATTN_PREFILL=simt (for comparison) run the CUDA-core
+// kernel below.
 #include "kernels/cuda/paged_attention.h"
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <type_traits>
 
 #include "kernels/cuda/paged_attention_common.cuh"
+#include "kernels/cuda/paged_attention_prefill_mma.cuh"
 
 namespace moe::kernels::cuda {
 namespace {
@@ -31,7 +40,8 @@ __global__ void WriteKvKernel(const float* k, const float* v, int64_t src_stride
 }
 
 // ---------------------------------------------------------------------------------------
-// Prefill: grid (num_tiles, num_heads), kWarps warps, each warp kQPerWarp queries.
+// Prefill, CUDA cores: grid (num_tiles, num_heads), kWarps warps, each warp kQPerWarp
+// queries.
 template <typename T, int DPL>
 __global__ void __launch_bounds__(kWarps * 32)
     PrefillKernel(const PagedAttentionParamsT<T> p, const int32_t* tiles) {
@@ -147,7 +157,6 @@ cudaError_t Prefill(const PagedAttentionParamsT<T>& p, const int32_t* tiles, int
   return cudaGetLastError();
 }
 
-
 template <typename T>
 cudaError_t WriteKvCache(const float* k, const float* v, int64_t src_stride,
                          int64_t num_tokens, const int32_t* slots, int kv_row,
@@ -158,6 +167,13 @@ cudaError_t WriteKvCache(const float* k, const float* v, int64_t src_stride,
   return cudaGetLastError();
 }
 
+// MOE_ATTN_PREFILL=simt keeps the CUDA-core kernel (read at every launch, so a benchmark
+// can switch with setenv between launches; nothing else may setenv concurrently).
+bool PrefillSimtRequested() {
+  const char* e = std::getenv("MOE_ATTN_PREFILL");
+  return e != nullptr && std::strcmp(e, "simt") == 0;
+}
+
 template <typename T>
 cudaError_t PrefillAttention(const PagedAttentionParamsT<T>& p, const int32_t* tiles,
                              int num_tiles, cudaStream_t stream) {
@@ -165,6 +181,11 @@ cudaError_t PrefillAttention(const PagedAttentionParamsT<T>& p, const int32_t* t
   if (p.head_dim <= 0 || p.head_dim > kMaxHeadDim || p.num_kv_heads <= 0 ||
       p.num_heads % p.num_kv_heads != 0) {
     return cudaErrorInvalidValue;
+  }
+  if constexpr (!std::is_same_v<T, float>) {
+    if (!PrefillSimtRequested() && attn::PrefillMmaSupports(p.head_dim, p.k_cache, p.v_cache)) {
+      return attn::LaunchPrefillMma(p, tiles, num_tiles, stream);
+    }
   }
   switch (PickDpl(p.head_dim)) {
     case 2: return Prefill<T, 2>(p, tiles, num_tiles, stream);

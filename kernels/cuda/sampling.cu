@@ -1,12 +1,17 @@
 // Sampling kernel: see sampling.h for the contract. One block per row:
-//   1. max, NaN flag and first argmax in one pass (greedy rows stop here);
-//   2. top-k: radix selection by count of the k-th weight (w desc, id asc);
-//   3. top-p: radix selection by mass of the nucleus boundary inside the top-k set;
-//   4. a walk in id order, tile by tile, with a block prefix scan of the kept weights,
+//   1. max, NaN flag and first argmax in one pass (greedy rows stop here), which also
+//      copies the first kCacheTokens logits of the row into dynamic shared memory;
+//   2. those logits are turned into weight bits in place, once;
+//   3. top-k: radix selection by count of the k-th weight (w desc, id asc);
+//   4. top-p: radix selection by mass of the nucleus boundary inside the top-k set;
+//   5. a walk in id order, tile by tile, with a block prefix scan of the kept weights,
 //      stopping at the tile that holds u · (kept mass).
-// Weights are recomputed from the logits in each pass (the row is not copied); passes
-// after the first skip, by one compare, the logits whose weight cannot reach the current
-// lower bound (LogitFloor).
+// Passes 3-5 read the cached weights from shared memory; only tokens past the cache
+// (vocabularies over kCacheTokens) are re-read from the logits and their weights
+// recomputed, after one compare skips the logits whose weight cannot reach the current
+// lower bound (LogitFloor). Histogram bins hold a count and the significand sum split in
+// two 12-bit halves, each a 32-bit counter: shared-memory 32-bit atomics are native,
+// 64-bit adds would be compare-and-swap loops that serialise on crowded bins.
 #include "kernels/cuda/sampling.h"
 
 #include <cuda_runtime.h>
@@ -19,12 +24,15 @@ namespace {
 
 constexpr unsigned kFull = 0xffffffffu;
 constexpr int kWalkItems = 4;  // consecutive tokens per thread per walk tile
-constexpr int kMaxBins = 4096;
-// A histogram bin packs (count << 45) + (sum of significands); a significand is < 2^24
-// and a row has < 2^19 tokens, so the sum stays below 2^43 and the count fits 19 bits.
-constexpr int kCountShift = 45;
-constexpr unsigned long long kOne = 1ull << kCountShift;
-constexpr unsigned long long kMassMask = kOne - 1;
+constexpr int kLevels = 4;      // radix levels: exponent, then 8, 8 and 7 mantissa bits
+constexpr int kMaxBins = 256;
+// A bin's significand sum is kept as two sums of 12-bit halves: a row has < 2^19 tokens,
+// so each half-sum stays below 2^31 and the count below 2^19 (32-bit counters).
+constexpr int kHalfBits = 12;
+constexpr uint32_t kHalfMask = (1u << kHalfBits) - 1u;
+// Tokens per row whose weights live in shared memory (216 KiB of dynamic shared memory,
+// with the ~4 KiB static Shared under the H100's 227 KiB per block).
+constexpr int64_t kCacheTokens = 55296;
 
 // engine::sampling::ExpNonPositive with every operation rounded on its own, as the host
 // (x86-64-v2, no FMA) does: nvcc would otherwise contract a * b + c into an FMA.
@@ -49,10 +57,16 @@ __device__ __forceinline__ uint32_t WeightBits(float x, float m, float inv_t) {
 }
 
 // The significand of a non-negative float as an integer (value = sig · 2^(max(e,1)-150)).
-__device__ __forceinline__ unsigned long long Sig(uint32_t bits) {
+__device__ __forceinline__ uint32_t Sig(uint32_t bits) {
   const uint32_t mant = bits & 0x7fffffu;
   return (bits >> 23) != 0 ? (mant | 0x800000u) : mant;
 }
+
+// Bit shift and bin count of radix level `level` (bins = (bits >> shift) & (bins - 1)).
+__device__ __forceinline__ int LevelShift(int level) {
+  return level == 0 ? 23 : (level == 1 ? 15 : (level == 2 ? 7 : 0));
+}
+__device__ __forceinline__ int LevelBins(int level) { return level == kLevels - 1 ? 128 : 256; }
 __device__ __forceinline__ double Unit(int biased_exponent) {
   return ldexp(1.0, (biased_exponent > 1 ? biased_exponent : 1) - 150);
 }
@@ -85,15 +99,32 @@ __device__ __forceinline__ int Add(int a, int b) { return a + b; }
 __device__ __forceinline__ Pair Add(Pair a, Pair b) { return a + b; }
 
 struct Shared {
-  unsigned long long hist[kMaxBins];
+  uint32_t hist_count[kMaxBins];  // tokens in the bin
+  uint32_t hist_hi[kMaxBins];     // sum of (significand >> 12)
+  uint32_t hist_lo[kMaxBins];     // sum of (significand & 0xfff)
   Pair pair_scratch[32];
   double dbl_scratch[32];
   int int_scratch[32];
   float max_scratch[32];
   int idx_scratch[32];
   int sel_bin, low_bin, found, last;
-  Pair sel_above, low_above;
-  unsigned long long sel_h, low_h;
+  Pair sel_above;
+  uint32_t sel_count;
+};
+
+// One row's weights: bits of token i < cached from shared memory, else recomputed from
+// the logits (0 for a logit below `xmin`, whose weight is known to be below the bound
+// the caller tests against).
+struct RowView {
+  const float* x;
+  const uint32_t* cache;
+  int64_t cached, n;
+  float m, inv_t;
+  __device__ __forceinline__ uint32_t Bits(int64_t i, float xmin) const {
+    if (i < cached) return cache[i];
+    const float v = x[i];
+    return v >= xmin ? WeightBits(v, m, inv_t) : 0u;
+  }
 };
 
 // Exclusive prefix (in thread order) of v over the block, and the block total. Every
@@ -138,31 +169,47 @@ struct Cut {
   double mass;   // the kept mass; < 0 when not known yet (all only)
 };
 
-// Adds the weights' (count, significand sum) to s.hist[bin] for the tokens with weight
-// bits >= lo_bits whose bits match `prefix` under `pmask`, bin = (bits >> bshift) & bmask.
-// A thread's run of tokens in one bin is added with one atomic (flat rows would
-// otherwise serialise on one address).
-template <int kThreads>
-__device__ void HistPass(const float* x, int64_t n, float m, float inv_t, float xmin,
-                         uint32_t lo_bits, uint32_t pmask, uint32_t prefix, int bshift,
-                         uint32_t bmask, unsigned long long* hist) {
-  int run_bin = -1;
-  unsigned long long run = 0;
-#pragma unroll 4
-  for (int64_t i = threadIdx.x; i < n; i += kThreads) {
-    const float v = x[i];
-    if (!(v >= xmin)) continue;
-    const uint32_t b = WeightBits(v, m, inv_t);
-    if (b < lo_bits || (b & pmask) != prefix) continue;
-    const int bin = static_cast<int>((b >> bshift) & bmask);
-    if (bin != run_bin) {
-      if (run_bin >= 0) atomicAdd(&hist[run_bin], run);
-      run_bin = bin;
-      run = 0;
+// Adds weight bits `b` (one per lane; every lane of the warp calls it, converged) to
+// s.hist_*[bin] when b >= lo_bits and b matches `prefix` under `pmask`,
+// bin = (b >> bshift) & bmask. The lanes of one bin are summed first (exactly, in
+// 32-bit integers) and their lowest lane adds the sums: one atomic per distinct bin and
+// counter, so crowded bins (flat rows, the exponents of a peaked row) do not serialise.
+__device__ __forceinline__ void WarpAdd(uint32_t b, uint32_t lo_bits, uint32_t pmask,
+                                        uint32_t prefix, int bshift, uint32_t bmask,
+                                        Shared& s) {
+  const bool ok = b >= lo_bits && (b & pmask) == prefix;
+  if (!__any_sync(kFull, ok)) return;  // warp-uniform
+  const int bin = ok ? static_cast<int>((b >> bshift) & bmask) : -1;
+  const unsigned peers = __match_any_sync(kFull, bin);
+  if (ok) {
+    const uint32_t sig = Sig(b);
+    const uint32_t hi = __reduce_add_sync(peers, sig >> kHalfBits);
+    const uint32_t lo = __reduce_add_sync(peers, sig & kHalfMask);
+    if ((threadIdx.x & 31) == static_cast<unsigned>(__ffs(peers) - 1)) {
+      atomicAdd(&s.hist_count[bin], static_cast<uint32_t>(__popc(peers)));
+      atomicAdd(&s.hist_hi[bin], hi);
+      atomicAdd(&s.hist_lo[bin], lo);
     }
-    run += kOne + Sig(b);
   }
-  if (run_bin >= 0) atomicAdd(&hist[run_bin], run);
+}
+
+// The histogram of one radix level over the row (see WarpAdd). Token i is handled by
+// thread i mod kThreads; the loops run the same trip count for every lane of a warp.
+template <int kThreads>
+__device__ void HistPass(const RowView& r, float xmin, uint32_t lo_bits, uint32_t pmask,
+                         uint32_t prefix, int bshift, uint32_t bmask, Shared& s) {
+  const int lane = threadIdx.x & 31;
+  const int64_t warp0 = threadIdx.x - lane;
+  for (int64_t i0 = warp0; i0 < r.cached; i0 += kThreads) {
+    const int64_t i = i0 + lane;
+    WarpAdd(i < r.cached ? r.cache[i] : 0u, lo_bits, pmask, prefix, bshift, bmask, s);
+  }
+  for (int64_t i0 = r.cached + warp0; i0 < r.n; i0 += kThreads) {
+    const int64_t i = i0 + lane;
+    const float v = i < r.n ? r.x[i] : -INFINITY;
+    WarpAdd(v >= xmin ? WeightBits(v, r.m, r.inv_t) : 0u, lo_bits, pmask, prefix, bshift,
+            bmask, s);
+  }
 }
 
 // Refines `base` (all, or a top-k cut) into the prefix holding the k most likely tokens
@@ -170,42 +217,51 @@ __device__ void HistPass(const float* x, int64_t n, float m, float inv_t, float 
 // (by_mass true). Returns base itself when the target covers all of it. Every thread
 // calls it and gets the same result.
 template <int kThreads>
-__device__ Cut RadixCut(const float* x, int64_t n, float m, float inv_t, Cut base,
-                        bool by_mass, int64_t k, float top_p, Shared& s) {
+__device__ Cut RadixCut(const RowView& r, Cut base, bool by_mass, int64_t k, float top_p,
+                        Shared& s) {
   const int tid = threadIdx.x;
   const uint32_t lo_bits = base.all ? 1u : base.t_bits;
   const int64_t excess = base.all ? 0 : base.ties - base.j;  // ties at t_bits not in base
-  float xmin = base.all ? -INFINITY : LogitFloor(m, inv_t, lo_bits);
+  float xmin = base.all ? -INFINITY : LogitFloor(r.m, r.inv_t, lo_bits);
   uint32_t prefix = 0, pmask = 0;
   Pair above{0.0, 0.0};  // tokens of base above the current bin range
   double target = 0.0;
   bool unreached = false;
-  unsigned long long h = 0;
-  for (int level = 0; level < 3; ++level) {
-    const int bshift = level == 0 ? 23 : (level == 1 ? 11 : 0);
-    const int nb = level == 0 ? 256 : (level == 1 ? 4096 : 2048);
+  uint32_t h_count = 0;  // tokens of the chosen bin (inside base)
+  for (int level = 0; level < kLevels; ++level) {
+    const int bshift = LevelShift(level);
+    const int nb = LevelBins(level);
     const int e0 = static_cast<int>(prefix >> 23);
-    for (int b = tid; b < nb; b += kThreads) s.hist[b] = 0;
+    for (int b = tid; b < nb; b += kThreads) {
+      s.hist_count[b] = 0;
+      s.hist_hi[b] = 0;
+      s.hist_lo[b] = 0;
+    }
     if (tid == 0) {
       s.sel_bin = -1;
       s.low_bin = INT_MAX;
     }
     __syncthreads();
-    HistPass<kThreads>(x, n, m, inv_t, xmin, lo_bits, pmask, prefix, bshift, nb - 1, s.hist);
+    HistPass<kThreads>(r, xmin, lo_bits, pmask, prefix, bshift, nb - 1, s);
     __syncthreads();
     if (tid == 0 && excess > 0 && (lo_bits & pmask) == prefix) {
-      s.hist[(lo_bits >> bshift) & (nb - 1)] -= static_cast<unsigned long long>(excess) * (kOne + Sig(lo_bits));
+      // Every excess tie was added with exactly these increments: the counters stay exact.
+      const int bin = static_cast<int>((lo_bits >> bshift) & (nb - 1));
+      const uint32_t ex = static_cast<uint32_t>(excess), sig = Sig(lo_bits);
+      s.hist_count[bin] -= ex;
+      s.hist_hi[bin] -= ex * (sig >> kHalfBits);
+      s.hist_lo[bin] -= ex * (sig & kHalfMask);
     }
     __syncthreads();
 
     // Each thread owns `per` consecutive bins, scanned from the most likely down.
     const int per = (nb + kThreads - 1) / kThreads;
     const int top = nb - 1 - tid * per;
-    auto value = [&](int b) {
-      const unsigned long long hv = s.hist[b];
+    auto value = [&](int b) {  // exact: the significand sum is below 2^43
+      const unsigned long long sum =
+          (static_cast<unsigned long long>(s.hist_hi[b]) << kHalfBits) + s.hist_lo[b];
       const double unit = Unit(level == 0 ? b : e0);
-      return Pair{static_cast<double>(hv >> kCountShift),
-                  static_cast<double>(hv & kMassMask) * unit};
+      return Pair{static_cast<double>(s.hist_count[b]), static_cast<double>(sum) * unit};
     };
     Pair mine{0.0, 0.0};
     for (int q = 0; q < per && top - q >= 0; ++q) mine = mine + value(top - q);
@@ -219,7 +275,7 @@ __device__ Cut RadixCut(const float* x, int64_t n, float m, float inv_t, Cut bas
     Pair sel_above{0.0, 0.0}, low_above{0.0, 0.0};
     for (int q = 0; q < per && top - q >= 0; ++q) {
       const int b = top - q;
-      if ((s.hist[b] >> kCountShift) == 0) continue;
+      if (s.hist_count[b] == 0) continue;
       const Pair next = cum + value(b);
       if (my_sel < 0) {
         const bool reached = by_mass ? __dadd_rn(above.m, next.m) >= target
@@ -243,18 +299,18 @@ __device__ Cut RadixCut(const float* x, int64_t n, float m, float inv_t, Cut bas
     const int chosen = sel >= 0 ? sel : low;
     if (sel >= 0 && my_sel == sel) {
       s.sel_above = sel_above;
-      s.sel_h = s.hist[sel];
+      s.sel_count = s.hist_count[sel];
     }
     if (sel < 0 && my_low == chosen) {
       s.sel_above = low_above;
-      s.sel_h = s.hist[chosen];
+      s.sel_count = s.hist_count[chosen];
     }
     __syncthreads();
     above = above + s.sel_above;
-    h = s.sel_h;
+    h_count = s.sel_count;
     prefix |= static_cast<uint32_t>(chosen) << bshift;
     pmask = ~((1u << bshift) - 1u);
-    const float floor = LogitFloor(m, inv_t, prefix);
+    const float floor = LogitFloor(r.m, r.inv_t, prefix);
     xmin = floor > xmin ? floor : xmin;
     __syncthreads();  // before the next level clears the histogram
   }
@@ -262,7 +318,7 @@ __device__ Cut RadixCut(const float* x, int64_t n, float m, float inv_t, Cut bas
   Cut cut;
   cut.all = false;
   cut.t_bits = prefix;
-  const int64_t avail = static_cast<int64_t>(h >> kCountShift);  // ties at t inside base
+  const int64_t avail = static_cast<int64_t>(h_count);  // ties at t inside base
   cut.ties = avail + (prefix == lo_bits ? excess : 0);
   const double t = static_cast<double>(__uint_as_float(prefix));
   int64_t j;
@@ -285,10 +341,10 @@ __device__ Cut RadixCut(const float* x, int64_t n, float m, float inv_t, Cut bas
 
 // Sum of every token's weight (plain sampling's kept mass).
 template <int kThreads>
-__device__ double SumWeights(const float* x, int64_t n, float m, float inv_t, Shared& s) {
+__device__ double SumWeights(const RowView& r, Shared& s) {
   double acc = 0.0;
-  for (int64_t i = threadIdx.x; i < n; i += kThreads) {
-    acc = __dadd_rn(acc, static_cast<double>(__uint_as_float(WeightBits(x[i], m, inv_t))));
+  for (int64_t i = threadIdx.x; i < r.n; i += kThreads) {
+    acc = __dadd_rn(acc, static_cast<double>(__uint_as_float(r.Bits(i, -INFINITY))));
   }
   double total;
   BlockExclusiveScan<kThreads>(acc, s.dbl_scratch, &total);
@@ -298,13 +354,13 @@ __device__ double SumWeights(const float* x, int64_t n, float m, float inv_t, Sh
 // The kept tokens of `cut` in id order: the first whose cumulative weight exceeds
 // u · cut.mass, else the last kept one.
 template <int kThreads>
-__device__ int32_t Walk(const float* x, int64_t n, float m, float inv_t, const Cut& cut,
-                        double u, Shared& s) {
+__device__ int32_t Walk(const RowView& r, const Cut& cut, double u, Shared& s) {
   const int tid = threadIdx.x;
   const double target = __dmul_rn(u, cut.mass);
   const uint32_t t = cut.all ? 0u : cut.t_bits;
   const bool partial = !cut.all && cut.j < cut.ties;
-  const float xmin = cut.all ? -INFINITY : LogitFloor(m, inv_t, t);
+  const float xmin = cut.all ? -INFINITY : LogitFloor(r.m, r.inv_t, t);
+  const int64_t n = r.n;
   if (tid == 0) {
     s.found = INT_MAX;
     s.last = -1;
@@ -323,16 +379,13 @@ __device__ int32_t Walk(const float* x, int64_t n, float m, float inv_t, const C
       kind[q] = 0;
       const int64_t i = i0 + q;
       if (i < n) {
-        const float v = x[i];
-        if (v >= xmin) {
-          const uint32_t b = WeightBits(v, m, inv_t);
-          w[q] = __uint_as_float(b);
-          if (b > t) {
-            kind[q] = 1;
-          } else if (b == t && !cut.all) {
-            kind[q] = 2;
-            ++my_ties;
-          }
+        const uint32_t b = r.Bits(i, xmin);  // 0 (not kept) below the floor
+        w[q] = __uint_as_float(b);
+        if (b > t) {
+          kind[q] = 1;
+        } else if (b == t && !cut.all) {
+          kind[q] = 2;
+          ++my_ties;
         }
       }
     }
@@ -379,22 +432,25 @@ __device__ int32_t Walk(const float* x, int64_t n, float m, float inv_t, const C
 
 template <int kThreads>
 __global__ void __launch_bounds__(kThreads)
-    SampleRowsKernel(const float* __restrict__ logits, int64_t n, int64_t ld,
+    SampleRowsKernel(const float* __restrict__ logits, int64_t n, int64_t ld, int64_t cached,
                      const CudaSampleParams* __restrict__ params, int32_t* __restrict__ out) {
   __shared__ Shared s;
+  extern __shared__ __align__(16) uint32_t cache[];  // [cached]: logits, then weight bits
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   constexpr int kWarps = kThreads / 32;
   const int64_t row = blockIdx.x;
   const float* x = logits + row * ld;
   const CudaSampleParams p = params[row];
 
-  // 1. Max (NaNs never win), first index of the max, any NaN.
+  // 1. Max (NaNs never win), first index of the max, any NaN; the first `cached` logits
+  //    are kept in shared memory (each by the thread that converts it in step 2).
   float best = -INFINITY;
   int best_i = INT_MAX;
   bool nan = false;
 #pragma unroll 4
   for (int64_t i = tid; i < n; i += kThreads) {
     const float v = x[i];
+    if (i < cached) cache[i] = __float_as_uint(v);
     nan |= v != v;
     if (v > best) {
       best = v;
@@ -437,15 +493,22 @@ __global__ void __launch_bounds__(kThreads)
     return;
   }
 
+  // 2. The cached logits become weight bits, in place (same thread as in step 1).
+  for (int64_t i = tid; i < cached; i += kThreads) {
+    cache[i] = WeightBits(__uint_as_float(cache[i]), m, inv_t);
+  }
+  __syncthreads();
+  const RowView r{x, cache, cached, n, m, inv_t};
+
   Cut cut{true, 0u, 0, 0, -1.0};
   if (p.top_k > 0 && p.top_k < n) {
-    cut = RadixCut<kThreads>(x, n, m, inv_t, cut, /*by_mass=*/false, p.top_k, 1.f, s);
+    cut = RadixCut<kThreads>(r, cut, /*by_mass=*/false, p.top_k, 1.f, s);
   }
   if (p.top_p < 1.f) {
-    cut = RadixCut<kThreads>(x, n, m, inv_t, cut, /*by_mass=*/true, 0, p.top_p, s);
+    cut = RadixCut<kThreads>(r, cut, /*by_mass=*/true, 0, p.top_p, s);
   }
-  if (cut.mass < 0) cut.mass = SumWeights<kThreads>(x, n, m, inv_t, s);
-  const int32_t token = Walk<kThreads>(x, n, m, inv_t, cut, p.u, s);
+  if (cut.mass < 0) cut.mass = SumWeights<kThreads>(r, s);
+  const int32_t token = Walk<kThreads>(r, cut, p.u, s);
   if (tid == 0) out[row] = token;
 }
 
@@ -460,10 +523,24 @@ cudaError_t LaunchSample(const float* logits, int64_t rows, int64_t vocab, int64
   }
   if (rows == 0) return cudaSuccess;
   const dim3 grid(static_cast<unsigned>(rows));
+  const int64_t cached = vocab < kCacheTokens ? vocab : kCacheTokens;
+  const size_t bytes = static_cast<size_t>(cached) * sizeof(uint32_t);
   if (vocab < 16384) {
-    SampleRowsKernel<256><<<grid, 256, 0, stream>>>(logits, vocab, ld, params, out_token);
+    auto* kernel = &SampleRowsKernel<256>;
+    if (bytes > 48 * 1024) {  // above the default limit; the same value on every call
+      const cudaError_t e =
+          cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                               static_cast<int>(16384 * sizeof(uint32_t)));
+      if (e != cudaSuccess) return e;
+    }
+    kernel<<<grid, 256, bytes, stream>>>(logits, vocab, ld, cached, params, out_token);
   } else {
-    SampleRowsKernel<1024><<<grid, 1024, 0, stream>>>(logits, vocab, ld, params, out_token);
+    auto* kernel = &SampleRowsKernel<1024>;
+    const cudaError_t e = cudaFuncSetAttribute(
+        kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+        static_cast<int>(kCacheTokens * sizeof(uint32_t)));
+    if (e != cudaSuccess) return e;
+    kernel<<<grid, 1024, bytes, stream>>>(logits, vocab, ld, cached, params, out_token);
   }
   return cudaGetLastError();
 }

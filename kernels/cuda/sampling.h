@@ -7,9 +7,11 @@
 // mass), or the last kept token if rounding leaves that unreached.
 //
 // Nothing is sorted: the boundary weight of top-k and of top-p is found by radix
-// selection over the float bits of the weights (exponent, then 12 and 11 mantissa bits),
-// with per-bin counts and masses summed exactly as integers, and the walk is a block
-// prefix scan that stops at the chosen token. Greedy rows read the row once.
+// selection over the float bits of the weights (exponent, then 8, 8 and 7 mantissa
+// bits), with per-bin counts and masses summed exactly as integers, and the walk is a
+// block prefix scan that stops at the chosen token. Greedy rows read the row once; other
+// rows compute their weights once, into shared memory (the first 55,296 tokens of a row:
+// each block takes up to 216 KiB of dynamic shared memory), and recompute only the rest.
 //
 // Rounding: the kept mass, the top-p prefix masses and the walk's cumulative weights are
 // summed in double in a different order from the host's, so the token agrees with the

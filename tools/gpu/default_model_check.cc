@@ -1,8 +1,11 @@
 // GPU check for the shipped trained models (issue 9): for every case of
 // tests/data/models/trained/<model>/reference.json (transformers' greedy continuation), the
 // CUDA backend in fp32 must produce exactly the CPU backend's greedy tokens, and so must
-// the CUDA backend with its experts offloaded (a cache of 2 experts: every layer chunked);
-// both must equal the transformers reference wherever its top-2 gap exceeds 0.05. The bf16
+// the CUDA backend with its experts offloaded (a cache of 2 experts: every layer chunked;
+// and half the experts with the checkpoint's own foresight, `--prefetch auto`, under
+// Belady); both must equal the transformers reference wherever its top-2 gap exceeds 0.05.
+// (The decoupled-router model has no transformers architecture: its reference.json comes
+// from tools/train/numpy_reference.py, an fp32 NumPy forward of the format.) The bf16
 // CUDA result is reported (agreement counted, not required: bf16 rounding may flip
 // near-ties). Needs a GPU; run from the repository root.
 #include <cstdio>
@@ -40,7 +43,7 @@ int Main() {
     ok ? ++passed : ++failed;
     std::printf("%s %s\n", ok ? "ok" : "FAIL", what.c_str());
   };
-  for (const std::string m : {"standard", "pregated"}) {
+  for (const std::string m : {"standard", "pregated", "router"}) {
     const std::string dir = "tests/data/models/trained/" + m;
     std::ifstream f(dir + "/reference.json");
     if (!f) {
@@ -63,9 +66,17 @@ int Main() {
     off.offload.mode = "on";
     off.offload.expert_cache_gb = 2.5 * 3.0 * config->hidden_size * config->moe_intermediate_size * 4 / double(1ull << 30);
     auto gpu_off = CreateCudaRunner(**ckpt, *config, off, CudaDType::kF32);
-    if (!cpu.ok() || !gpu32.ok() || !gpu16.ok() || !gpu_off.ok()) {
+    RunnerOptions half = off;
+    int moe_layers = 0;
+    for (int l = 0; l < config->num_layers; ++l) moe_layers += config->IsMoeLayer(l) ? 1 : 0;
+    half.offload.expert_cache_gb = off.offload.expert_cache_gb / 2.5 * (0.5 * moe_layers * config->num_experts + 0.5);
+    half.offload.prefetch = "auto";
+    half.offload.policy = "belady";
+    auto gpu_half = CreateCudaRunner(**ckpt, *config, half, CudaDType::kF32);
+    if (!cpu.ok() || !gpu32.ok() || !gpu16.ok() || !gpu_off.ok() || !gpu_half.ok()) {
       check(false, m + ": runners: " + (!cpu.ok() ? cpu.status() : !gpu32.ok() ? gpu32.status()
-                                        : !gpu16.ok() ? gpu16.status() : gpu_off.status()).ToString());
+                                        : !gpu16.ok() ? gpu16.status() : !gpu_off.ok() ? gpu_off.status()
+                                        : gpu_half.status()).ToString());
       continue;
     }
     const int n = ref.value("new_tokens", 24);
@@ -79,6 +90,7 @@ int Main() {
       const auto a = Greedy(**cpu, prompt, n, &err);
       const auto b = Greedy(**gpu32, prompt, n, &err);
       const auto d = Greedy(**gpu_off, prompt, n, &err);
+      const auto e = Greedy(**gpu_half, prompt, n, &err);
       const auto h = Greedy(**gpu16, prompt, n, &err);
       if (!err.empty()) {
         check(false, what + ": " + err);
@@ -86,6 +98,7 @@ int Main() {
       }
       check(a == b, what + ": CUDA fp32 greedy equals the CPU backend's");
       check(d == a, what + ": CUDA fp32 with experts offloaded (2-expert cache) equals the CPU backend's");
+      check(e == a, what + ": CUDA fp32 with half the experts cached, prefetch auto, belady, equals the CPU backend's");
       // Against transformers, up to the first near-tie (after which the paths may differ).
       size_t upto = 0;
       while (upto < want.size() && upto < gap.size() && gap[upto] > 0.05) ++upto;

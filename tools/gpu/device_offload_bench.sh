@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine from the repository root, binaries bundled in dist/offload
 # (tools/gpu/bundle_offload.sh): the offload GPU test, then engine_bench --offload on for
-# the OLMoE-1B-7B shape with standard and pre-gated routing, expert caches of 25% and 50%
+# the OLMoE-1B-7B shape with standard, pre-gated (and decoupled-router) routing, expert caches of 25% and 50%
 # of the experts, prefetch off (on demand) against the routing's predictor, batches 1, 8,
 # 32. Each engine_bench first measures the all-resident runner (--compare-resident: the
 # compute-only step time of the bound), then the offloaded one. JSON and logs to $OUT.
 #   MOE_OFFLOAD_FRACS ("0.25 0.5"), MOE_OFFLOAD_BATCHES ("1,8,32"), MOE_OFFLOAD_STEPS (24),
-#   MOE_OFFLOAD_ROUTINGS ("standard pregated"), MOE_OFFLOAD_TEST (1: run offload_test).
+#   MOE_OFFLOAD_ROUTINGS ("standard pregated"; also "router"), MOE_OFFLOAD_TEST (1: run offload_test),
+#   MOE_OFFLOAD_POLICY (lfu), MOE_OFFLOAD_BIN (dist/offload: where the binaries are).
 set -uo pipefail
-export LD_LIBRARY_PATH="$PWD/dist/offload/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+D=${MOE_OFFLOAD_BIN:-dist/offload}
+export LD_LIBRARY_PATH="$PWD/$D/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 OUT="${OUT:-/tmp/offload_out}"
 mkdir -p "$OUT"
-D=dist/offload
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv,noheader || true
 free -g | head -2
 if [[ "${MOE_OFFLOAD_TEST:-1}" == 1 ]]; then
@@ -27,6 +28,7 @@ for routing in ${MOE_OFFLOAD_ROUTINGS:-standard pregated}; do
   fi
   predictor=next-gate
   [[ $routing == pregated ]] && predictor=pregate
+  [[ $routing == router ]] && predictor=router
   for frac in ${MOE_OFFLOAD_FRACS:-0.25 0.5}; do
     for prefetch in off $predictor; do
       name="olmoe_${routing}_cache${frac}_${prefetch}"

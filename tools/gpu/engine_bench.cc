@@ -4,7 +4,7 @@
 //   engine_bench --model DIR [--dtype auto|bf16|fp16|fp32] [--batches 1,16,64]
 //                [--context 128] [--steps 64] [--prompt 512] [--json-out FILE]
 //                [--offload on|off|auto] [--cache-fraction F | --expert-cache-gb G]
-//                [--prefetch auto|off|next-gate|pregate] [--prefetch-depth D]
+//                [--prefetch auto|off|next-gate|pregate|router] [--prefetch-depth D]
 //                [--policy lru|lfu|belady] [--compare-resident] [--host-sampling]
 //
 // With --offload on, each decode row also reports the expert cache: hit rate, prefetch
@@ -26,6 +26,7 @@
 // and the KV cache once — over the device-to-device copy bandwidth measured in this run
 // (read + write bytes per second, as cudaMemcpy reports it). ratio = roofline time /
 // measured time. It is a benchmark, never a test.
+#include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -91,6 +92,51 @@ double MeasureCopyBandwidth() {
   return 2.0 * n / (ms * 1e-3);
 }
 
+// Dense bf16 GEMM rate (FLOP / s) of cuBLAS on this device: C[8192, 8192] (fp32) = A · Bᵀ
+// with bf16 operands and fp32 accumulation, as the runner's projections run. The
+// reference for the prefill row's ratio.
+double MeasureGemmFlops() {
+  const int n = 8192;
+  void *a = nullptr, *b = nullptr, *c = nullptr;
+  cublasHandle_t h = nullptr;
+  double flops = 0;
+  if (cudaMalloc(&a, size_t{2} * n * n) == cudaSuccess && cudaMalloc(&b, size_t{2} * n * n) == cudaSuccess &&
+      cudaMalloc(&c, size_t{4} * n * n) == cudaSuccess && cublasCreate(&h) == CUBLAS_STATUS_SUCCESS) {
+    cudaMemset(a, 0x3c, size_t{2} * n * n);  // bf16 ~0.011: finite products
+    cudaMemset(b, 0x3c, size_t{2} * n * n);
+    const float one = 1.f, zero = 0.f;
+    const double ms = MedianMs(3, 10, [&] {
+      cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, n, n, n, &one, b, CUDA_R_16BF, n, a, CUDA_R_16BF, n, &zero, c,
+                   CUDA_R_32F, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    });
+    flops = 2.0 * n * n * n / (ms * 1e-3);
+  }
+  if (h) cublasDestroy(h);
+  cudaFree(a);
+  cudaFree(b);
+  cudaFree(c);
+  return flops;
+}
+
+// FLOPs of a prefill of n tokens (one causal sequence): every projection, the routed
+// experts (k per token), shared experts, the causal attention scores and values, and the
+// lm_head row of the last token.
+double PrefillFlops(const ModelConfig& c, int n) {
+  const double H = c.hidden_size, Q = c.q_size(), KV = c.kv_size(), N = n;
+  double f = 0;
+  for (int l = 0; l < c.num_layers; ++l) {
+    f += 2 * N * H * (Q + 2 * KV) + 2 * N * Q * H;
+    f += 2.0 * N * (N + 1) * c.num_heads * c.head_dim;  // QK^T and PV over the causal half
+    if (c.IsMoeLayer(l)) {
+      f += 2 * N * H * c.num_experts + 6 * N * c.num_experts_per_tok * H * c.moe_intermediate_size;
+      if (c.shared_expert_intermediate_size > 0) f += 6 * N * H * c.shared_expert_intermediate_size;
+    } else {
+      f += 6 * N * H * c.intermediate_size;
+    }
+  }
+  return f + 2 * H * c.vocab_size;
+}
+
 // Pinned host-to-device copy bandwidth (bytes / s) over a 1 GiB buffer.
 double MeasurePinnedH2D() {
   const size_t n = size_t{1} << 30;
@@ -111,6 +157,7 @@ struct Row {
   std::string phase;
   int batch = 0;
   double tokens_per_s = 0, ms_per_step = 0, roofline_ratio = 0, bytes_per_step = 0;
+  double tflops = 0, gemm_ratio = 0;  // prefill rows: achieved TFLOP/s, over the GEMM rate
   // Offload rows.
   bool offload = false;
   double hit_rate = 0, prefetch_precision = -1, pcie_gbps = 0, pcie_busy = 0, stall_ms = 0,
@@ -229,6 +276,8 @@ int Main(int argc, char** argv) {
   }
   const double bw = MeasureCopyBandwidth();
   std::printf("device-to-device copy: %.0f GB/s (read + write)\n", bw / 1e9);
+  const double gemm = MeasureGemmFlops();
+  std::printf("cuBLAS bf16 GEMM 8192^3: %.1f TFLOP/s\n", gemm / 1e12);
   const double h2d_bw = base.offload.mode == "off" ? 0 : MeasurePinnedH2D();
   if (h2d_bw > 0) std::printf("pinned host-to-device copy: %.1f GB/s\n", h2d_bw / 1e9);
   std::string dn;
@@ -292,6 +341,8 @@ int Main(int argc, char** argv) {
         row.offload = offloaded;
         row.ms_per_step = secs[secs.size() / 2] * 1e3;
         row.tokens_per_s = prompt / secs[secs.size() / 2];
+        row.tflops = PrefillFlops(*config, prompt) / secs[secs.size() / 2] / 1e12;
+        row.gemm_ratio = gemm > 0 ? row.tflops * 1e12 / gemm : 0;
         rows.push_back(row);
       }
     }
@@ -385,7 +436,8 @@ int Main(int argc, char** argv) {
   for (const Row& row : rows) {
     const char* off = row.offload ? "on" : "off";
     if (row.phase == "prefill") {
-      std::printf("| prefill (%d-token prompt) | %s | 1 | %.0f | %.2f | | | | | | | | | | |\n", prompt, off, row.tokens_per_s, row.ms_per_step);
+      std::printf("| prefill (%d-token prompt) | %s | 1 | %.0f | %.2f | | | | | | | | | | |  %.1f TFLOP/s, %.2f of the GEMM rate\n",
+                  prompt, off, row.tokens_per_s, row.ms_per_step, row.tflops, row.gemm_ratio);
     } else if (!row.offload) {
       const double roof = bw / row.bytes_per_step * row.batch;
       std::printf("| decode | off | %d | %.1f | %.2f | %.3f | %.0f | %.2f | | | | | | | |\n", row.batch, row.tokens_per_s,
@@ -409,6 +461,10 @@ int Main(int argc, char** argv) {
          << ", \"tokens_per_s\": " << row.tokens_per_s << ", \"ms_per_step\": " << row.ms_per_step
          << ", \"roofline_ratio\": " << row.roofline_ratio << ", \"copy_bw_bytes_per_s\": " << bw
          << ", \"offload\": " << (row.offload ? "true" : "false");
+      if (row.phase == "prefill") {
+        js << ", \"prompt_tokens\": " << prompt << ", \"tflops\": " << row.tflops
+           << ", \"gemm_tflops\": " << gemm / 1e12 << ", \"gemm_ratio\": " << row.gemm_ratio;
+      }
       if (row.offload) {
         js << ", \"cache_fraction\": " << cache_fraction << ", \"expert_cache_gb\": " << base.offload.expert_cache_gb
            << ", \"routing\": \"" << (routing ? routing : "standard") << "\", \"prefetch\": \"" << base.offload.prefetch

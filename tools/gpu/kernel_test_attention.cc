@@ -1,6 +1,8 @@
 // GPU kernel suite (see kernel_test_cases.h): the KV-cache write and paged attention.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <cstdint>
 #include <numeric>
 #include <string>
@@ -14,6 +16,246 @@ namespace moe::gpu_test {
 
 namespace kc = ::moe::kernels::cpu;
 namespace kg = ::moe::kernels::cuda;
+
+namespace {
+
+// Selects the prefill kernel for its lifetime through MOE_ATTN_PREFILL (simt: the
+// CUDA-core kernel; otherwise unset: the tensor-core kernel where it applies), then
+// restores the variable.
+class PrefillPathScope {
+ public:
+  explicit PrefillPathScope(bool simt) {
+    const char* old = std::getenv("MOE_ATTN_PREFILL");
+    had_ = old != nullptr;
+    if (had_) old_ = old;
+    if (simt) {
+      setenv("MOE_ATTN_PREFILL", "simt", 1);
+    } else {
+      unsetenv("MOE_ATTN_PREFILL");
+    }
+  }
+  ~PrefillPathScope() {
+    if (had_) {
+      setenv("MOE_ATTN_PREFILL", old_.c_str(), 1);
+    } else {
+      unsetenv("MOE_ATTN_PREFILL");
+    }
+  }
+  PrefillPathScope(const PrefillPathScope&) = delete;
+  PrefillPathScope& operator=(const PrefillPathScope&) = delete;
+
+ private:
+  bool had_ = false;
+  std::string old_;
+};
+
+// Host conversions to the 16-bit cache types.
+template <typename T>
+T HostFrom(float f);
+template <>
+Bf16 HostFrom<Bf16>(float f) { return ToBf16(f); }
+template <>
+__half HostFrom<__half>(float f) {
+  const uint16_t b = F32ToF16(f);
+  __half h;
+  std::memcpy(static_cast<void*>(&h), &b, 2);
+  return h;
+}
+float HostToF32(Bf16 v) { return FromBf16(v); }
+float HostToF32(__half v) {
+  uint16_t b;
+  std::memcpy(&b, static_cast<const void*>(&v), 2);
+  return F16ToF32(b);
+}
+
+struct PrefillSeq { int start_pos, num_tokens; };
+
+// One batch of prefill chunks over a paged cache of T (block_size bs, shuffled blocks,
+// unused slots NaN), every position [0, start_pos + num_tokens) already written, as the
+// runner writes the step's K/V before attention. Q is fp32 and not rounded: the kernels
+// round it. Host side of PrefillBatch.
+template <typename T>
+struct PrefillHost {
+  int heads, kv_heads, hd, window, bs;
+  std::vector<kg::CudaAttnSeq> gseqs;
+  std::vector<int32_t> tables, tiles;
+  std::vector<T> k, v;                 // the caches
+  std::vector<float> q, k_f32, v_f32;  // k/v: the caches' values in fp32
+  int64_t rows = 0;
+};
+
+template <typename T>
+PrefillHost<T> MakePrefillHost(Rng& rng, int heads, int kv_heads, int hd, int window, int bs,
+                               const std::vector<PrefillSeq>& seqs) {
+  PrefillHost<T> h{heads, kv_heads, hd, window, bs};
+  const int ns = static_cast<int>(seqs.size());
+  const int kv_row = kv_heads * hd;
+  int total_blocks = 0;
+  for (const auto& s : seqs) total_blocks += (s.start_pos + s.num_tokens + bs - 1) / bs;
+  const int num_blocks = total_blocks + 2;
+  std::vector<int32_t> perm(num_blocks);
+  std::iota(perm.begin(), perm.end(), 0);
+  std::shuffle(perm.begin(), perm.end(), rng.gen());
+  h.gseqs.resize(ns);
+  for (int i = 0; i < ns; ++i) {
+    h.gseqs[i] = {static_cast<int32_t>(h.rows), seqs[i].num_tokens, seqs[i].start_pos,
+                  static_cast<int32_t>(h.tables.size())};
+    const int nb = (seqs[i].start_pos + seqs[i].num_tokens + bs - 1) / bs;
+    for (int b = 0; b < nb; ++b) h.tables.push_back(perm[h.tables.size()]);
+    h.rows += seqs[i].num_tokens;
+  }
+  const size_t cache_elems = static_cast<size_t>(num_blocks) * bs * kv_row;
+  h.k_f32.assign(cache_elems, 0.f);
+  h.v_f32.assign(cache_elems, 0.f);
+  h.k.assign(cache_elems, HostFrom<T>(NAN));
+  h.v.assign(cache_elems, HostFrom<T>(NAN));
+  for (int i = 0; i < ns; ++i) {
+    for (int p = 0; p < seqs[i].start_pos + seqs[i].num_tokens; ++p) {
+      const int64_t slot = int64_t{h.tables[h.gseqs[i].block_table_offset + p / bs]} * bs + p % bs;
+      const std::vector<float> kr = rng.Normal(kv_row), vr = rng.Normal(kv_row);
+      for (int e = 0; e < kv_row; ++e) {
+        const int64_t at = slot * kv_row + e;
+        h.k[at] = HostFrom<T>(kr[e]);
+        h.v[at] = HostFrom<T>(vr[e]);
+        h.k_f32[at] = HostToF32(h.k[at]);
+        h.v_f32[at] = HostToF32(h.v[at]);
+      }
+    }
+  }
+  h.q = rng.Normal(h.rows * heads * hd);
+  std::vector<int32_t> all(ns);
+  std::iota(all.begin(), all.end(), 0);
+  h.tiles = kg::BuildPrefillTiles(h.gseqs.data(), all.data(), ns);
+  return h;
+}
+
+// PrefillHost and its device copies.
+template <typename T>
+struct PrefillBatch {
+  PrefillHost<T> h;
+  DevBuf<T> dk, dv, dout;
+  DevBuf<float> dq;
+  DevBuf<int32_t> dtables, dtiles;
+  DevBuf<kg::CudaAttnSeq> dseqs;
+  int num_tiles;
+
+  PrefillBatch(Rng& rng, int heads, int kv_heads, int hd, int window, int bs,
+               const std::vector<PrefillSeq>& seqs)
+      : h(MakePrefillHost<T>(rng, heads, kv_heads, hd, window, bs, seqs)),
+        dk(h.k),
+        dv(h.v),
+        dout(h.rows * heads * hd),
+        dq(h.q),
+        dtables(h.tables),
+        dtiles(h.tiles),
+        dseqs(h.gseqs),
+        num_tiles(static_cast<int>(h.tiles.size() / 2)) {}
+
+  kg::PagedAttentionParamsT<T> Params() const {
+    kg::PagedAttentionParamsT<T> p;
+    p.q = dq.get();
+    p.q_stride = int64_t{h.heads} * h.hd;
+    p.num_heads = h.heads;
+    p.num_kv_heads = h.kv_heads;
+    p.head_dim = h.hd;
+    p.block_size = h.bs;
+    p.k_cache = dk.get();
+    p.v_cache = dv.get();
+    p.seqs = dseqs.get();
+    p.block_tables = dtables.get();
+    p.scale = 1.f / std::sqrt(float(h.hd));
+    p.sliding_window = h.window;
+    p.out = dout.get();
+    p.out_stride = int64_t{h.heads} * h.hd;
+    return p;
+  }
+  std::vector<float> Run(bool simt) {
+    PrefillPathScope path(simt);
+    dout.Poison();
+    LAUNCH_OK(kg::LaunchPrefillAttention(Params(), dtiles.get(), num_tiles, nullptr));
+    std::vector<T> o = dout.Download();
+    std::vector<float> r(o.size());
+    for (size_t i = 0; i < o.size(); ++i) r[i] = HostToF32(o[i]);
+    return r;
+  }
+  std::vector<float> Reference() const {
+    const int ns = static_cast<int>(h.gseqs.size());
+    std::vector<kc::AttentionSeq> cseqs(ns);
+    for (int i = 0; i < ns; ++i)
+      cseqs[i] = {h.gseqs[i].token_begin, h.gseqs[i].num_tokens, h.gseqs[i].start_pos, h.tables.data() + h.gseqs[i].block_table_offset};
+    const int64_t Q = int64_t{h.heads} * h.hd;
+    std::vector<float> ref(h.rows * Q);
+    kc::PagedAttention(cseqs.data(), ns, h.q.data(), Q, h.heads, kc::PagedKvShape{h.bs, h.kv_heads, h.hd}, h.k_f32.data(),
+                       h.v_f32.data(), 1.f / std::sqrt(float(h.hd)), h.window, ref.data(), Q, nullptr);
+    return ref;
+  }
+};
+
+// The prefill kernels on the edges of the tensor-core kernel's tiles (64 query rows a
+// block, 64 keys a K/V tile): row counts around multiples of 16 and 64, contexts not a
+// multiple of 64, chunks starting mid-sequence and mid-tile, windows crossing tiles,
+// GQA 1..7, block sizes 8/16/32, each head_dim it serves (and 32/256, which fall back).
+// Both kernels against the CPU reference, for a cache of T.
+template <typename T>
+void TestPrefillTileEdges(Rng& rng, Report& rep, const char* type) {
+  struct Case { int heads, kv_heads, hd, window, bs; std::vector<PrefillSeq> seqs; };
+  const std::vector<Case> cases = {
+      {8, 2, 128, 0, 16, {{0, 100}, {0, 64}, {0, 65}, {0, 63}, {0, 1}, {0, 17}}},
+      {14, 2, 128, 0, 16, {{70, 130}, {5, 129}, {64, 64}, {63, 2}}},
+      {4, 4, 64, 0, 32, {{1000, 77}, {0, 200}, {127, 16}}},
+      {6, 2, 96, 64, 16, {{0, 200}, {37, 90}, {500, 48}}},
+      {4, 2, 80, 100, 8, {{50, 170}, {0, 129}}},
+      {6, 6, 128, 1, 16, {{0, 70}, {30, 33}}},
+      {5, 1, 64, 0, 16, {{2000, 66}}},
+      {4, 2, 32, 0, 16, {{10, 70}}},
+      {2, 1, 256, 40, 16, {{0, 90}}},
+  };
+  for (const Case& c : cases) {
+    PrefillBatch<T> b(rng, c.heads, c.kv_heads, c.hd, c.window, c.bs, c.seqs);
+    const std::vector<float> ref = b.Reference();
+    const std::string sh = std::string(type) + " " +
+                           Shape({{"heads", c.heads}, {"kv", c.kv_heads}, {"hd", c.hd}, {"win", c.window},
+                                  {"bs", c.bs}, {"T", b.h.rows}});
+    rep.Check("attention prefill tile edges", sh, RelErr(b.Run(false), ref), kBf16Bound);
+    rep.Check("attention prefill edges simt", sh, RelErr(b.Run(true), ref), kBf16Bound);
+  }
+}
+
+// Timing print (not a check beyond the two kernels agreeing): the tensor-core and the
+// CUDA-core prefill kernels on a bf16 cache, 16 heads, head_dim 128, causal.
+void TimePrefill(Rng& rng, Report& rep, const char* what, const std::vector<PrefillSeq>& seqs) {
+  PrefillBatch<Bf16> b(rng, 16, 16, 128, 0, 16, seqs);
+  double visible = 0;  // (query, key) pairs
+  for (const auto& s : seqs)
+    for (int i = 0; i < s.num_tokens; ++i) visible += s.start_pos + i + 1;
+  const double flops = 4.0 * visible * b.h.hd * b.h.heads;
+  const auto time_ms = [&](bool simt) {
+    PrefillPathScope path(simt);
+    const auto p = b.Params();
+    for (int i = 0; i < 2; ++i) LAUNCH_OK(kg::LaunchPrefillAttention(p, b.dtiles.get(), b.num_tiles, nullptr));
+    cudaEvent_t e0, e1;
+    CUDA_OK(cudaEventCreate(&e0));
+    CUDA_OK(cudaEventCreate(&e1));
+    const int reps = simt ? 3 : 20;
+    CUDA_OK(cudaEventRecord(e0, nullptr));
+    for (int i = 0; i < reps; ++i) CUDA_OK(kg::LaunchPrefillAttention(p, b.dtiles.get(), b.num_tiles, nullptr));
+    CUDA_OK(cudaEventRecord(e1, nullptr));
+    CUDA_OK(cudaEventSynchronize(e1));
+    float ms = 0;
+    CUDA_OK(cudaEventElapsedTime(&ms, e0, e1));
+    CUDA_OK(cudaEventDestroy(e0));
+    CUDA_OK(cudaEventDestroy(e1));
+    return static_cast<double>(ms) / reps;
+  };
+  const double ms_mma = time_ms(false), ms_simt = time_ms(true);
+  rep.Check("attention prefill mma = simt", what, RelErr(b.Run(false), b.Run(true)), kBf16Bound);
+  std::printf("time prefill attention, %s, 16 heads, hd 128, bf16: tensor-core %.3f ms (%.1f TFLOP/s), "
+              "simt %.3f ms (%.1f TFLOP/s), %.1fx\n",
+              what, ms_mma, flops / ms_mma * 1e-9, ms_simt, flops / ms_simt * 1e-9, ms_simt / ms_mma);
+  std::fflush(stdout);
+}
+
+}  // namespace
 
 // Paged attention over a bf16 cache, both paths, against the CPU kernel over an fp32
 // cache holding the same (bf16-exact) values. The GPU cache starts as NaN, so a read of
@@ -134,9 +376,13 @@ void TestAttention(Rng& rng, Report& rep) {
       std::iota(all.begin(), all.end(), 0);
       const auto tiles = kg::BuildPrefillTiles(gseqs.data(), all.data(), ns);
       DevBuf<int32_t> dtiles(tiles);
-      dout.Poison();
-      LAUNCH_OK(kg::LaunchPrefillAttention(p, dtiles.get(), static_cast<int>(tiles.size() / 2), nullptr));
-      rep.Check("attention prefill path", sh, RelErr(ToF32(dout.Download()), ref), kBf16Bound);
+      for (bool simt : {false, true}) {
+        PrefillPathScope path(simt);
+        dout.Poison();
+        LAUNCH_OK(kg::LaunchPrefillAttention(p, dtiles.get(), static_cast<int>(tiles.size() / 2), nullptr));
+        rep.Check(simt ? "attention prefill path simt" : "attention prefill path", sh, RelErr(ToF32(dout.Download()), ref),
+                  kBf16Bound);
+      }
     }
     // (b) mixed: single-token sequences through split-K decode, the rest prefill.
     {
@@ -162,7 +408,10 @@ void TestAttention(Rng& rng, Report& rep) {
         rep.Check("attention mixed decode+prefill", sh + " splits=" + std::to_string(splits), RelErr(ToF32(dout.Download()), ref), kBf16Bound);
       }
     }
-  }
+  }  TestPrefillTileEdges<Bf16>(rng, rep, "bf16");
+  TestPrefillTileEdges<__half>(rng, rep, "f16");
+  TimePrefill(rng, rep, "2048-token prompt", {{0, 2048}});
+  TimePrefill(rng, rep, "64 seqs x 128 tokens", std::vector<PrefillSeq>(64, PrefillSeq{0, 128}));
 }
 
 }  // namespace moe::gpu_test

@@ -11,6 +11,8 @@
 #include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/linear.h"
 #include "kernels/cpu/router.h"
+#include "kernels/cpu/thread_pool.h"
+#include "kernels/cuda/elementwise.h"
 #include "kernels/cuda/embedding.h"
 #include "kernels/cuda/experts.h"
 #include "kernels/cuda/moe_permute.h"
@@ -98,18 +100,93 @@ void TestRouter(Rng& rng, Report& rep) {
   }
 }
 
-// The whole expert path: permute by the CPU router's picks, gather, grouped expert FFN
-// through cuBLAS with fused SwiGLU, weighted combine; against a per-token CPU reference.
-// For steps of at most kSmallBatchExpertsMaxTokens tokens also the small-batch path
-// (device-side assignment, no gather), with freshly poisoned buffers.
+// LaunchSiluMul with gate_up in bf16 (what the grouped expert GEMM writes): the vectorised
+// kernel (width % 8 == 0, aligned) and the scalar one (odd width, or a buffer offset by
+// one element), against silu(g) * u in fp32 on the same bf16 inputs.
+void CheckSiluMulBf16In(Rng& rng, Report& rep) {
+  struct Case { int64_t rows, width, offset; };
+  for (const Case& c : std::vector<Case>{{7, 1024, 0}, {33, 200, 0}, {5, 100, 0}, {9, 37, 0}, {4, 64, 1}}) {
+    std::vector<float> gu = rng.Normal(c.rows * 2 * c.width + c.offset, 2.f);
+    const auto gub = RoundBf16(gu);
+    std::vector<float> ref(c.rows * c.width);
+    for (int64_t r = 0; r < c.rows; ++r)
+      kc::SiluMul(gu.data() + c.offset + r * 2 * c.width, gu.data() + c.offset + r * 2 * c.width + c.width, c.width,
+                  ref.data() + r * c.width, nullptr);
+    DevBuf<Bf16> dgu(gub), dout(c.rows * c.width + c.offset);
+    dout.Poison();
+    LAUNCH_OK(kg::LaunchSiluMul(dgu.get() + c.offset, c.rows, c.width, dout.get() + c.offset, nullptr));
+    auto out = ToF32(dout.Download());
+    out.erase(out.begin(), out.begin() + c.offset);
+    rep.Check("silu_mul bf16 in", Shape({{"rows", c.rows}, {"width", c.width}, {"offset", c.offset}}),
+              RelErr(out, ref), kBf16Bound);
+  }
+}
+
+namespace {
+
+const char* StateName(kg::GroupedGemmState s) {
+  switch (s) {
+    case kg::GroupedGemmState::kUntried: return "untried";
+    case kg::GroupedGemmState::kAccepted: return "grouped";
+    case kg::GroupedGemmState::kRefused: return "refused, loop";
+  }
+  return "?";
+}
+
+// "gate_up grouped, down refused, loop (CUBLAS_STATUS_NOT_SUPPORTED)": what kGrouped ran.
+std::string GroupedSupportText() {
+  const auto s = kg::ExpertsGroupedGemmSupport<Bf16>();
+  std::string t = std::string("gate_up ") + StateName(s.gate_up);
+  if (s.gate_up == kg::GroupedGemmState::kRefused) t += std::string(" (") + cublasGetStatusName(s.gate_up_status) + ")";
+  t += std::string(", down ") + StateName(s.down);
+  if (s.down == kg::GroupedGemmState::kRefused) t += std::string(" (") + cublasGetStatusName(s.down_status) + ")";
+  return t;
+}
+
+// CPU reference of the routed expert FFN: ref[t] = sum_i w_i * down_e(silu(gate_e h_t) *
+// up_e h_t), e = idx[t, i], in fp32 on the bf16 weights; the rows of one expert go through
+// kc::Linear together (per-row arithmetic is the same as one row at a time).
+std::vector<float> ExpertsReference(const std::vector<float>& h, const std::vector<int32_t>& idx,
+                                    const std::vector<float>& wts, const std::vector<std::vector<Bf16>>& gu_b,
+                                    const std::vector<std::vector<Bf16>>& down_b, int64_t T, int E, int k, int64_t H,
+                                    int64_t I, kc::ThreadPool* pool) {
+  std::vector<std::vector<int64_t>> slots(E);
+  for (int64_t s = 0; s < T * k; ++s) slots[idx[s]].push_back(s);
+  std::vector<float> ref(T * H, 0.f);
+  for (int e = 0; e < E; ++e) {
+    const int64_t n = static_cast<int64_t>(slots[e].size());
+    if (n == 0) continue;
+    std::vector<float> x(n * H), g(n * 2 * I), act(n * I), y(n * H);
+    for (int64_t r = 0; r < n; ++r) std::copy_n(h.data() + (slots[e][r] / k) * H, H, x.data() + r * H);
+    const auto gbits = Bits(gu_b[e]), dbits = Bits(down_b[e]);
+    kc::Linear(x.data(), n, H, gbits.data(), DType::kBF16, 2 * I, nullptr, DType::kF32, g.data(), pool);
+    for (int64_t r = 0; r < n; ++r) kc::SiluMul(g.data() + r * 2 * I, g.data() + r * 2 * I + I, I, act.data() + r * I, nullptr);
+    kc::Linear(act.data(), n, I, dbits.data(), DType::kBF16, H, nullptr, DType::kF32, y.data(), pool);
+    for (int64_t r = 0; r < n; ++r) kc::ScaledAdd(ref.data() + (slots[e][r] / k) * H, y.data() + r * H, wts[slots[e][r]], H);
+  }
+  return ref;
+}
+
+}  // namespace
+
+// The whole expert path: permute by the CPU router's picks, gather, expert FFN through
+// cuBLAS (the default grouped GEMMs and the per-expert loop, fresh poisoned buffers each)
+// with fused SwiGLU, weighted combine; against a CPU reference. For steps of at most
+// kSmallBatchExpertsMaxTokens tokens also the small-batch path (device-side assignment, no
+// gather). At the OLMoE prefill shape it prints (does not assert) loop vs grouped times.
 void TestExperts(Rng& rng, Report& rep, cublasHandle_t cublas) {
+  CheckSiluMulBf16In(rng, rep);
+  kc::ThreadPool pool(0);
   struct Case { int64_t T; int E, k; int64_t H, I; };
   for (const Case& c : std::vector<Case>{{1, 64, 8, 256, 128}, {37, 16, 4, 512, 384}, {200, 8, 2, 320, 200}, {5, 128, 8, 192, 96},
                                                {64, 64, 8, 1024, 512}, {3, 64, 8, 2048, 1024}, {61, 4, 2, 264, 136},
                                                // small-batch rows per expert exactly 8, 16 and 64 (N / K tails: 200, 136)
                                                {8, 2, 2, 384, 200}, {16, 2, 2, 512, 200}, {64, 2, 2, 256, 136},
                                                // up to kSmallBatchExpertsMaxTokens: 16-token passes, up to 256 rows on one expert
-                                               {256, 64, 8, 1024, 512}, {129, 8, 2, 320, 200}, {256, 2, 2, 256, 136}}) {
+                                               {256, 64, 8, 1024, 512}, {129, 8, 2, 320, 200}, {256, 2, 2, 256, 136},
+                                               // prefill: many rows per expert (OLMoE-1B-7B shape; an odd count on 8 experts);
+                                               // inter 100: act rows not 16-byte aligned, so grouped falls back to the loop
+                                               {2048, 64, 8, 2048, 1024}, {513, 8, 2, 768, 512}, {300, 8, 2, 264, 100}}) {
     std::vector<float> h = rng.Normal(c.T * c.H);
     auto hb = RoundBf16(h);
     std::vector<float> logits = rng.Normal(c.T * c.E);
@@ -117,31 +194,19 @@ void TestExperts(Rng& rng, Report& rep, cublasHandle_t cublas) {
     std::vector<float> wts(c.T * c.k);
     kc::RouterSoftmaxTopK(logits.data(), c.T, c.E, c.k, true, idx.data(), wts.data(), nullptr);
     std::vector<std::vector<Bf16>> gu_b(c.E), down_b(c.E);
-    std::vector<std::vector<float>> gu(c.E), down(c.E);
     std::vector<DevBuf<Bf16>*> dev;
     std::vector<kg::ExpertWeightsBf16> ew(c.E);
     for (int e = 0; e < c.E; ++e) {
-      gu[e] = rng.Normal(2 * c.I * c.H, 1.f / std::sqrt(float(c.H)));
-      down[e] = rng.Normal(c.H * c.I, 1.f / std::sqrt(float(c.I)));
-      gu_b[e] = RoundBf16(gu[e]);
-      down_b[e] = RoundBf16(down[e]);
+      std::vector<float> gu = rng.Normal(2 * c.I * c.H, 1.f / std::sqrt(float(c.H)));
+      std::vector<float> down = rng.Normal(c.H * c.I, 1.f / std::sqrt(float(c.I)));
+      gu_b[e] = RoundBf16(gu);
+      down_b[e] = RoundBf16(down);
       dev.push_back(new DevBuf<Bf16>(gu_b[e]));
       ew[e].gate_up = dev.back()->get();
       dev.push_back(new DevBuf<Bf16>(down_b[e]));
       ew[e].down = dev.back()->get();
     }
-    // CPU reference: sum_i w_i * down(silu(gate x) * up x).
-    std::vector<float> ref(c.T * c.H, 0.f), g(2 * c.I), act(c.I), y(c.H);
-    for (int64_t t = 0; t < c.T; ++t) {
-      for (int i = 0; i < c.k; ++i) {
-        const int e = idx[t * c.k + i];
-        const auto gbits = Bits(gu_b[e]), dbits = Bits(down_b[e]);
-        kc::Linear(h.data() + t * c.H, 1, c.H, gbits.data(), DType::kBF16, 2 * c.I, nullptr, DType::kF32, g.data(), nullptr);
-        kc::SiluMul(g.data(), g.data() + c.I, c.I, act.data(), nullptr);
-        kc::Linear(act.data(), 1, c.I, dbits.data(), DType::kBF16, c.H, nullptr, DType::kF32, y.data(), nullptr);
-        kc::ScaledAdd(ref.data() + t * c.H, y.data(), wts[t * c.k + i], c.H);
-      }
-    }
+    const std::vector<float> ref = ExpertsReference(h, idx, wts, gu_b, down_b, c.T, c.E, c.k, c.H, c.I, &pool);
     const int64_t S = c.T * c.k;
     DevBuf<int32_t> didx(idx), dcounts(c.E), doffsets(c.E + 1), drow_token(S), dslot_row(S);
     DevBuf<float> dw(wts), dgu(S * 2 * c.I), dexp_out(S * c.H), dout(c.T * c.H);
@@ -149,10 +214,6 @@ void TestExperts(Rng& rng, Report& rep, cublasHandle_t cublas) {
     drow_token.Poison();
     dslot_row.Poison();
     dperm.Poison();
-    dgu.Poison();
-    dact.Poison();
-    dexp_out.Poison();
-    dout.Poison();
     LAUNCH_OK(kg::LaunchMoePermute(didx.get(), S, c.k, c.E, dcounts.get(), doffsets.get(), drow_token.get(), dslot_row.get(), nullptr));
     const auto counts = dcounts.Download(), offsets = doffsets.Download();
     const auto row_token = drow_token.Download(), slot_row = dslot_row.Download();
@@ -172,15 +233,51 @@ void TestExperts(Rng& rng, Report& rep, cublasHandle_t cublas) {
     const std::string shape = Shape({{"T", c.T}, {"E", c.E}, {"k", c.k}, {"H", c.H}, {"I", c.I}});
     rep.Check("moe_permute (exact)", shape, perm_ok ? 0.0 : INFINITY, 0.0);
     LAUNCH_OK(kg::LaunchGatherRows(dh.get(), drow_token.get(), S, c.H, dperm.get(), nullptr));
-    const char* err = kg::RunExperts(cublas, nullptr, dperm.get(), counts.data(), offsets.data(), c.E, ew.data(), c.H, c.I,
-                                     dgu.get(), dact.get(), dexp_out.get());
-    if (err != nullptr) {
-      std::fprintf(stderr, "RunExperts: %s\n", err);
-      std::exit(2);
+    auto run = [&](kg::ExpertsGemm path) {
+      const char* err = kg::RunExperts(cublas, nullptr, dperm.get(), counts.data(), offsets.data(), c.E, ew.data(), c.H,
+                                       c.I, dgu.get(), dact.get(), dexp_out.get(), path);
+      if (err != nullptr) {
+        std::fprintf(stderr, "RunExperts: %s\n", err);
+        std::exit(2);
+      }
+    };
+    // Grouped (the default; the loop where cuBLAS refuses it), then the per-expert loop.
+    for (const auto& [path, label] : {std::pair{kg::ExpertsGemm::kGrouped, "experts ffn+combine"},
+                                      std::pair{kg::ExpertsGemm::kLoop, "experts ffn+combine loop"}}) {
+      dgu.Poison();
+      dact.Poison();
+      dexp_out.Poison();
+      dout.Poison();
+      run(path);
+      CUDA_OK(cudaDeviceSynchronize());
+      LAUNCH_OK(kg::LaunchMoeCombine(dexp_out.get(), dslot_row.get(), dw.get(), c.T, c.k, c.H, dout.get(), nullptr));
+      rep.Check(label, shape, RelErr(dout.Download(), ref), kBf16Bound);
     }
-    CUDA_OK(cudaDeviceSynchronize());
-    LAUNCH_OK(kg::LaunchMoeCombine(dexp_out.get(), dslot_row.get(), dw.get(), c.T, c.k, c.H, dout.get(), nullptr));
-    rep.Check("experts ffn+combine", shape, RelErr(dout.Download(), ref), kBf16Bound);
+    if (c.T == 2048 && c.E == 64 && c.k == 8 && c.H == 2048 && c.I == 1024) {
+      // Timing (printed, not asserted): the whole RunExperts on the device, counts known.
+      const double flop = 6.0 * S * c.H * c.I;  // gate_up 2*S*H*2I + down 2*S*I*H
+      cudaEvent_t t0, t1;
+      CUDA_OK(cudaEventCreate(&t0));
+      CUDA_OK(cudaEventCreate(&t1));
+      auto time_us = [&](kg::ExpertsGemm path) {
+        constexpr int kWarm = 3, kReps = 20;
+        for (int i = 0; i < kWarm; ++i) run(path);
+        CUDA_OK(cudaEventRecord(t0, nullptr));
+        for (int i = 0; i < kReps; ++i) run(path);
+        CUDA_OK(cudaEventRecord(t1, nullptr));
+        CUDA_OK(cudaEventSynchronize(t1));
+        float ms = 0.f;
+        CUDA_OK(cudaEventElapsedTime(&ms, t0, t1));
+        return 1e3 * ms / kReps;
+      };
+      const double loop_us = time_us(kg::ExpertsGemm::kLoop), grouped_us = time_us(kg::ExpertsGemm::kGrouped);
+      std::printf("time experts %s: loop %.1f us (%.1f TFLOP/s), grouped %.1f us (%.1f TFLOP/s), %.2fx [%s]\n",
+                  shape.c_str(), loop_us, flop / loop_us * 1e-6, grouped_us, flop / grouped_us * 1e-6,
+                  loop_us / grouped_us, GroupedSupportText().c_str());
+      std::fflush(stdout);
+      CUDA_OK(cudaEventDestroy(t0));
+      CUDA_OK(cudaEventDestroy(t1));
+    }
     if (c.T <= kg::kSmallBatchExpertsMaxTokens && kg::SmallBatchExpertsSupported(c.H, c.I, sizeof(Bf16))) {
       std::vector<uintptr_t> ptrs;
       for (int e = 0; e < c.E; ++e) ptrs.push_back(reinterpret_cast<uintptr_t>(ew[e].gate_up));
@@ -221,6 +318,9 @@ void TestExperts(Rng& rng, Report& rep, cublasHandle_t cublas) {
     }
     for (auto* d : dev) delete d;
   }
+  std::printf("experts grouped GEMM (bf16, %s default): %s\n",
+              kg::ExpertsDefaultGemm() == kg::ExpertsGemm::kLoop ? "loop" : "grouped", GroupedSupportText().c_str());
+  std::fflush(stdout);
 }
 
 }  // namespace moe::gpu_test

@@ -6,8 +6,10 @@
 // reference shows the draw or the top-p target within 1e-9 relative of a boundary
 // between cumulative weights, where the GPU's and the host's double sums (in different
 // orders) may round apart. Rows with a NaN, a +inf or only -inf must give -1. Outputs are
-// poisoned before each launch; padding columns (ld > vocab) hold NaN. Then prints the
-// kernel time for rows 64 / 256 at vocab 50,304 / 151,936, greedy and top-p 0.9.
+// poisoned before each launch; padding columns (ld > vocab) hold NaN. Rows with large
+// kept sets (T 4, top_p 0.99, top_k 1000 / 20000) run at vocabularies around the kernel's
+// shared-memory cache (55,296 tokens). Then prints the kernel time for rows 64 / 256 at
+// vocab 50,304 / 151,936: greedy, top-p 0.9, top-k 50, top-k 1000 + top-p 0.99, T=1.
 // Needs a GPU: built as a cc_binary, never run by CI.
 //
 // Usage: sampling_test [--seed N]
@@ -42,8 +44,11 @@ const char* KindName(int k) {
   return names[k];
 }
 
-const float kTemps[] = {0.f, 0.3f, 1.f, 1.7f};
-const float kTopPs[] = {1.f, 0.95f, 0.5f, 0.01f};
+// 4 and 0.99 make the kept sets large (most of the vocabulary on flat-ish rows).
+const float kTemps[] = {0.f, 0.3f, 1.f, 1.7f, 4.f};
+const float kTopPs[] = {1.f, 0.99f, 0.95f, 0.5f, 0.01f};
+constexpr int kNumTemps = sizeof(kTemps) / sizeof(kTemps[0]);
+constexpr int kNumTopPs = sizeof(kTopPs) / sizeof(kTopPs[0]);
 std::vector<int> TopKs(int64_t vocab) {
   return {0, 1, 2, 50, 1000, static_cast<int>(vocab - 1), static_cast<int>(vocab + 5)};
 }
@@ -216,9 +221,9 @@ Launch MixedLaunch(Rng& rng, const std::string& name, int64_t vocab, int64_t row
     const int kind = rng.Int(0, kNumKinds - 1);
     FillRow(rng, kind, vocab, L.logits.data() + r * L.ld);
     kg::CudaSampleParams c;
-    c.temperature = kTemps[rng.Int(0, 3)];
+    c.temperature = kTemps[rng.Int(0, kNumTemps - 1)];
     c.top_k = ks[rng.Int(0, static_cast<int>(ks.size()) - 1)];
-    c.top_p = kTopPs[rng.Int(0, 3)];
+    c.top_p = kTopPs[rng.Int(0, kNumTopPs - 1)];
     // The largest draw sits within rounding of the total mass: a boundary case by nature.
     const int edge = rng.Int(0, 63);
     c.u = edge < 4 ? 0.0 : (edge == 4 ? 1.0 - 0x1p-53 : Uniform(rng));
@@ -260,6 +265,31 @@ Launch ProductLaunch(Rng& rng, int64_t vocab) {
   return L;
 }
 
+// Rows whose kept sets are large (thousands to most of the vocabulary): random-normal
+// logits of scale 1 or 2, T 1 or 4, top_k 0 / 1000 / 20000 with top_p 0.9 / 0.99 / 1.
+// Run at vocabularies around the kernel's shared-memory cache of 55,296 tokens too.
+Launch LargeKeptLaunch(Rng& rng, int64_t vocab) {
+  Launch L{"large kept sets", vocab, vocab, {}, {}, {}};
+  const float temps[] = {1.f, 4.f};
+  const int ks[] = {0, 1000, 20000};
+  const float ps[] = {0.9f, 0.99f, 1.f};
+  std::normal_distribution<float> nd(0.f, 1.f);
+  for (float scale : {1.f, 2.f}) {
+    for (float t : temps) {
+      for (int k : ks) {
+        for (float p : ps) {
+          const size_t off = L.logits.size();
+          L.logits.resize(off + vocab);
+          for (int64_t i = 0; i < vocab; ++i) L.logits[off + i] = scale * nd(rng.gen());
+          L.params.push_back(kg::CudaSampleParams{t, k, p, Uniform(rng)});
+          L.kinds.push_back(kNormal);
+        }
+      }
+    }
+  }
+  return L;
+}
+
 void TimeKernel(Rng& rng) {
   std::printf("\nkernel time (random-normal logits, scale 2; average of 20 launches):\n");
   for (int64_t vocab : {50304, 151936}) {
@@ -268,10 +298,21 @@ void TimeKernel(Rng& rng) {
       for (auto& v : x) v = 2.f * std::normal_distribution<float>(0.f, 1.f)(rng.gen());
       DevBuf<float> dx(x);
       DevBuf<int32_t> dout(rows);
-      for (const char* mode : {"greedy", "top-p 0.9"}) {
-        const bool greedy = mode[0] == 'g';
+      struct Mode {
+        const char* name;
+        float temperature;
+        int top_k;
+        float top_p;
+      };
+      const Mode modes[] = {{"greedy", 0.f, 0, 1.f},
+                            {"top-p 0.9", 1.f, 0, 0.9f},
+                            {"top-k 50", 1.f, 50, 1.f},
+                            {"k1000 p.99", 1.f, 1000, 0.99f},
+                            {"T=1 plain", 1.f, 0, 1.f}};
+      for (const Mode& md : modes) {
+        const char* mode = md.name;
         std::vector<kg::CudaSampleParams> ps(rows);
-        for (auto& c : ps) c = kg::CudaSampleParams{greedy ? 0.f : 1.f, 0, greedy ? 1.f : 0.9f, Uniform(rng)};
+        for (auto& c : ps) c = kg::CudaSampleParams{md.temperature, md.top_k, md.top_p, Uniform(rng)};
         DevBuf<kg::CudaSampleParams> dp(ps);
         LAUNCH_OK(kg::LaunchSample(dx.get(), rows, vocab, vocab, dp.get(), dout.get(), nullptr));
         cudaEvent_t a, b;
@@ -288,7 +329,7 @@ void TimeKernel(Rng& rng) {
         CUDA_OK(cudaEventElapsedTime(&ms, a, b));
         CUDA_OK(cudaEventDestroy(a));
         CUDA_OK(cudaEventDestroy(b));
-        std::printf("time sample vocab=%-6lld rows=%-3lld %-9s %8.1f us  (%.0f GB/s of logits)\n",
+        std::printf("time sample vocab=%-6lld rows=%-3lld %-10s %8.1f us  (%.0f GB/s of logits)\n",
                     static_cast<long long>(vocab), static_cast<long long>(rows), mode,
                     1e3 * ms / kReps, rows * vocab * 4.0 / (1e6 * ms / kReps));
       }
@@ -334,6 +375,9 @@ int main(int argc, char** argv) {
   boundary += RunAndCheck(ProductLaunch(rng, 7), rep);
   boundary += RunAndCheck(ProductLaunch(rng, 1000), rep);
   boundary += RunAndCheck(ProductLaunch(rng, 50304), rep);
+  for (int64_t vocab : {50304, 55295, 55296, 55297, 151936}) {
+    boundary += RunAndCheck(LargeKeptLaunch(rng, vocab), rep);
+  }
   std::printf("boundary mismatches (allowed): %d\n", boundary);
   TimeKernel(rng);
   return rep.Summary();
