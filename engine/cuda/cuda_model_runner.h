@@ -1,7 +1,8 @@
 // The CUDA backend's runner class, shared by its sources (cuda_runner.cc: set-up, memory
 // plan, attention, the step and CUDA graphs; cuda_runner_moe.cc: routing, expert FFNs,
 // expert offload; cuda_runner_router.cc: the decoupled router and its whole-step
-// foresight). Not a public header: users call CreateCudaRunner (cuda_runner.h).
+// foresight; cuda_runner_sampling.cc: device sampling and the logits copy at the end of a
+// step). Not a public header: users call CreateCudaRunner (cuda_runner.h).
 //
 // Thread safety: as ModelRunner: one thread drives Forward at a time; offload_stats() may
 // be called from any thread (ExpertOffload::Stats takes its own lock).
