@@ -126,6 +126,23 @@ void Metrics::AppendSchedulerTiming(const scheduler::SchedulerStats* stats,
          "Engine-thread host time of steps outside Forward (batching, sampling, "
          "detokenizing, stream pushes), idle waits excluded. Overhead = host / forward.",
          "counter", s.host_seconds_total);
+  // The host time split by phase (SchedulerHostPhases); "other" is the rest of the
+  // engine loop's host time (waking, publishing stats, locking), never negative.
+  metrics::AppendHeader(out, "moe_scheduler_host_phase_seconds_total",
+                        "Engine-thread host time outside Forward by step phase: reap, compose "
+                        "(admission, preemption, KV), prepare (the batch), sample (host "
+                        "sampling), emit (detokenizing, stop rules, stream pushes), finish, other.",
+                        "counter");
+  const scheduler::SchedulerHostPhases& ph = s.host_phases;
+  const double phased = ph.reap_s + ph.compose_s + ph.prepare_s + ph.sample_s + ph.emit_s + ph.finish_s;
+  for (const auto& [phase, v] : std::vector<std::pair<const char*, double>>{
+           {"reap", ph.reap_s}, {"compose", ph.compose_s}, {"prepare", ph.prepare_s},
+           {"sample", ph.sample_s}, {"emit", ph.emit_s}, {"finish", ph.finish_s},
+           {"other", std::max(0.0, s.host_seconds_total - phased)}}) {
+    metrics::Labels l = base;
+    l.emplace_back("phase", phase);
+    metrics::AppendSample(out, "moe_scheduler_host_phase_seconds_total", l, v);
+  }
   sample("moe_scheduler_running_seqs_at_last_step", "Sequences in the last step's batch.",
          "gauge", s.last_step_num_seqs);
   metrics::AppendCumulativeHistogram(out, "moe_scheduler_step_host_seconds",

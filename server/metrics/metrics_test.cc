@@ -65,6 +65,8 @@ TEST_CASE("metrics render the scheduler's step timing") {
   st.forward_seconds_total = 1.5;
   st.host_seconds_total = 0.0625;
   st.last_step_num_seqs = 256;
+  st.host_phases.compose_s = 0.0078125;
+  st.host_phases.emit_s = 0.015625;
   const auto& bounds = scheduler::StepHostSecondsBounds();
   for (size_t i = 0; i < bounds.size(); ++i) {
     st.step_host_seconds_buckets[i] = bounds[i] >= 0.001 ? 40 : 0;
@@ -73,6 +75,12 @@ TEST_CASE("metrics render the scheduler's step timing") {
   CHECK(Has(text, "moe_scheduler_steps_total" + lbl + " 40.0\n"));
   CHECK(Has(text, "moe_scheduler_forward_seconds_total" + lbl + " 1.5\n"));
   CHECK(Has(text, "moe_scheduler_host_seconds_total" + lbl + " 0.0625\n"));
+  CHECK(Has(text, "# TYPE moe_scheduler_host_phase_seconds_total counter\n"));
+  CHECK(Has(text, "moe_scheduler_host_phase_seconds_total{model_name=\"m\",phase=\"compose\"} 0.0078125\n"));
+  CHECK(Has(text, "moe_scheduler_host_phase_seconds_total{model_name=\"m\",phase=\"emit\"} 0.015625\n"));
+  CHECK(Has(text, "moe_scheduler_host_phase_seconds_total{model_name=\"m\",phase=\"sample\"} 0.0\n"));
+  // 0.0625 - (0.0078125 + 0.015625) of the host time is outside the named phases.
+  CHECK(Has(text, "moe_scheduler_host_phase_seconds_total{model_name=\"m\",phase=\"other\"} 0.0390625\n"));
   CHECK(Has(text, "# TYPE moe_scheduler_running_seqs_at_last_step gauge\n"));
   CHECK(Has(text, "moe_scheduler_running_seqs_at_last_step" + lbl + " 256.0\n"));
   CHECK(Has(text, "moe_scheduler_step_host_seconds_bucket{model_name=\"m\",le=\"0.0005\"} 0.0\n"));

@@ -210,6 +210,10 @@ overhead "$CONCURRENCY-concurrency run, whole run" "$WORK/c256.rows"
 STEADY=$((CONCURRENCY * 15 / 16))
 overhead "$CONCURRENCY-concurrency run, while >= $STEADY requests were running" \
   "$WORK/c256.rows" "$STEADY"
+# Where the host time went (cumulative since start: warm-up + this run).
+scrape | awk 'index($1, "moe_scheduler_host_phase_seconds_total{") == 1 {
+  match($1, /phase="[a-z]+"/); printf "  host time, %s: %.3f s\n", substr($1, RSTART + 7, RLENGTH - 8), $2 }' |
+  tee -a "$OUT/summary.txt"
 PEAK=$(awk '$5 > m { m = $5 } END { print m + 0 }' "$WORK/c256.rows")
 say "peak vllm:num_requests_running seen: $PEAK (of $CONCURRENCY)"
 SAT_THR=0
