@@ -55,11 +55,19 @@ absl::Status CudaModelRunner<T>::Ffn(int l, int64_t n) {
     RET(gu_.Reserve(S * 2 * I, "expert gate_up"));
     RET(act_.Reserve(S * I, "expert act"));
     CU(cudaStreamSynchronize(stream_));  // the host needs the counts to launch the GEMMs
-    const char* err = kg::RunExperts(cublas_, stream_, perm_.p, h_counts_.data(), h_offsets_.data(), E,
-                                     L.experts.data(), H, I, gu_.p, act_.p, eout_.p);
+    // Grouped: down writes T into eout_'s storage (fp32-sized, so it fits) for the T combine.
+    const char* err = kg::ExpertsDefaultOutT()
+        ? kg::RunExpertsOutT(cublas_, stream_, perm_.p, h_counts_.data(), h_offsets_.data(), E, L.experts.data(), H, I,
+                             gu_.p, act_.p, reinterpret_cast<T*>(eout_.p))
+        : kg::RunExperts(cublas_, stream_, perm_.p, h_counts_.data(), h_offsets_.data(), E, L.experts.data(), H, I,
+                         gu_.p, act_.p, eout_.p);
     if (err != nullptr) return absl::InternalError(absl::StrCat("layer ", l, ": ", err));
   }
-  CU(kg::LaunchMoeCombine(eout_.p, slot_row_.p, topk_w_.p, n, k, H, delta_.p, stream_));
+  if (!SmallBatchExperts(n) && kg::ExpertsDefaultOutT()) {  // RunExpertsOutT wrote T rows
+    CU(kg::LaunchMoeCombine(reinterpret_cast<const T*>(eout_.p), slot_row_.p, topk_w_.p, n, k, H, delta_.p, stream_));
+  } else {
+    CU(kg::LaunchMoeCombine(eout_.p, slot_row_.p, topk_w_.p, n, k, H, delta_.p, stream_));
+  }
   if (L.shared.present()) {
     RET(shared_out_.Reserve(n * H, "shared expert out"));
     RET(shared_logit_.Reserve(n, "shared gate"));
@@ -176,8 +184,9 @@ absl::Status CudaModelRunner<T>::OffloadedExperts(int l, int64_t n) {
         for (size_t j = 0; j < pred_layers.size(); ++j) {
           RET(offload_->Predict(pred_layers[j], distinct(h_route_.data() + (j + 1) * S, S), exact));
         }
-        // Decoupled router: the layers after this one, exactly, as the slots allow (the
-        // next step's first layer is predicted exactly when that step's router has run).
+        // Decoupled router: the layers after this one, exactly, nearest first, never taking
+        // a slot a nearer layer still needs (the next step's first layer is predicted
+        // exactly when that step's router has run).
         if (prefetch_ == Prefetch::kRouter) RET(PredictAhead(m));
         if (prefetch_ != Prefetch::kOff && prefetch_ != Prefetch::kRouter &&
             m + 1 == static_cast<int>(moe_layers_.size()) && !first_layer_experts_.empty()) {
@@ -206,8 +215,11 @@ absl::Status CudaModelRunner<T>::OffloadedExperts(int l, int64_t n) {
           ew[x].down = static_cast<const T*>(dn[x]);
           counts[x] = h_counts_[x];
         }
-        const char* err = kg::RunExperts(cublas_, stream_, perm_.p, counts.data(), h_offsets_.data(), E, ew.data(), H, I,
-                                         gu_.p, act_.p, eout_.p);
+        const char* err = kg::ExpertsDefaultOutT()  // T rows for Ffn's T combine
+            ? kg::RunExpertsOutT(cublas_, stream_, perm_.p, counts.data(), h_offsets_.data(), E, ew.data(), H, I,
+                                 gu_.p, act_.p, reinterpret_cast<T*>(eout_.p))
+            : kg::RunExperts(cublas_, stream_, perm_.p, counts.data(), h_offsets_.data(), E, ew.data(), H, I,
+                             gu_.p, act_.p, eout_.p);
         if (err != nullptr) return absl::InternalError(absl::StrCat("layer ", l, ": ", err));
       }
       return absl::OkStatus();

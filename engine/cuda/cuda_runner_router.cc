@@ -88,29 +88,18 @@ absl::Status CudaModelRunner<T>::ForeseeStep(int64_t n) {
   }
   foreseen_ = -1;
   if (prefetch_ != Prefetch::kRouter) return absl::OkStatus();
-  if (offload_->policy() == EvictionPolicyKind::kBelady) {
-    // Belady's evictions and prefetch admissions see every use of the step first.
-    for (int m = 0; m < M; ++m) RET(offload_->AddKnownUses(moe_layers_[m], step_experts_[m]));
-  }
+  // The whole step's uses go to the expert cache first (its foresight eviction and
+  // prefetch admission see all of them), then the first prefetches.
+  RET(offload_->SetStepRouting(step_experts_));
   return PredictAhead(-1);
 }
 
 template <typename T>
 absl::Status CudaModelRunner<T>::PredictAhead(int m) {
-  const int M = static_cast<int>(moe_layers_.size());
-  const int64_t room = offload_->num_slots() - (m >= 0 ? static_cast<int64_t>(step_experts_[m].size()) : 0);
+  // The plan is the prefetcher's (ExpertPrefetcher::PrefetchStepAhead, kForesight): the
+  // layers after m nearest first, never evicting an expert a nearer layer still needs.
   foreseen_ = std::max(foreseen_, m);
-  // The experts already predicted for the layers after m still hold (or will hold) slots.
-  int64_t window = 0;
-  for (int j = m + 1; j <= foreseen_; ++j) window += static_cast<int64_t>(step_experts_[j].size());
-  while (foreseen_ + 1 < M) {
-    const std::vector<int32_t>& next = step_experts_[foreseen_ + 1];
-    if (window + static_cast<int64_t>(next.size()) > room) break;
-    RET(offload_->Predict(moe_layers_[foreseen_ + 1], next, /*exact=*/true));
-    window += static_cast<int64_t>(next.size());
-    ++foreseen_;
-  }
-  return absl::OkStatus();
+  return offload_->PrefetchStepAhead(m);
 }
 
 template <typename T>

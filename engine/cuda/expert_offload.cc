@@ -146,6 +146,10 @@ absl::StatusOr<std::unique_ptr<ExpertOffload>> ExpertOffload::Create(const Exper
   po.bytes_per_expert = B;
   po.policy = config.policy;
   po.moe_layers = config.moe_layers;
+  // A decoupled router's whole-step routing is exact: evictions and prefetch admissions
+  // respect it (issue 6: without it, far prefetches evicted what nearer layers needed).
+  po.step_foresight = config.prefetch == "router";
+  po.step_rule = StepPrefetchRule::kForesight;
   auto pf = ExpertPrefetcher::Create(po, o->copies_.get());
   if (!pf.ok()) return pf.status();
   o->prefetcher_ = *std::move(pf);
@@ -204,6 +208,12 @@ absl::Status ExpertOffload::Predict(int32_t layer, absl::Span<const int32_t> exp
 absl::Status ExpertOffload::AddKnownUses(int32_t layer, absl::Span<const int32_t> experts) {
   return prefetcher_->AddKnownUses(layer, experts);
 }
+
+absl::Status ExpertOffload::SetStepRouting(const std::vector<std::vector<int32_t>>& per_moe_layer) {
+  return prefetcher_->SetStepRouting(per_moe_layer);
+}
+
+absl::Status ExpertOffload::PrefetchStepAhead(int moe_index) { return prefetcher_->PrefetchStepAhead(moe_index); }
 
 absl::Status ExpertOffload::EndStep() {
   prefetcher_->EndStep();

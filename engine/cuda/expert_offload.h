@@ -49,7 +49,9 @@ struct ExpertOffloadConfig {
   size_t elem_size = 2;             // storage type size
   int32_t num_slots = 0;            // >= 1
   EvictionPolicyKind policy = EvictionPolicyKind::kLru;
-  std::string prefetch = "off";     // for the stats' label
+  // For the stats' label; "router" (whole-step exact foresight) also turns on the
+  // prefetcher's step_foresight: the policy ranks only experts with no known use ahead.
+  std::string prefetch = "off";
 };
 
 // Writes `ref` converted to the storage type into `dst` (ref.numel() elements).
@@ -88,6 +90,10 @@ class ExpertOffload {
   // Exact uses known ahead (a decoupled router's whole step) for the Belady oracle only:
   // see ExpertPrefetcher::AddKnownUses.
   absl::Status AddKnownUses(int32_t layer, absl::Span<const int32_t> experts);
+  // Whole-step exact foresight (prefetch "router"): see ExpertPrefetcher::SetStepRouting
+  // and PrefetchStepAhead. per_moe_layer follows moe_layers.
+  absl::Status SetStepRouting(const std::vector<std::vector<int32_t>>& per_moe_layer);
+  absl::Status PrefetchStepAhead(int moe_index);
   EvictionPolicyKind policy() const { return config_.policy; }
   // After the compute stream has been synchronised at the end of a step.
   absl::Status EndStep();

@@ -125,6 +125,60 @@ bool BeladyPolicy::AdmitPrefetch(ExpertKey incoming, int32_t victim, int64_t now
   return oracle_->NextUseAfter(incoming, now - 1) < next_use(victim);
 }
 
+// ---- Foresight ----
+
+void ForesightPolicy::Init(int32_t num_slots, ExpertGrid grid) {
+  base_->Init(num_slots, grid);
+  keys_.assign(num_slots, ExpertKey{-1, -1});
+}
+
+void ForesightPolicy::OnInsert(int32_t slot, ExpertKey key, int64_t now) {
+  keys_[slot] = key;
+  base_->OnInsert(slot, key, now);
+}
+
+void ForesightPolicy::OnAccess(int32_t slot, ExpertKey key, int64_t now) {
+  keys_[slot] = key;
+  base_->OnAccess(slot, key, now);
+}
+
+void ForesightPolicy::OnRemove(int32_t slot, ExpertKey key) {
+  keys_[slot] = ExpertKey{-1, -1};
+  base_->OnRemove(slot, key);
+}
+
+int64_t ForesightPolicy::NextUse(int32_t slot, int64_t now) const {
+  // Strictly after `now`: the experts used at `now` (the layer being acquired) are pinned,
+  // and a prefetch planned before a step's first layer runs at the previous step's last
+  // time, whose experts are done with.
+  return oracle_->NextUseAfter(keys_[slot], now);
+}
+
+int32_t ForesightPolicy::ChooseVictim(int64_t now, absl::FunctionRef<bool(int32_t)> evictable) {
+  // The wrapped policy's choice among the experts with no known use ahead.
+  const int32_t free = base_->ChooseVictim(
+      now, [&](int32_t s) { return evictable(s) && NextUse(s, now) == NextUseOracle::kNever; });
+  if (free >= 0) return free;
+  // Every evictable expert is needed again: the one needed farthest ahead (MIN).
+  int32_t best = -1;
+  int64_t best_use = -1;
+  for (int32_t s = 0; s < static_cast<int32_t>(keys_.size()); ++s) {
+    if (keys_[s].layer < 0 || !evictable(s)) continue;
+    const int64_t u = NextUse(s, now);
+    if (u > best_use) {
+      best = s;
+      best_use = u;
+    }
+  }
+  return best;
+}
+
+bool ForesightPolicy::AdmitPrefetch(ExpertKey incoming, int32_t victim, int64_t now) {
+  const int64_t victim_use = NextUse(victim, now);
+  if (free_only_) return victim_use == NextUseOracle::kNever;
+  return victim_use > oracle_->NextUseAfter(incoming, now);
+}
+
 // ---- TraceNextUseOracle ----
 
 TraceNextUseOracle::TraceNextUseOracle(ExpertGrid grid)
@@ -169,6 +223,7 @@ const char* EvictionPolicyName(EvictionPolicyKind k) {
   }
   return "?";
 }
+
 
 absl::StatusOr<EvictionPolicyKind> ParseEvictionPolicy(absl::string_view name) {
   for (auto k : {EvictionPolicyKind::kLru, EvictionPolicyKind::kLfu, EvictionPolicyKind::kBelady}) {

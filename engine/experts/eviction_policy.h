@@ -12,6 +12,12 @@
 //           in the future; never-used-again experts first. With exact foresight this is
 //           the optimal (MIN) policy. Experts whose predicted use has passed without
 //           happening (an inexact oracle) are re-queried before a victim is chosen.
+//   Foresight (a wrapper over any of them, for exact foresight such as a decoupled
+//           router's whole step): an expert with a known use ahead is evicted only when
+//           every evictable slot has one, and then the one used farthest ahead; the others
+//           rank by the wrapped policy. A prefetch takes a slot only when its occupant's
+//           next known use is later than the incoming expert's, so exact foresight never
+//           evicts an expert a nearer layer still needs for one a farther layer needs.
 //
 // Time: the cache passes a logical clock `now` (by convention step * num_layers + layer,
 // so all experts of one layer of one step share a time); the oracle speaks the same
@@ -141,6 +147,38 @@ class BeladyPolicy : public OrderedEvictionPolicy {
   void Set(int32_t slot, int64_t next_use);
   const NextUseOracle* oracle_;
   std::vector<ExpertKey> keys_;
+};
+
+// The Foresight wrapper (see the file comment). Use it only with an exact oracle: a
+// predicted use that never comes would protect its expert until that time passes.
+class ForesightPolicy : public EvictionPolicy {
+ public:
+  // `oracle` must outlive the policy.
+  ForesightPolicy(std::unique_ptr<EvictionPolicy> base, const NextUseOracle* oracle)
+      : base_(std::move(base)), oracle_(oracle) {}
+  const char* name() const override { return base_->name(); }
+  void Init(int32_t num_slots, ExpertGrid grid) override;
+  void OnInsert(int32_t slot, ExpertKey key, int64_t now) override;
+  void OnAccess(int32_t slot, ExpertKey key, int64_t now) override;
+  void OnRemove(int32_t slot, ExpertKey key) override;
+  int32_t ChooseVictim(int64_t now, absl::FunctionRef<bool(int32_t)> evictable) override;
+  // Admits when the victim's next known use is later than the incoming expert's (the
+  // wrapped policy's own admission is not asked: its view of the future is this one).
+  bool AdmitPrefetch(ExpertKey incoming, int32_t victim, int64_t now) override;
+  // While set, a prefetch takes only a slot whose expert has no known use ahead. The
+  // prefetcher sets it for layers beyond the next one: by their time the experts of the
+  // layers in between are done with and free to take, so evicting a still-needed expert
+  // now would only add a copy.
+  void set_prefetch_free_only(bool on) { free_only_ = on; }
+  const EvictionPolicy& base() const { return *base_; }
+
+ private:
+  // The next known use of `slot`'s expert after `now` (kNever if none).
+  int64_t NextUse(int32_t slot, int64_t now) const;
+  std::unique_ptr<EvictionPolicy> base_;
+  const NextUseOracle* oracle_;
+  std::vector<ExpertKey> keys_;  // per slot, {-1, -1} when empty
+  bool free_only_ = false;
 };
 
 // An oracle fed by exact foresight: every future use, recorded as it becomes known

@@ -15,9 +15,17 @@ struct ExpertPrefetcher::Impl {
   std::vector<bool> prefetched_unused;  // per grid index: resident by prefetch, not yet used
   std::vector<int64_t> oracle_last;     // per grid index: latest time given to the oracle
   // Predicted experts per time (time = step * num_layers + layer), the union of every
-  // prediction for that time; scored when the layer is acquired at that time.
+  // prediction for that time; scored when the layer is acquired at that time — over all
+  // of its chunks when the layer needs more experts than there are slots: `predicted`
+  // counts once (at the first chunk, scored_time), each expert scores in the chunk that
+  // places it and leaves the set.
   std::map<int64_t, absl::flat_hash_set<int32_t>> predictions;
+  int64_t scored_time = -1;
   std::vector<Placement> placements;  // scratch
+  // SetStepRouting: the step's experts per MoE layer; kSlots: the last layer predicted.
+  std::vector<std::vector<int32_t>> step_experts;
+  int foreseen = -1;
+  ForesightPolicy* foresight = nullptr;  // owned by the cache; null without step_foresight
 
   OffloadLayerStats* stats_of(int32_t layer) {
     const int32_t i = layer_index[layer];
@@ -44,6 +52,11 @@ absl::StatusOr<std::unique_ptr<ExpertPrefetcher>> ExpertPrefetcher::Create(
   p->oracle_ = std::make_unique<TraceNextUseOracle>(g);
   auto policy = MakeEvictionPolicy(options.policy, p->oracle_.get());
   if (!policy.ok()) return policy.status();
+  if (options.step_foresight) {
+    auto wrapped = std::make_unique<ForesightPolicy>(std::move(*policy), p->oracle_.get());
+    p->impl_->foresight = wrapped.get();
+    *policy = std::move(wrapped);
+  }
   ExpertCacheOptions co;
   co.grid = g;
   co.num_slots = options.num_slots;
@@ -121,7 +134,8 @@ absl::Status PollFills(CopyEngine* copies, ExpertCache* cache, std::vector<int32
 }  // namespace
 
 absl::Status ExpertPrefetcher::Predict(int32_t layer, absl::Span<const int32_t> experts,
-                                       bool exact) {
+                                       bool exact, bool* complete) {
+  if (complete != nullptr) *complete = true;
   // `exact` changes nothing here: Belady re-queries a prediction whose time passes unused,
   // so exact and inexact predictions feed the oracle alike.
   (void)exact;
@@ -154,7 +168,10 @@ absl::Status ExpertPrefetcher::Predict(int32_t layer, absl::Span<const int32_t> 
     auto placed = cache_->Prefetch(key);  // a resident key is refreshed in the policy
     if (!placed.ok()) return placed.status();
     if (resident) continue;
-    if (!placed->has_value()) break;  // refused: no evictable slot, or the policy declined
+    if (!placed->has_value()) {  // refused: no evictable slot, or the policy declined
+      if (complete != nullptr) *complete = false;
+      break;
+    }
     const Placement& p = **placed;
     if (p.evicted.has_value()) {
       const int64_t vi = g.Index(*p.evicted);
@@ -195,6 +212,70 @@ absl::Status ExpertPrefetcher::AddKnownUses(int32_t layer, absl::Span<const int3
       auto refreshed = cache_->Prefetch(key);
       if (!refreshed.ok()) return refreshed.status();
     }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ExpertPrefetcher::SetStepRouting(
+    const std::vector<std::vector<int32_t>>& per_moe_layer) {
+  Impl& im = *impl_;
+  if (per_moe_layer.size() != im.layers.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "expert prefetcher: step routing names ", per_moe_layer.size(),
+        " MoE layers; the model has ", im.layers.size()));
+  }
+  for (size_t m = 0; m < per_moe_layer.size(); ++m) {
+    if (absl::Status st = AddKnownUses(im.layers[m].layer, per_moe_layer[m]); !st.ok()) return st;
+  }
+  im.step_experts = per_moe_layer;
+  im.foreseen = -1;
+  return absl::OkStatus();
+}
+
+absl::Status ExpertPrefetcher::PrefetchStepAhead(int m) {
+  Impl& im = *impl_;
+  const int M = static_cast<int>(im.step_experts.size());
+  if (options_.step_rule == StepPrefetchRule::kSlots) {
+    const int64_t room =
+        cache_->num_slots() - (m >= 0 && m < M ? static_cast<int64_t>(im.step_experts[m].size()) : 0);
+    im.foreseen = std::max(im.foreseen, m);
+    int64_t window = 0;
+    for (int j = m + 1; j <= im.foreseen; ++j) window += static_cast<int64_t>(im.step_experts[j].size());
+    while (im.foreseen + 1 < M) {
+      const std::vector<int32_t>& next = im.step_experts[im.foreseen + 1];
+      if (window + static_cast<int64_t>(next.size()) > room) break;
+      if (absl::Status st = Predict(im.layers[im.foreseen + 1].layer, next, /*exact=*/true); !st.ok()) {
+        return st;
+      }
+      window += static_cast<int64_t>(next.size());
+      ++im.foreseen;
+    }
+    return absl::OkStatus();
+  }
+  // kForesight: nearest layer first; a refusal ends the plan (a farther layer's experts
+  // are needed later still, so no slot would take them either). Beyond the next layer
+  // only slots with no known use ahead are taken (ForesightPolicy::set_prefetch_free_only).
+  uint64_t missing_bytes = 0;
+  struct FreeOnly {
+    ForesightPolicy* p;
+    ~FreeOnly() {
+      if (p != nullptr) p->set_prefetch_free_only(false);
+    }
+  } reset{im.foresight};
+  for (int j = m + 1; j < M; ++j) {
+    if (im.foresight != nullptr) im.foresight->set_prefetch_free_only(j > m + 1);
+    const int32_t layer = im.layers[j].layer;
+    if (options_.window_bytes_per_layer > 0) {
+      for (int32_t e : im.step_experts[j]) {
+        if (cache_->Lookup({layer, e}) < 0) missing_bytes += options_.bytes_per_expert;
+      }
+      if (j > m + 1 && missing_bytes > options_.window_bytes_per_layer * static_cast<uint64_t>(j - m)) break;
+    }
+    bool complete = true;
+    if (absl::Status st = Predict(layer, im.step_experts[j], /*exact=*/true, &complete); !st.ok()) {
+      return st;
+    }
+    if (!complete) break;
   }
   return absl::OkStatus();
 }
@@ -275,11 +356,11 @@ absl::Status ExpertPrefetcher::AcquireLayer(int32_t layer, absl::Span<const int3
   }
   if (auto it = im.predictions.find(time); it != im.predictions.end()) {
     if (ls) {
-      ls->predicted += static_cast<int64_t>(it->second.size());
+      if (im.scored_time != time) ls->predicted += static_cast<int64_t>(it->second.size());
       ls->actual += static_cast<int64_t>(placed.size());
-      for (const Placement& p : placed) ls->predicted_correct += it->second.count(p.key.expert);
+      for (const Placement& p : placed) ls->predicted_correct += it->second.erase(p.key.expert);
     }
-    im.predictions.erase(it);
+    im.scored_time = time;  // the layer's next chunk, if any, scores against what is left
   }
   return absl::OkStatus();
 }

@@ -20,6 +20,13 @@
 // (cross-step lookahead: the next step's first layers prefetched while this step's last
 // layers run).
 //
+// Whole-step exact foresight (a decoupled router): after BeginStep, SetStepRouting(the
+// experts of every MoE layer); then PrefetchStepAhead(-1) before the first layer and
+// PrefetchStepAhead(m) after acquiring the m-th MoE layer, in place of Predict. With
+// options.step_foresight the eviction policy is wrapped in ForesightPolicy
+// (eviction_policy.h): neither a demand miss nor a prefetch evicts an expert whose next
+// known use is sooner than what comes in, so the foresight never adds traffic.
+//
 // Thread safety: not thread safe (engine thread). stats() returns a copy.
 #pragma once
 
@@ -38,6 +45,19 @@
 
 namespace moe::engine {
 
+// How PrefetchStepAhead plans a step whose routing is known (SetStepRouting).
+enum class StepPrefetchRule {
+  // Whole layers in layer order while the experts of the layers ahead fit in the slots
+  // beside the current layer's; each layer predicted once. The policy picks the victims,
+  // so with LFU a far layer's prefetch evicts what a nearer layer needs (issue 6); kept
+  // for comparison (cache_sim's whole-step replay).
+  kSlots,
+  // Layer by layer, nearest first, retried after every layer, stopping at the first
+  // expert the cache refuses; with step_foresight a refusal means every evictable slot
+  // holds an expert needed sooner. Optionally bounded by window_bytes_per_layer.
+  kForesight,
+};
+
 struct ExpertPrefetcherOptions {
   ExpertGrid grid;
   int32_t num_slots = 0;
@@ -47,6 +67,14 @@ struct ExpertPrefetcherOptions {
   std::vector<int32_t> moe_layers;
   // Caller-provided slot table storage (grid.size() int32), or null: see ExpertCache.
   int32_t* table_storage = nullptr;
+  // Exact whole-step foresight (SetStepRouting): the policy is wrapped in ForesightPolicy.
+  // Only for exact foresight: an inexact prediction would protect a wrong expert.
+  bool step_foresight = false;
+  StepPrefetchRule step_rule = StepPrefetchRule::kForesight;
+  // kForesight: bytes the host->device link moves while one MoE layer computes. A layer j
+  // ahead of the current m is prefetched only while the bytes still missing for layers
+  // m+1..j fit in (j - m) times this (the nearest layer always is). 0: no bound.
+  uint64_t window_bytes_per_layer = 0;
 };
 
 class ExpertPrefetcher {
@@ -66,7 +94,18 @@ class ExpertPrefetcher {
   // union), feeds the oracle, and issues prefetch fills in the given order for those not
   // resident until the cache refuses one (no evictable slot, or the policy declines).
   // Never fails on a refusal; fails on an expert outside the grid.
-  absl::Status Predict(int32_t layer, absl::Span<const int32_t> experts, bool exact);
+  // `complete`, if not null, is set to false when a prefetch was refused.
+  absl::Status Predict(int32_t layer, absl::Span<const int32_t> experts, bool exact,
+                       bool* complete = nullptr);
+
+  // Whole-step exact foresight for the current step (call after BeginStep, before the
+  // first AcquireLayer): per_moe_layer[m] = the experts the m-th MoE layer uses (one entry
+  // per moe_layers entry). Recorded as known uses (AddKnownUses); PrefetchStepAhead plans
+  // from it. Fails on a count that does not match moe_layers or an expert outside the grid.
+  absl::Status SetStepRouting(const std::vector<std::vector<int32_t>>& per_moe_layer);
+  // Prefetches the step's known experts for the MoE layers after the m-th (-1: before the
+  // first layer) under options.step_rule; exact predictions, scored like Predict's.
+  absl::Status PrefetchStepAhead(int m);
 
   // Exact uses known ahead of the predictions (a decoupled router's whole step): records
   // that `layer` uses `experts` at its time (this step's if layer > the current layer,

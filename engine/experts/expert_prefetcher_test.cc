@@ -9,71 +9,17 @@
 
 #include <catch2/catch.hpp>
 
+#include "engine/experts/expert_prefetcher_test_rig.h"
 #include "engine/experts/fake_copy_engine.h"
 
 namespace moe::engine {
 namespace {
 
-constexpr uint64_t kBytes = 1000;
+using testing::kBytes;
+using testing::RequireNoViolations;
+using testing::Rig;
+using testing::StepRouting;
 
-struct Rig {
-  FakeCopyEngine fake;
-  std::unique_ptr<ExpertPrefetcher> pf;
-
-  Rig(ExpertGrid grid, int32_t slots, EvictionPolicyKind policy = EvictionPolicyKind::kLru,
-      std::vector<int32_t> moe_layers = {})
-      : fake(slots) {
-    ExpertPrefetcherOptions o;
-    o.grid = grid;
-    o.num_slots = slots;
-    o.bytes_per_expert = kBytes;
-    o.policy = policy;
-    o.moe_layers = std::move(moe_layers);
-    auto p = ExpertPrefetcher::Create(o, &fake);
-    REQUIRE(p.ok());
-    pf = std::move(*p);
-  }
-
-  // One layer as an engine runs it: acquire, enqueue the expert kernels (reads the fake
-  // checks), release. Returns slot_of.
-  std::vector<int32_t> Layer(int32_t layer, const std::vector<int32_t>& experts) {
-    std::vector<int32_t> slot_of;
-    const absl::Status st = pf->AcquireLayer(layer, experts, &slot_of);
-    INFO(st.message());
-    REQUIRE(st.ok());
-    for (int32_t e : experts) {
-      REQUIRE(slot_of[e] >= 0);
-      const absl::Status read = fake.ComputeRead(slot_of[e], {layer, e});
-      INFO(read.message());
-      REQUIRE(read.ok());
-    }
-    REQUIRE(pf->ReleaseLayer().ok());
-    return slot_of;
-  }
-
-  // Lets the device catch up: every copy and every queued kernel finishes.
-  void Settle() {
-    for (int guard = 0; guard < 1000; ++guard) {
-      const int progress = fake.CompleteAll() + fake.ComputeDrain();
-      if (progress == 0) break;
-    }
-    REQUIRE(fake.compute_idle());
-    REQUIRE(fake.InFlightSlots().empty());
-  }
-
-  OffloadLayerStats LayerStats(int32_t layer) const {
-    for (const auto& s : pf->stats().layers) {
-      if (s.layer == layer) return s;
-    }
-    FAIL("no counters for layer " << layer);
-    return {};
-  }
-};
-
-void RequireNoViolations(const FakeCopyEngine& fake) {
-  for (const auto& v : fake.violations()) INFO(v);
-  REQUIRE(fake.violations().empty());
-}
 
 TEST_CASE("hits and misses are counted per MoE layer, and misses are fetched on demand") {
   Rig r({3, 4}, 4, EvictionPolicyKind::kLru, {0, 2});
@@ -406,17 +352,20 @@ TEST_CASE("known uses steer Belady's demand evictions without prefetching or sco
   CHECK(r.pf->AddKnownUses(2, {0}).code() == absl::StatusCode::kInvalidArgument);
 }
 
-// Random routing over many steps with a tiny cache and random copy/compute timing.
+// The step's routing, per layer (every layer of these grids is an MoE layer).
+
 struct StressResult {
   std::vector<ExpertKey> reads;  // the experts the kernels saw, in order
   OffloadStats stats;
   int64_t retries = 0;
 };
 
+// predict_mode: 0 none, 1 next layer exact, 2 next layer with a wrong expert, 3 whole-step
+// foresight (SetStepRouting, PrefetchStepAhead after every layer).
 StressResult Stress(EvictionPolicyKind policy, int predict_mode, uint64_t seed) {
   const ExpertGrid grid{4, 8};
   const int32_t slots = 6;
-  Rig r(grid, slots, policy);
+  Rig r(grid, slots, policy, {}, /*step_foresight=*/predict_mode == 3);
   std::mt19937_64 routing_rng(seed);      // the same routing for every configuration
   std::mt19937_64 timing_rng(seed * 7 + predict_mode + 1);
   std::uniform_real_distribution<double> u(0.0, 1.0);
@@ -437,8 +386,12 @@ StressResult Stress(EvictionPolicyKind policy, int predict_mode, uint64_t seed) 
   StressResult out;
   for (int step = 0; step < steps; ++step) {
     r.pf->BeginStep(step);
+    if (predict_mode == 3) {
+      REQUIRE(r.pf->SetStepRouting(trace[step]).ok());
+      REQUIRE(r.pf->PrefetchStepAhead(-1).ok());
+    }
     for (int32_t l = 0; l < grid.num_layers; ++l) {
-      if (predict_mode > 0) {
+      if (predict_mode == 1 || predict_mode == 2) {
         // Next layer (across the step boundary): exact, or with one wrong expert.
         const bool wrap = l + 1 == grid.num_layers;
         if (!wrap || step + 1 < steps) {
@@ -459,6 +412,7 @@ StressResult Stress(EvictionPolicyKind policy, int predict_mode, uint64_t seed) 
       }
       INFO(st.message());
       REQUIRE(st.ok());
+      if (predict_mode == 3) REQUIRE(r.pf->PrefetchStepAhead(l).ok());
       for (int32_t e : trace[step][l]) {
         const absl::Status read = r.fake.ComputeRead(slot_of[e], {l, e});
         INFO(read.message());
@@ -489,7 +443,7 @@ TEST_CASE("stress: random routing and timing never read a wrong or half-copied e
     for (uint64_t seed : {1u, 2u, 3u}) {
       INFO("policy " << EvictionPolicyName(policy) << ", seed " << seed);
       const StressResult plain = Stress(policy, 0, seed);
-      for (int mode : {1, 2}) {
+      for (int mode : {1, 2, 3}) {
         INFO("prediction mode " << mode);
         const StressResult predicted = Stress(policy, mode, seed);
         // Prefetching changes timing only, never which weights the kernels read.

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <type_traits>
 #include <unordered_map>
 #include <vector>
 
@@ -18,12 +19,14 @@ cudaDataType TypeOf(const __nv_bfloat16*) { return CUDA_R_16BF; }
 cudaDataType TypeOf(const __half*) { return CUDA_R_16F; }
 cudaDataType TypeOf(const float*) { return CUDA_R_32F; }
 
-enum Projection { kGateUp = 0, kDown = 1 };
+// kDown writes fp32, kDownT the operands' type T (for T = float the two are one problem,
+// recorded as kDown).
+enum Projection { kGateUp = 0, kDown = 1, kDownT = 2, kNumProjections = 3 };
 
 // What the grouped call taught us, per element type (one record per T) and projection.
 struct SupportRecord {
-  std::atomic<int> state[2];   // GroupedGemmState
-  std::atomic<int> status[2];  // cublasStatus_t of the refusal
+  std::atomic<int> state[kNumProjections];   // GroupedGemmState
+  std::atomic<int> status[kNumProjections];  // cublasStatus_t of the refusal
 };
 template <typename T>
 SupportRecord& Record() {
@@ -143,16 +146,22 @@ ExpertsGroupedSupport ExpertsGroupedGemmSupport() {
   ExpertsGroupedSupport s;
   s.gate_up = static_cast<GroupedGemmState>(r.state[kGateUp].load());
   s.down = static_cast<GroupedGemmState>(r.state[kDown].load());
+  s.down_t = static_cast<GroupedGemmState>(r.state[kDownT].load());
   s.gate_up_status = static_cast<cublasStatus_t>(r.status[kGateUp].load());
   s.down_status = static_cast<cublasStatus_t>(r.status[kDown].load());
+  s.down_t_status = static_cast<cublasStatus_t>(r.status[kDownT].load());
   return s;
 }
 
-template <typename T>
-const char* RunExperts(cublasHandle_t handle, cudaStream_t stream, const T* x,
-                       const int32_t* counts, const int32_t* offsets, int num_experts,
-                       const ExpertWeights<T>* experts, int64_t hidden, int64_t inter,
-                       void* gate_up_buf, T* act_buf, float* out, ExpertsGemm path) {
+namespace {
+
+// RunExperts / RunExpertsOutT: Out is float or T, down's output type.
+template <typename T, typename Out>
+const char* RunExpertsImpl(cublasHandle_t handle, cudaStream_t stream, const T* x,
+                           const int32_t* counts, const int32_t* offsets, int num_experts,
+                           const ExpertWeights<T>* experts, int64_t hidden, int64_t inter,
+                           void* gate_up_buf, T* act_buf, Out* out, ExpertsGemm path) {
+  const Projection down_p = std::is_same<Out, float>::value ? kDown : kDownT;
   if (cublasSetStream(handle, stream) != CUBLAS_STATUS_SUCCESS) return "cublasSetStream failed";
   std::vector<int> active, rows;
   int64_t total = 0;
@@ -168,7 +177,7 @@ const char* RunExperts(cublasHandle_t handle, cudaStream_t stream, const T* x,
   SupportRecord& rec = Record<T>();
   const int refused = static_cast<int>(GroupedGemmState::kRefused);
   bool grouped_gu = path == ExpertsGemm::kGrouped && rec.state[kGateUp].load() != refused;
-  bool grouped_dn = path == ExpertsGemm::kGrouped && rec.state[kDown].load() != refused;
+  bool grouped_dn = path == ExpertsGemm::kGrouped && rec.state[down_p].load() != refused;
   T* gu_t = static_cast<T*>(gate_up_buf);          // grouped: gate_up in T
   float* gu_f = static_cast<float*>(gate_up_buf);  // loop: gate_up in fp32
   const int G = static_cast<int>(active.size());
@@ -226,8 +235,8 @@ const char* RunExperts(cublasHandle_t handle, cudaStream_t stream, const T* x,
   if (grouped_dn) {
     const cublasStatus_t st =
         GroupedLinear(handle, rows, static_cast<int>(inter), static_cast<int>(hidden),
-                      dev + 3 * G, dev + 4 * G, dev + 5 * G, TypeOf(x), CUDA_R_32F);
-    if (!Note(rec, kDown, st, &use_loop) && !use_loop) return "expert down grouped GEMM failed";
+                      dev + 3 * G, dev + 4 * G, dev + 5 * G, TypeOf(x), TypeOf(out));
+    if (!Note(rec, down_p, st, &use_loop) && !use_loop) return "expert down grouped GEMM failed";
     grouped_dn = !use_loop;
   }
   if (!grouped_dn) {
@@ -242,10 +251,33 @@ const char* RunExperts(cublasHandle_t handle, cudaStream_t stream, const T* x,
   return nullptr;
 }
 
-#define MOE_EXPERTS_INST(T)                                                                \
-  template const char* RunExperts<T>(cublasHandle_t, cudaStream_t, const T*, const int32_t*, \
-                                     const int32_t*, int, const ExpertWeights<T>*, int64_t,  \
-                                     int64_t, void*, T*, float*, ExpertsGemm);               \
+}  // namespace
+
+template <typename T>
+const char* RunExperts(cublasHandle_t handle, cudaStream_t stream, const T* x,
+                       const int32_t* counts, const int32_t* offsets, int num_experts,
+                       const ExpertWeights<T>* experts, int64_t hidden, int64_t inter,
+                       void* gate_up_buf, T* act_buf, float* out, ExpertsGemm path) {
+  return RunExpertsImpl(handle, stream, x, counts, offsets, num_experts, experts, hidden, inter,
+                        gate_up_buf, act_buf, out, path);
+}
+
+template <typename T>
+const char* RunExpertsOutT(cublasHandle_t handle, cudaStream_t stream, const T* x,
+                           const int32_t* counts, const int32_t* offsets, int num_experts,
+                           const ExpertWeights<T>* experts, int64_t hidden, int64_t inter,
+                           void* gate_up_buf, T* act_buf, T* out, ExpertsGemm path) {
+  return RunExpertsImpl(handle, stream, x, counts, offsets, num_experts, experts, hidden, inter,
+                        gate_up_buf, act_buf, out, path);
+}
+
+#define MOE_EXPERTS_INST(T)                                                                    \
+  template const char* RunExperts<T>(cublasHandle_t, cudaStream_t, const T*, const int32_t*,     \
+                                     const int32_t*, int, const ExpertWeights<T>*, int64_t,      \
+                                     int64_t, void*, T*, float*, ExpertsGemm);                   \
+  template const char* RunExpertsOutT<T>(cublasHandle_t, cudaStream_t, const T*, const int32_t*, \
+                                         const int32_t*, int, const ExpertWeights<T>*, int64_t,  \
+                                         int64_t, void*, T*, T*, ExpertsGemm);                   \
   template ExpertsGroupedSupport ExpertsGroupedGemmSupport<T>();
 MOE_EXPERTS_INST(__nv_bfloat16)
 MOE_EXPERTS_INST(__half)

@@ -2,7 +2,8 @@
 // expert e, its rows [offsets[e], offsets[e] + counts[e]) of x go through
 //   gate_up = x · Wgu_e^T    (Wgu_e = [gate; up] stacked, [2 * inter, hidden])
 //   act     = silu(gate) * up           (one fused elementwise pass over all rows, T)
-//   out     = act · Wdown_e^T  (Wdown_e [hidden, inter]), fp32
+//   out     = act · Wdown_e^T  (Wdown_e [hidden, inter]), fp32 (RunExperts) or T
+//             (RunExpertsOutT: rounded to the model dtype, as Hugging Face's experts are)
 // T operands, fp32 accumulation.
 //
 // Two ways to run the GEMMs:
@@ -15,7 +16,9 @@
 //    before grouped GEMMs existed).
 // A projection whose grouped call cuBLAS refuses (an unsupported type combination or GPU)
 // runs as the loop instead; the refusal is remembered for the process (per element type
-// and projection), so it is paid once. A call with a pointer not 16-byte aligned (what
+// and projection: gate_up, down to fp32, down to T), so it is paid once. cuBLAS refuses
+// the grouped down with fp32 output from 2-byte operands (CUBLAS_STATUS_NOT_SUPPORTED,
+// measured on H100 with cuBLAS 13), so only RunExpertsOutT runs down as one grouped call. A call with a pointer not 16-byte aligned (what
 // cuBLAS asks of 2-byte grouped operands) also runs as the loop, not remembered.
 // MOE_EXPERTS_GEMM=loop in the environment (read once) makes kAuto the loop.
 //
@@ -61,19 +64,37 @@ const char* RunExperts(cublasHandle_t handle, cudaStream_t stream, const T* x,
                        void* gate_up_buf, T* act_buf, float* out,
                        ExpertsGemm path = ExpertsGemm::kAuto);
 
+// The same with down written in T: out is device [rows, hidden] T (as for the other
+// operands, a row start not 16-byte aligned makes the call run as the loop). Grouped: one
+// grouped call per projection; loop (or refused): per-expert GEMMs writing T. Feed `out`
+// to the T-input LaunchMoeCombine (moe_permute.h). For T = float this is RunExperts.
+template <typename T>
+const char* RunExpertsOutT(cublasHandle_t handle, cudaStream_t stream, const T* x,
+                           const int32_t* counts, const int32_t* offsets, int num_experts,
+                           const ExpertWeights<T>* experts, int64_t hidden, int64_t inter,
+                           void* gate_up_buf, T* act_buf, T* out,
+                           ExpertsGemm path = ExpertsGemm::kAuto);
+
 // What the grouped path has learned so far in this process, per projection, for element
 // type T: not tried yet, accepted by cuBLAS, or refused (with cuBLAS's status).
 enum class GroupedGemmState { kUntried, kAccepted, kRefused };
 struct ExpertsGroupedSupport {
   GroupedGemmState gate_up = GroupedGemmState::kUntried;
-  GroupedGemmState down = GroupedGemmState::kUntried;
+  GroupedGemmState down = GroupedGemmState::kUntried;    // fp32 output (RunExperts)
+  GroupedGemmState down_t = GroupedGemmState::kUntried;  // T output (RunExpertsOutT)
   cublasStatus_t gate_up_status = CUBLAS_STATUS_SUCCESS;  // the refusal, when kRefused
   cublasStatus_t down_status = CUBLAS_STATUS_SUCCESS;
+  cublasStatus_t down_t_status = CUBLAS_STATUS_SUCCESS;
 };
 template <typename T>
 ExpertsGroupedSupport ExpertsGroupedGemmSupport();
 
 // The path kAuto resolves to in this process (kLoop or kGrouped).
 ExpertsGemm ExpertsDefaultGemm();
+
+// Whether a caller choosing between RunExperts and RunExpertsOutT for kAuto should take
+// RunExpertsOutT (and the T-input combine): true when kAuto is kGrouped. Fixed for the
+// process (the environment is read once).
+inline bool ExpertsDefaultOutT() { return ExpertsDefaultGemm() == ExpertsGemm::kGrouped; }
 
 }  // namespace moe::kernels::cuda

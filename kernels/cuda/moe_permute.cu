@@ -216,6 +216,58 @@ __global__ void CombineKernel(const float* expert_out, const int32_t* slot_row,
   out[t * hidden + c] = acc;
 }
 
+// CombineKernel over 2-byte expert rows, V consecutive columns per thread (V = 1, or 4
+// with hidden % 4 == 0 and 8-byte aligned rows / 16-byte aligned out): acc[j] +=
+// w_i * float(row[c + j]) for i = 0..k-1, as CombineKernel does per column.
+template <typename T, int V>
+struct alignas(sizeof(T) * V) Pack {
+  T v[V];
+};
+template <typename T, int V>
+__global__ void CombineTKernel(const T* expert_out, const int32_t* slot_row,
+                               const float* topk_weight, int k, int64_t hidden, float* out) {
+  const int64_t t = blockIdx.y;
+  const int64_t c = (blockIdx.x * int64_t{blockDim.x} + threadIdx.x) * V;
+  if (c >= hidden) return;
+  float acc[V];
+#pragma unroll
+  for (int j = 0; j < V; ++j) acc[j] = 0.f;
+  for (int i = 0; i < k; ++i) {
+    const int64_t r = slot_row[t * k + i];
+    const float w = topk_weight[t * k + i];
+    const Pack<T, V> p = *reinterpret_cast<const Pack<T, V>*>(expert_out + r * hidden + c);
+#pragma unroll
+    for (int j = 0; j < V; ++j) acc[j] += w * detail::ToF32(p.v[j]);
+  }
+  if constexpr (V == 4) {
+    *reinterpret_cast<float4*>(out + t * hidden + c) = make_float4(acc[0], acc[1], acc[2], acc[3]);
+  } else {
+#pragma unroll
+    for (int j = 0; j < V; ++j) out[t * hidden + c + j] = acc[j];
+  }
+}
+
+template <typename T>
+cudaError_t LaunchCombineT(const T* expert_out, const int32_t* slot_row,
+                           const float* topk_weight, int64_t num_tokens, int k, int64_t hidden,
+                           float* out, cudaStream_t stream) {
+  if (num_tokens <= 0) return cudaSuccess;
+  constexpr int kThreadsCombine = 256;
+  const bool vec = hidden % 4 == 0 &&
+                   reinterpret_cast<uintptr_t>(expert_out) % (4 * sizeof(T)) == 0 &&
+                   reinterpret_cast<uintptr_t>(out) % 16 == 0;
+  if (vec) {
+    dim3 grid(detail::CeilDiv(hidden / 4, kThreadsCombine), static_cast<unsigned>(num_tokens));
+    CombineTKernel<T, 4><<<grid, kThreadsCombine, 0, stream>>>(expert_out, slot_row, topk_weight,
+                                                               k, hidden, out);
+  } else {
+    dim3 grid(detail::CeilDiv(hidden, kThreadsCombine), static_cast<unsigned>(num_tokens));
+    CombineTKernel<T, 1><<<grid, kThreadsCombine, 0, stream>>>(expert_out, slot_row, topk_weight,
+                                                               k, hidden, out);
+  }
+  return cudaGetLastError();
+}
+
 }  // namespace
 
 cudaError_t LaunchMoePermute(const int32_t* topk_idx, int64_t num_slots, int k, int num_experts,
@@ -256,6 +308,18 @@ cudaError_t LaunchMoeCombine(const float* expert_out, const int32_t* slot_row,
   dim3 grid(detail::CeilDiv(hidden, 256), static_cast<unsigned>(num_tokens));
   CombineKernel<<<grid, 256, 0, stream>>>(expert_out, slot_row, topk_weight, k, hidden, out);
   return cudaGetLastError();
+}
+
+cudaError_t LaunchMoeCombine(const __nv_bfloat16* expert_out, const int32_t* slot_row,
+                             const float* topk_weight, int64_t num_tokens, int k, int64_t hidden,
+                             float* out, cudaStream_t stream) {
+  return LaunchCombineT(expert_out, slot_row, topk_weight, num_tokens, k, hidden, out, stream);
+}
+
+cudaError_t LaunchMoeCombine(const __half* expert_out, const int32_t* slot_row,
+                             const float* topk_weight, int64_t num_tokens, int k, int64_t hidden,
+                             float* out, cudaStream_t stream) {
+  return LaunchCombineT(expert_out, slot_row, topk_weight, num_tokens, k, hidden, out, stream);
 }
 
 }  // namespace moe::kernels::cuda

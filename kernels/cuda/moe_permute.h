@@ -9,6 +9,8 @@
 // Thread safety: launchers only enqueue work on `stream`.
 #pragma once
 
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
@@ -37,6 +39,15 @@ cudaError_t LaunchMoePermute(const int32_t* topk_idx, int64_t num_slots, int k, 
 // Weighted un-permute and combine: out[t, :] = sum_i topk_weight[t*k+i] *
 // expert_out[slot_row[t*k+i], :] (slots summed in order i = 0..k-1), overwriting out.
 cudaError_t LaunchMoeCombine(const float* expert_out, const int32_t* slot_row,
+                             const float* topk_weight, int64_t num_tokens, int k, int64_t hidden,
+                             float* out, cudaStream_t stream);
+// The same over expert outputs in the model dtype (RunExpertsOutT, experts.h): each row
+// widened to fp32, the sum in fp32 in the same order, out fp32. Vectorised where hidden
+// allows (4 elements per thread; expert_out and out aligned for it), else one per thread.
+cudaError_t LaunchMoeCombine(const __nv_bfloat16* expert_out, const int32_t* slot_row,
+                             const float* topk_weight, int64_t num_tokens, int k, int64_t hidden,
+                             float* out, cudaStream_t stream);
+cudaError_t LaunchMoeCombine(const __half* expert_out, const int32_t* slot_row,
                              const float* topk_weight, int64_t num_tokens, int k, int64_t hidden,
                              float* out, cudaStream_t stream);
 

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <utility>
 #include <vector>
@@ -12,6 +13,7 @@
 #include "kernels/cpu/linear.h"
 #include "kernels/cpu/router.h"
 #include "kernels/cpu/thread_pool.h"
+#include "kernels/dtype.h"
 #include "kernels/cuda/elementwise.h"
 #include "kernels/cuda/embedding.h"
 #include "kernels/cuda/experts.h"
@@ -122,6 +124,54 @@ void CheckSiluMulBf16In(Rng& rng, Report& rep) {
   }
 }
 
+// LaunchMoeCombine over 2-byte expert rows (what RunExpertsOutT writes), bf16 and fp16,
+// against the weighted sum in fp32 of the same rounded rows, slots in order: the
+// vectorised kernel (hidden % 4 == 0, aligned) and the scalar one (odd hidden, or rows
+// offset by one element), slot_row a random permutation, fresh poisoned output.
+void CheckCombineTyped(Rng& rng, Report& rep) {
+  struct Case { int64_t T; int k; int64_t H, offset; };
+  for (const Case& c : std::vector<Case>{{7, 8, 2048, 0}, {33, 2, 264, 0}, {5, 4, 37, 0}, {9, 4, 64, 1}, {1, 1, 4, 0}}) {
+    const int64_t S = c.T * c.k;
+    std::vector<float> x = rng.Normal(S * c.H + c.offset, 2.f), wts = rng.Normal(S);
+    std::vector<int32_t> slot_row(S);
+    for (int64_t s = 0; s < S; ++s) slot_row[s] = static_cast<int32_t>(s);
+    std::shuffle(slot_row.begin(), slot_row.end(), rng.gen());
+    const std::string shape = Shape({{"T", c.T}, {"k", c.k}, {"H", c.H}, {"offset", c.offset}});
+    DevBuf<int32_t> dsr(slot_row);
+    DevBuf<float> dw(wts), dout(c.T * c.H);
+    // ref over the rows as the GPU holds them (xr: x rounded to the tested type).
+    auto reference = [&](const std::vector<float>& xr) {
+      std::vector<float> ref(c.T * c.H, 0.f);
+      for (int64_t t = 0; t < c.T; ++t)
+        for (int i = 0; i < c.k; ++i)
+          for (int64_t h = 0; h < c.H; ++h)
+            ref[t * c.H + h] += wts[t * c.k + i] * xr[c.offset + slot_row[t * c.k + i] * c.H + h];
+      return ref;
+    };
+    {
+      std::vector<float> xr = x;
+      const auto xb = RoundBf16(xr);
+      DevBuf<Bf16> dx(xb);
+      dout.Poison();
+      LAUNCH_OK(kg::LaunchMoeCombine(dx.get() + c.offset, dsr.get(), dw.get(), c.T, c.k, c.H, dout.get(), nullptr));
+      rep.Check("moe_combine bf16 in", shape, RelErr(dout.Download(), reference(xr)), kF32Bound);
+    }
+    {
+      std::vector<float> xr(x.size());
+      std::vector<__half> xh(x.size());
+      for (size_t i = 0; i < x.size(); ++i) {
+        const uint16_t b = F32ToF16(x[i]);
+        std::memcpy(static_cast<void*>(&xh[i]), &b, 2);
+        xr[i] = F16ToF32(b);
+      }
+      DevBuf<__half> dx(xh);
+      dout.Poison();
+      LAUNCH_OK(kg::LaunchMoeCombine(dx.get() + c.offset, dsr.get(), dw.get(), c.T, c.k, c.H, dout.get(), nullptr));
+      rep.Check("moe_combine fp16 in", shape, RelErr(dout.Download(), reference(xr)), kF32Bound);
+    }
+  }
+}
+
 namespace {
 
 const char* StateName(kg::GroupedGemmState s) {
@@ -133,13 +183,16 @@ const char* StateName(kg::GroupedGemmState s) {
   return "?";
 }
 
-// "gate_up grouped, down refused, loop (CUBLAS_STATUS_NOT_SUPPORTED)": what kGrouped ran.
+// "gate_up grouped, down refused, loop (CUBLAS_STATUS_NOT_SUPPORTED), down bf16 grouped":
+// what kGrouped ran (down: fp32 out, RunExperts; down bf16: RunExpertsOutT).
 std::string GroupedSupportText() {
   const auto s = kg::ExpertsGroupedGemmSupport<Bf16>();
   std::string t = std::string("gate_up ") + StateName(s.gate_up);
   if (s.gate_up == kg::GroupedGemmState::kRefused) t += std::string(" (") + cublasGetStatusName(s.gate_up_status) + ")";
   t += std::string(", down ") + StateName(s.down);
   if (s.down == kg::GroupedGemmState::kRefused) t += std::string(" (") + cublasGetStatusName(s.down_status) + ")";
+  t += std::string(", down bf16 ") + StateName(s.down_t);
+  if (s.down_t == kg::GroupedGemmState::kRefused) t += std::string(" (") + cublasGetStatusName(s.down_t_status) + ")";
   return t;
 }
 
@@ -171,11 +224,14 @@ std::vector<float> ExpertsReference(const std::vector<float>& h, const std::vect
 
 // The whole expert path: permute by the CPU router's picks, gather, expert FFN through
 // cuBLAS (the default grouped GEMMs and the per-expert loop, fresh poisoned buffers each)
-// with fused SwiGLU, weighted combine; against a CPU reference. For steps of at most
+// with fused SwiGLU, weighted combine; against a CPU reference. Each path twice: down to
+// fp32 (RunExperts, fp32 combine) and down to bf16 (RunExpertsOutT, bf16-input combine,
+// what the runner's grouped prefill path runs). For steps of at most
 // kSmallBatchExpertsMaxTokens tokens also the small-batch path (device-side assignment, no
 // gather). At the OLMoE prefill shape it prints (does not assert) loop vs grouped times.
 void TestExperts(Rng& rng, Report& rep, cublasHandle_t cublas) {
   CheckSiluMulBf16In(rng, rep);
+  CheckCombineTyped(rng, rep);
   kc::ThreadPool pool(0);
   struct Case { int64_t T; int E, k; int64_t H, I; };
   for (const Case& c : std::vector<Case>{{1, 64, 8, 256, 128}, {37, 16, 4, 512, 384}, {200, 8, 2, 320, 200}, {5, 128, 8, 192, 96},
@@ -210,7 +266,7 @@ void TestExperts(Rng& rng, Report& rep, cublasHandle_t cublas) {
     const int64_t S = c.T * c.k;
     DevBuf<int32_t> didx(idx), dcounts(c.E), doffsets(c.E + 1), drow_token(S), dslot_row(S);
     DevBuf<float> dw(wts), dgu(S * 2 * c.I), dexp_out(S * c.H), dout(c.T * c.H);
-    DevBuf<Bf16> dh(hb), dperm(S * c.H), dact(S * c.I);
+    DevBuf<Bf16> dh(hb), dperm(S * c.H), dact(S * c.I), dexp_out_t(S * c.H);
     drow_token.Poison();
     dslot_row.Poison();
     dperm.Poison();
@@ -233,9 +289,13 @@ void TestExperts(Rng& rng, Report& rep, cublasHandle_t cublas) {
     const std::string shape = Shape({{"T", c.T}, {"E", c.E}, {"k", c.k}, {"H", c.H}, {"I", c.I}});
     rep.Check("moe_permute (exact)", shape, perm_ok ? 0.0 : INFINITY, 0.0);
     LAUNCH_OK(kg::LaunchGatherRows(dh.get(), drow_token.get(), S, c.H, dperm.get(), nullptr));
-    auto run = [&](kg::ExpertsGemm path) {
-      const char* err = kg::RunExperts(cublas, nullptr, dperm.get(), counts.data(), offsets.data(), c.E, ew.data(), c.H,
-                                       c.I, dgu.get(), dact.get(), dexp_out.get(), path);
+    // out_t: down written in bf16 (RunExpertsOutT into dexp_out_t), else fp32 (dexp_out).
+    auto run = [&](kg::ExpertsGemm path, bool out_t = false) {
+      const char* err =
+          out_t ? kg::RunExpertsOutT(cublas, nullptr, dperm.get(), counts.data(), offsets.data(), c.E, ew.data(), c.H,
+                                     c.I, dgu.get(), dact.get(), dexp_out_t.get(), path)
+                : kg::RunExperts(cublas, nullptr, dperm.get(), counts.data(), offsets.data(), c.E, ew.data(), c.H, c.I,
+                                 dgu.get(), dact.get(), dexp_out.get(), path);
       if (err != nullptr) {
         std::fprintf(stderr, "RunExperts: %s\n", err);
         std::exit(2);
@@ -253,27 +313,45 @@ void TestExperts(Rng& rng, Report& rep, cublasHandle_t cublas) {
       LAUNCH_OK(kg::LaunchMoeCombine(dexp_out.get(), dslot_row.get(), dw.get(), c.T, c.k, c.H, dout.get(), nullptr));
       rep.Check(label, shape, RelErr(dout.Download(), ref), kBf16Bound);
     }
+    // The same with down in bf16 and the bf16-input combine (expert outputs rounded to bf16).
+    for (const auto& [path, label] : {std::pair{kg::ExpertsGemm::kGrouped, "experts ffn+combine bf16 out"},
+                                      std::pair{kg::ExpertsGemm::kLoop, "experts ffn+combine bf16 out loop"}}) {
+      dgu.Poison();
+      dact.Poison();
+      dexp_out_t.Poison();
+      dout.Poison();
+      run(path, true);
+      CUDA_OK(cudaDeviceSynchronize());
+      LAUNCH_OK(kg::LaunchMoeCombine(dexp_out_t.get(), dslot_row.get(), dw.get(), c.T, c.k, c.H, dout.get(), nullptr));
+      rep.Check(label, shape, RelErr(dout.Download(), ref), kBf16Bound);
+    }
     if (c.T == 2048 && c.E == 64 && c.k == 8 && c.H == 2048 && c.I == 1024) {
       // Timing (printed, not asserted): the whole RunExperts on the device, counts known.
       const double flop = 6.0 * S * c.H * c.I;  // gate_up 2*S*H*2I + down 2*S*I*H
       cudaEvent_t t0, t1;
       CUDA_OK(cudaEventCreate(&t0));
       CUDA_OK(cudaEventCreate(&t1));
-      auto time_us = [&](kg::ExpertsGemm path) {
+      auto time_us = [&](kg::ExpertsGemm path, bool out_t) {
         constexpr int kWarm = 3, kReps = 20;
-        for (int i = 0; i < kWarm; ++i) run(path);
+        for (int i = 0; i < kWarm; ++i) run(path, out_t);
         CUDA_OK(cudaEventRecord(t0, nullptr));
-        for (int i = 0; i < kReps; ++i) run(path);
+        for (int i = 0; i < kReps; ++i) run(path, out_t);
         CUDA_OK(cudaEventRecord(t1, nullptr));
         CUDA_OK(cudaEventSynchronize(t1));
         float ms = 0.f;
         CUDA_OK(cudaEventElapsedTime(&ms, t0, t1));
         return 1e3 * ms / kReps;
       };
-      const double loop_us = time_us(kg::ExpertsGemm::kLoop), grouped_us = time_us(kg::ExpertsGemm::kGrouped);
-      std::printf("time experts %s: loop %.1f us (%.1f TFLOP/s), grouped %.1f us (%.1f TFLOP/s), %.2fx [%s]\n",
+      // loop: fp32 down (RunExperts); grouped: RunExperts (fp32 down); grouped bf16 out:
+      // RunExpertsOutT, what the runner's prefill runs. Speedups are over the loop.
+      const double loop_us = time_us(kg::ExpertsGemm::kLoop, false);
+      const double grouped_us = time_us(kg::ExpertsGemm::kGrouped, false);
+      const double grouped_t_us = time_us(kg::ExpertsGemm::kGrouped, true);
+      std::printf("time experts %s: loop %.1f us (%.1f TFLOP/s), grouped %.1f us (%.1f TFLOP/s), %.2fx, "
+                  "grouped bf16 out %.1f us (%.1f TFLOP/s), %.2fx [%s]\n",
                   shape.c_str(), loop_us, flop / loop_us * 1e-6, grouped_us, flop / grouped_us * 1e-6,
-                  loop_us / grouped_us, GroupedSupportText().c_str());
+                  loop_us / grouped_us, grouped_t_us, flop / grouped_t_us * 1e-6, loop_us / grouped_t_us,
+                  GroupedSupportText().c_str());
       std::fflush(stdout);
       CUDA_OK(cudaEventDestroy(t0));
       CUDA_OK(cudaEventDestroy(t1));
