@@ -227,6 +227,9 @@ void Scheduler::EngineLoop() {
     StepTiming timing;
     timing.phases.reap_s = Lap(&t);
     RunStep(&timing);
+    FlushOutbox();
+    // Going idle: every event reaches its handle before the scheduler reports idle.
+    if (running_.empty()) delivery_.Flush();
     PublishStats(timing.ran ? &timing : nullptr,
                  absl::ToDoubleSeconds(absl::Now() - iteration_start));
   }
@@ -239,6 +242,8 @@ void Scheduler::EngineLoop() {
     waiting.swap(waiting_);
   }
   for (auto& s : waiting) Finish(s.get(), FinishReason::kAbort, "shutdown");
+  FlushOutbox();
+  delivery_.Flush();
   PublishStats(nullptr, 0);
 }
 
@@ -380,6 +385,12 @@ void Scheduler::RunStep(StepTiming* timing) {
                             [this](int64_t begin, int64_t end) {
                               for (int64_t r = begin; r < end; ++r) EmitRow(&rows_[r]);
                             });
+  for (RowWork& w : rows_) {
+    outbox_.push_back([h = w.seq->handle, t = w.sampled.token, text = std::move(w.text),
+                       lps = std::move(w.logprobs)]() mutable {
+      h->PushTokens({t}, std::move(text), std::move(lps));
+    });
+  }
   phases.emit_s += Lap(&t);
 
   for (RowWork& w : rows_) {
@@ -439,9 +450,9 @@ void Scheduler::EmitRow(RowWork* w) const {
       text += seq->stop_matcher->Flush();
     }
   }
-  std::vector<engine::SampledToken> lps;
-  if (req.sampling.logprobs > 0) lps.push_back(std::move(w->sampled));
-  seq->handle->PushTokens({t}, std::move(text), std::move(lps));
+  w->logprobs.clear();
+  if (req.sampling.logprobs > 0) w->logprobs.push_back(w->sampled);
+  w->text = std::move(text);
 
   w->done = done;
   if (!done) return;
@@ -472,7 +483,7 @@ void Scheduler::Finish(Sequence* seq, FinishReason reason, std::string stop_reas
     if (reason == FinishReason::kAbort) ++stats_.num_aborted;
   }
   ReportFinished(*seq, FinishReasonName(reason));
-  seq->handle->PushComplete(std::move(ev));
+  outbox_.push_back([h = seq->handle, ev = std::move(ev)]() mutable { h->PushComplete(std::move(ev)); });
 }
 
 void Scheduler::ReportFinished(const Sequence& seq, const std::string& reason) {
@@ -499,7 +510,13 @@ void Scheduler::Fail(Sequence* seq, absl::Status status) {
     ++stats_.num_finished;
   }
   ReportFinished(*seq, "error");
-  seq->handle->PushError(std::move(status));
+  outbox_.push_back([h = seq->handle, status = std::move(status)]() mutable { h->PushError(std::move(status)); });
+}
+
+void Scheduler::FlushOutbox() {
+  if (outbox_.empty()) return;
+  delivery_.Post(std::move(outbox_));
+  outbox_.clear();
 }
 
 void Scheduler::RemoveFinished(const std::vector<Sequence*>& finished) {

@@ -35,6 +35,7 @@
 #include "absl/synchronization/mutex.h"
 #include "engine/model_runner.h"
 #include "kernels/cpu/thread_pool.h"
+#include "scheduler/event_delivery.h"
 #include "scheduler/kv_block_manager.h"
 #include "scheduler/policies.h"
 #include "scheduler/request.h"
@@ -186,6 +187,9 @@ class Scheduler {
     int32_t device_token = -1;      // the token sampled on the device, or -1
     bool drew = false;              // the generator already drew for this token (`draw`)
     std::optional<double> draw;
+    // What EmitRow computed for the handle; the engine thread posts it (in row order).
+    std::string text;
+    std::vector<engine::SampledToken> logprobs;
     engine::SampledToken sampled;
     bool done = false;
     FinishReason reason = FinishReason::kStop;
@@ -226,7 +230,14 @@ class Scheduler {
     std::optional<double> u;
   };
   std::vector<ChunkDraw> draws_;
+  // Pushes to request handles gathered during an iteration, posted to `delivery_` at its
+  // end (FlushOutbox), in order. Engine thread only.
+  std::vector<std::function<void()>> outbox_;
+  void FlushOutbox();
   std::thread engine_thread_;
+  // Runs the handle pushes off the engine thread (event_delivery.h). ~Scheduler's
+  // Shutdown() joins the engine thread (which flushes it) before members are destroyed.
+  EventDelivery delivery_;
 
   mutable absl::Mutex mu_;
   std::deque<std::unique_ptr<Sequence>> waiting_ ABSL_GUARDED_BY(mu_);

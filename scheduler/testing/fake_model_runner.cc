@@ -199,7 +199,8 @@ absl::Status FakeModelRunner::Forward(const engine::ForwardBatch& batch,
       if (options_.device_sampling && s.sampling.enabled &&
           s.logits == engine::SequenceChunk::Logits::kLast) {
         ++sampled;
-        if (options_.decline_every > 0 && sampled % options_.decline_every == 0) {
+        ++device_asked_;  // over the runner's life, so declines do not depend on step sizes
+        if (options_.decline_every > 0 && device_asked_ % options_.decline_every == 0) {
           ++declined;
         } else {
           engine::SamplingParams sp;

@@ -85,6 +85,7 @@ class FakeModelRunner : public engine::ModelRunner {
   FakeRunnerOptions options_;
   engine::ModelConfig config_;
   std::vector<Slot> cache_;  // num_kv_blocks * kv_block_size slots; engine thread only
+  int64_t device_asked_ = 0;  // rows asked to be sampled on the device; engine thread only
   mutable absl::Mutex mu_;
   absl::Duration step_delay_ ABSL_GUARDED_BY(mu_) = absl::ZeroDuration();
   std::vector<RecordedStep> steps_ ABSL_GUARDED_BY(mu_);
