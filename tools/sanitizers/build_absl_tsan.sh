@@ -36,25 +36,9 @@ if [ -e "$STAMP" ]; then
   exit 0
 fi
 
-# Source entries: Debian's archive is the only reachable source of the sources.
-SRC_LIST=/etc/apt/sources.list.d/moe-debian-src.sources
-if ! grep -rqs '^\(Types: deb-src\|deb-src\)' /etc/apt/sources.list /etc/apt/sources.list.d/; then
-  cat >"$SRC_LIST" <<'EOF'
-Types: deb-src
-URIs: http://deb.debian.org/debian
-Suites: bookworm bookworm-updates
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-
-Types: deb-src
-URIs: http://deb.debian.org/debian-security
-Suites: bookworm-security
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-EOF
-fi
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
+# shellcheck source=tools/sanitizers/debian_src.sh
+. "$(dirname "$0")/debian_src.sh"
+ensure_debian_sources
 # dpkg-dev unpacks the source package (dpkg-source); cmake/g++ build it.
 apt-get install -y -qq --no-install-recommends dpkg-dev cmake make g++ xz-utils >/dev/null
 

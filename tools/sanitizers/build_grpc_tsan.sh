@@ -51,25 +51,9 @@ if ! ls "$ABSL_PREFIX"/lib/libabsl_base.so.* >/dev/null 2>&1; then
   exit 1
 fi
 
-# Source entries: Debian's archive is the only reachable source of the sources.
-SRC_LIST=/etc/apt/sources.list.d/moe-debian-src.sources
-if ! grep -rqs '^\(Types: deb-src\|deb-src\)' /etc/apt/sources.list /etc/apt/sources.list.d/; then
-  cat >"$SRC_LIST" <<'EOF'
-Types: deb-src
-URIs: http://deb.debian.org/debian
-Suites: bookworm bookworm-updates
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-
-Types: deb-src
-URIs: http://deb.debian.org/debian-security
-Suites: bookworm-security
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-EOF
-fi
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
+# shellcheck source=tools/sanitizers/debian_src.sh
+. "$(dirname "$0")/debian_src.sh"
+ensure_debian_sources
 # The subset of grpc's Build-Depends that the C/C++ core libraries need (the full
 # build-dep list pulls in Ruby, Python, Sphinx, googletest and benchmark).
 apt-get install -y -qq --no-install-recommends dpkg-dev cmake make g++ pkgconf xz-utils \
