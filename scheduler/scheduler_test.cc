@@ -2,6 +2,7 @@
 // (ReferenceGreedy) and which fails a step whose KV block tables are inconsistent.
 #include "scheduler/scheduler.h"
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -431,16 +432,30 @@ TEST_CASE("GetStats carries the runner's offload counters when it has them") {
   REQUIRE(st.offload->layers[0].hits == 7);
 }
 
+// Starts a scheduler over `runner`, submits make(0) .. make(n - 1) at once and drains
+// every stream, in submission order.
+std::vector<Outcome> SubmitAll(FakeModelRunner& runner, SchedulerOptions opts, int n,
+                               const std::function<GenerateRequest(int)>& make) {
+  opts.make_text_decoder = testing::FakeTextDecoderFactory();
+  Scheduler sched(&runner, opts);
+  REQUIRE(sched.Start().ok());
+  std::vector<std::shared_ptr<RequestHandle>> handles;
+  for (int i = 0; i < n; ++i) {
+    auto h = sched.Submit(make(i));
+    REQUIRE(h.ok());
+    handles.push_back(*h);
+  }
+  std::vector<Outcome> out;
+  for (auto& h : handles) out.push_back(Drain(*h));
+  return out;
+}
+
 TEST_CASE("Parallel sampling: seeded outputs do not depend on the number of threads") {
   auto run = [](int threads) {
     FakeModelRunner runner(FakeRunnerOptions{});
     SchedulerOptions opts;
     opts.num_sampling_threads = threads;
-    opts.make_text_decoder = testing::FakeTextDecoderFactory();
-    Scheduler sched(&runner, opts);
-    REQUIRE(sched.Start().ok());
-    std::vector<std::shared_ptr<RequestHandle>> handles;
-    for (int i = 0; i < 24; ++i) {
+    return SubmitAll(runner, opts, 24, [](int i) {
       GenerateRequest r;
       r.prompt = MakePrompt(5 + i % 7, i, 64);
       r.max_tokens = 12;
@@ -449,13 +464,8 @@ TEST_CASE("Parallel sampling: seeded outputs do not depend on the number of thre
       r.sampling.has_seed = true;
       r.sampling.seed = 500 + i;
       r.sampling.logprobs = i % 3;
-      auto h = sched.Submit(std::move(r));
-      REQUIRE(h.ok());
-      handles.push_back(*h);
-    }
-    std::vector<Outcome> out;
-    for (auto& h : handles) out.push_back(Drain(*h));
-    return out;
+      return r;
+    });
   };
   const std::vector<Outcome> serial = run(1);
   const std::vector<Outcome> parallel = run(4);
@@ -484,12 +494,7 @@ TEST_CASE("Device sampling: a runner that samples on the device gives the host's
     ro.device_sampling = device;
     ro.decline_every = 3;
     FakeModelRunner runner(ro);
-    SchedulerOptions opts;
-    opts.make_text_decoder = testing::FakeTextDecoderFactory();
-    Scheduler sched(&runner, opts);
-    REQUIRE(sched.Start().ok());
-    std::vector<std::shared_ptr<RequestHandle>> handles;
-    for (int i = 0; i < 30; ++i) {
+    std::vector<Outcome> out = SubmitAll(runner, SchedulerOptions{}, 30, [](int i) {
       GenerateRequest r;
       r.prompt = MakePrompt(4 + i % 5, i, 64);
       r.max_tokens = 10;
@@ -499,12 +504,8 @@ TEST_CASE("Device sampling: a runner that samples on the device gives the host's
       r.sampling.has_seed = true;
       r.sampling.seed = 900 + i;
       r.sampling.logprobs = i % 5 == 3 ? 2 : 0;
-      auto h = sched.Submit(std::move(r));
-      REQUIRE(h.ok());
-      handles.push_back(*h);
-    }
-    std::vector<Outcome> out;
-    for (auto& h : handles) out.push_back(Drain(*h));
+      return r;
+    });
     *sampled = runner.num_device_sampled();
     *declined = runner.num_device_declined();
     return out;
