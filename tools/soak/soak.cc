@@ -228,7 +228,9 @@ int main(int argc, char** argv) {
   posix_spawn_file_actions_addopen(&fa, 1, (dir + "/stdout").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   posix_spawn_file_actions_addopen(&fa, 2, (dir + "/stderr").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   pid_t pid;
-  if (posix_spawn(&pid, o.server.c_str(), &fa, nullptr, cargv.data(), environ) != 0) {
+  const int spawned = posix_spawn(&pid, o.server.c_str(), &fa, nullptr, cargv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);  // the actions hold copies of both paths
+  if (spawned != 0) {
     std::fprintf(stderr, "moe_soak: cannot start %s\n", o.server.c_str());
     return 2;
   }
