@@ -9,6 +9,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime_api.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -18,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cuda/device_query.h"
 #include "kernels/dtype.h"
 
 namespace moe::gpu_test {
@@ -189,5 +191,21 @@ class Report {
  private:
   std::vector<Row> rows_;
 };
+
+// The start of a GPU suite's main: the seed (`--seed N`, else the clock) and the device
+// line that reproduces a run. Returns false (after saying why) when there is no device.
+inline bool StartSuite(int argc, char** argv, uint64_t* seed) {
+  *seed = std::chrono::steady_clock::now().time_since_epoch().count();
+  for (int i = 1; i + 1 < argc; ++i)
+    if (std::string(argv[i]) == "--seed") *seed = std::stoull(argv[i + 1]);
+  const auto info = moe::kernels::cuda::QueryDevices();
+  if (info.count == 0) {
+    std::fprintf(stderr, "no CUDA device: %s\n", info.error.c_str());
+    return false;
+  }
+  std::printf("device: %s (sm_%d%d, %d SMs), seed %llu\n", info.name.c_str(), info.sm_major,
+              info.sm_minor, info.multiprocessors, static_cast<unsigned long long>(*seed));
+  return true;
+}
 
 }  // namespace moe::gpu_test

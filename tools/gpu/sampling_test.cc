@@ -24,7 +24,6 @@
 
 #include "engine/sampling/row_scan.h"
 #include "engine/sampling/sampler.h"
-#include "kernels/cuda/device_query.h"
 #include "kernels/cuda/sampling.h"
 #include "tools/gpu/gpu_check.h"
 
@@ -342,16 +341,8 @@ void TimeKernel(Rng& rng) {
 
 int main(int argc, char** argv) {
   using namespace moe::gpu_test;
-  uint64_t seed = std::chrono::steady_clock::now().time_since_epoch().count();
-  for (int i = 1; i + 1 < argc; ++i)
-    if (std::string(argv[i]) == "--seed") seed = std::stoull(argv[i + 1]);
-  const auto info = moe::kernels::cuda::QueryDevices();
-  if (info.count == 0) {
-    std::fprintf(stderr, "no CUDA device: %s\n", info.error.c_str());
-    return 2;
-  }
-  std::printf("device: %s (sm_%d%d, %d SMs), seed %llu\n", info.name.c_str(), info.sm_major,
-              info.sm_minor, info.multiprocessors, static_cast<unsigned long long>(seed));
+  uint64_t seed = 0;
+  if (!StartSuite(argc, argv, &seed)) return 2;
   Rng rng(seed);
   Report rep;
   int boundary = 0;
