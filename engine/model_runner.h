@@ -47,6 +47,19 @@ struct SequenceChunk {
 
 struct ForwardBatch {
   std::vector<SequenceChunk> seqs;
+  // Expert-aware batching: ask the runner for ForwardResult::footprints (runners whose
+  // expert_footprint_keys() is 0 ignore it).
+  bool want_footprints = false;
+};
+
+// The (MoE layer, expert) pairs a sequence's next decode token is expected to use, as a
+// bitset over footprint keys: bit (moe_index * num_experts + expert), moe_index counting
+// MoE layers only. `exact` when the runner knows it (a decoupled router applied to the
+// token the runner itself sampled), otherwise an estimate (the experts the sequence's
+// tokens used in this step).
+struct ExpertFootprint {
+  std::vector<uint64_t> bits;  // ceil(expert_footprint_keys() / 64) words; empty: unknown
+  bool exact = false;
 };
 
 struct ForwardResult {
@@ -61,6 +74,10 @@ struct ForwardResult {
   // maximum to the host). Empty when no row was sampled on the device. Rows that carry a
   // token have no logits (row(r) is unspecified there).
   std::vector<int32_t> tokens;
+  // With ForwardBatch::want_footprints on a runner with expert_footprint_keys() > 0: one
+  // per batch.seqs entry (bits empty where unknown, e.g. a non-final prefill chunk may
+  // still report what its tokens used). Empty otherwise.
+  std::vector<ExpertFootprint> footprints;
   const float* row(int32_t r) const { return logits.data() + static_cast<size_t>(r) * vocab_size; }
 };
 
@@ -140,6 +157,19 @@ class ModelRunner {
   // of the interface this is safe to call from any thread while Forward runs (a snapshot
   // taken under the runner's lock at the end of each step).
   virtual std::optional<OffloadStats> offload_stats() const { return std::nullopt; }
+
+  // Expert-aware batching (scheduler/expert_aware_composer.h). Footprint key count
+  // (num MoE layers x num experts) when the runner can report ExpertFootprints, else 0.
+  virtual int32_t expert_footprint_keys() const { return 0; }
+  // (MoE layer, expert) pairs the GPU expert cache holds at once; 0 when every expert is
+  // resident (expert-aware batching then has nothing to save).
+  virtual int32_t expert_cache_slots() const { return 0; }
+  // Decoupled-router checkpoints: a token's routing depends on its id alone, so the
+  // footprint of a sequence's next step is known as soon as its token is sampled. Fills
+  // `out` (exact) and returns true where the runner can; false otherwise (own gates,
+  // pre-gates: use ForwardResult::footprints' estimate). Called from the engine thread
+  // between Forward calls; must not block on the device for long.
+  virtual bool TokenFootprint(int32_t token, ExpertFootprint* out) { return false; }
 };
 
 }  // namespace moe::engine

@@ -12,6 +12,34 @@ bool AdmissionPolicy::CanAdmit(const Sequence& seq, int chunk_tokens, int num_ru
   return kv.ExtraBlocksFor(seq.id, chunk_tokens) <= kv.num_free_blocks();
 }
 
+BatchComposer::BatchComposer(BatchLimits limits) : limits_(limits), admission_(limits) {
+  if (limits_.expert_cache_keys > 0) {
+    expert_aware_ = std::make_unique<ExpertAwareComposer>(limits_.expert_cache_keys,
+                                                          limits_.expert_aware_max_skips);
+  }
+}
+
+std::vector<Sequence*> BatchComposer::DeferredDecodes(
+    const std::vector<std::unique_ptr<Sequence>>& running) const {
+  std::vector<Sequence*> deferred;
+  if (expert_aware_ == nullptr) return deferred;
+  std::vector<Sequence*> decodes;
+  std::vector<DecodeCandidate> candidates;
+  for (const auto& s : running) {
+    if (s->pending() != 1) continue;
+    decodes.push_back(s.get());
+    candidates.push_back({&s->expert_footprint, s->expert_skips});
+  }
+  // Decodes come first in the step's token budget, one token each.
+  const int max_seqs = std::min(limits_.max_num_seqs, limits_.max_num_batched_tokens);
+  const std::vector<bool> taken = expert_aware_->Select(candidates, max_seqs);
+  for (size_t i = 0; i < decodes.size(); ++i) {
+    if (!taken[i]) deferred.push_back(decodes[i]);
+  }
+  std::sort(deferred.begin(), deferred.end());
+  return deferred;
+}
+
 Sequence* PreemptionPolicy::PickVictim(
     const std::vector<std::unique_ptr<Sequence>>& running) const {
   Sequence* victim = nullptr;
@@ -30,6 +58,7 @@ void BatchComposer::Preempt(Sequence* victim, std::vector<std::unique_ptr<Sequen
   kv->Free(victim->id);
   victim->num_computed = 0;
   victim->admit_order = -1;
+  victim->expert_skips = 0;
   ++victim->num_preemptions;
   waiting->push_front(std::move(*it));
   running->erase(it);
@@ -39,6 +68,10 @@ StepPlan BatchComposer::Compose(std::vector<std::unique_ptr<Sequence>>* running,
                                 std::deque<std::unique_ptr<Sequence>>* waiting,
                                 KvBlockManager* kv, int64_t* next_admit_order) const {
   StepPlan plan;
+  std::vector<Sequence*> deferred = DeferredDecodes(*running);
+  auto is_deferred = [&deferred](Sequence* s) {
+    return std::binary_search(deferred.begin(), deferred.end(), s);
+  };
   // Each pass either schedules something or preempts one sequence, so this ends.
   while (true) {
     int budget = limits_.max_num_batched_tokens;
@@ -48,7 +81,7 @@ StepPlan BatchComposer::Compose(std::vector<std::unique_ptr<Sequence>>* running,
     //    newest running sequence (possibly itself) until it fits.
     for (size_t i = 0; i < running->size() && budget > 0;) {
       Sequence* s = (*running)[i].get();
-      if (s->pending() != 1) {
+      if (s->pending() != 1 || is_deferred(s)) {
         ++i;
         continue;
       }
@@ -96,12 +129,27 @@ StepPlan BatchComposer::Compose(std::vector<std::unique_ptr<Sequence>>* running,
     }
 
     if (!plan.chunks.empty() || running->empty()) break;
+    if (!deferred.empty()) {
+      // Nothing else could run (the decode it kept preempted itself): run the deferred
+      // decodes rather than preempt them.
+      deferred.clear();
+      continue;
+    }
     // Running prefills hold every block and none can advance: give the newest one's
     // blocks to the others (the oldest always fits alone; Submit checks that).
     Preempt(preemption_.PickVictim(*running), running, waiting, kv);
     ++plan.num_preempted;
   }
-  for (const auto& c : plan.chunks) plan.num_tokens += c.num_tokens;
+  for (const auto& c : plan.chunks) {
+    plan.num_tokens += c.num_tokens;
+    c.seq->expert_skips = 0;
+  }
+  for (Sequence* s : deferred) {
+    if (s->admit_order < 0) continue;  // preempted this step: back in `waiting`
+    ++s->expert_skips;
+    ++plan.num_expert_deferred;
+    plan.max_expert_skips = std::max(plan.max_expert_skips, s->expert_skips);
+  }
   return plan;
 }
 

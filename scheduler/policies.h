@@ -4,7 +4,10 @@
 //   BatchComposer     – which sequences run this step, with how many tokens each:
 //                       decodes first (oldest first), then prefill chunks of running
 //                       sequences, then newly admitted ones, all under the step's token
-//                       budget (max_num_batched_tokens) and max_num_seqs.
+//                       budget (max_num_batched_tokens) and max_num_seqs. With
+//                       expert-aware batching on, the decodes first pass through
+//                       ExpertAwareComposer (expert_aware_composer.h); prefill chunks
+//                       are not filtered.
 //
 // Thread safety: none of these hold locks; BatchComposer::Compose runs on the engine
 // thread while the scheduler holds the lock that guards the waiting queue.
@@ -15,6 +18,7 @@
 #include <memory>
 #include <vector>
 
+#include "scheduler/expert_aware_composer.h"
 #include "scheduler/kv_block_manager.h"
 #include "scheduler/sequence.h"
 
@@ -23,6 +27,10 @@ namespace moe::scheduler {
 struct BatchLimits {
   int max_num_seqs = 64;
   int max_num_batched_tokens = 512;
+  // Expert-aware batching: > 0 filters the decodes through ExpertAwareComposer with an
+  // expert cache of this many footprint keys (Sequence::expert_footprint); 0: off.
+  int expert_cache_keys = 0;
+  int expert_aware_max_skips = ExpertAwareComposer::kDefaultMaxSkips;
 };
 
 class AdmissionPolicy {
@@ -53,18 +61,24 @@ struct StepPlan {
   std::vector<ScheduledChunk> chunks;
   int num_tokens = 0;
   int num_preempted = 0;
+  // Expert-aware batching: decode-ready sequences left out of this step, and the largest
+  // Sequence::expert_skips among them after this step (0 when none).
+  int num_expert_deferred = 0;
+  int max_expert_skips = 0;
   bool empty() const { return chunks.empty(); }
 };
 
 class BatchComposer {
  public:
-  explicit BatchComposer(BatchLimits limits) : limits_(limits), admission_(limits) {}
+  explicit BatchComposer(BatchLimits limits);
 
   // Builds the next step. May move sequences between `waiting` and `running`: admits
   // from the front of `waiting`, and preempts running sequences (blocks freed,
   // num_computed reset, requeued at the front of `waiting`) when a decode needs a block
   // and none is free. Reserves the KV blocks every scheduled chunk needs.
-  // `next_admit_order` numbers admissions.
+  // `next_admit_order` numbers admissions. With expert-aware batching, decode-ready
+  // sequences the ExpertAwareComposer leaves out do not run this step (their
+  // expert_skips grows; every sequence that runs has it reset to 0).
   StepPlan Compose(std::vector<std::unique_ptr<Sequence>>* running,
                    std::deque<std::unique_ptr<Sequence>>* waiting, KvBlockManager* kv,
                    int64_t* next_admit_order) const;
@@ -72,10 +86,14 @@ class BatchComposer {
  private:
   void Preempt(Sequence* victim, std::vector<std::unique_ptr<Sequence>>* running,
                std::deque<std::unique_ptr<Sequence>>* waiting, KvBlockManager* kv) const;
+  // The decode-ready sequences of `running` that expert-aware batching leaves out this
+  // step, sorted by address (for binary_search); empty when it is off.
+  std::vector<Sequence*> DeferredDecodes(const std::vector<std::unique_ptr<Sequence>>& running) const;
 
   BatchLimits limits_;
   AdmissionPolicy admission_;
   PreemptionPolicy preemption_;
+  std::unique_ptr<ExpertAwareComposer> expert_aware_;  // null: off
 };
 
 }  // namespace moe::scheduler

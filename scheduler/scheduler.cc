@@ -9,10 +9,20 @@
 namespace moe::scheduler {
 namespace {
 
-BatchLimits LimitsFrom(const SchedulerOptions& o) {
+// The expert cache capacity expert-aware batching works with, or 0 when it is off (not
+// asked for, no footprints from the runner, or every expert resident).
+int ExpertAwareCapacity(const SchedulerOptions& o, const engine::ModelRunner& runner) {
+  if (!o.expert_aware_batching || runner.expert_footprint_keys() <= 0) return 0;
+  return std::max(0, o.expert_cache_slots_override > 0 ? o.expert_cache_slots_override
+                                                       : runner.expert_cache_slots());
+}
+
+BatchLimits LimitsFrom(const SchedulerOptions& o, const engine::ModelRunner& runner) {
   BatchLimits l;
   l.max_num_seqs = o.max_num_seqs;
   l.max_num_batched_tokens = o.max_num_batched_tokens;
+  l.expert_cache_keys = ExpertAwareCapacity(o, runner);
+  l.expert_aware_max_skips = std::max(0, o.expert_aware_max_skips);
   return l;
 }
 
@@ -50,7 +60,8 @@ Scheduler::Scheduler(engine::ModelRunner* runner, SchedulerOptions options)
       block_size_(runner->kv_block_size()),
       max_model_len_(options_.max_model_len > 0 ? options_.max_model_len
                                                 : runner->config().max_position_embeddings),
-      composer_(LimitsFrom(options_)),
+      expert_aware_(ExpertAwareCapacity(options_, *runner) > 0),
+      composer_(LimitsFrom(options_, *runner)),
       kv_(options_.num_kv_blocks > 0 ? options_.num_kv_blocks : runner->num_kv_blocks(),
           runner->kv_block_size()) {
   if (!options_.eos_token_ids.empty()) {
@@ -58,6 +69,7 @@ Scheduler::Scheduler(engine::ModelRunner* runner, SchedulerOptions options)
   } else {
     for (int id : runner->config().eos_token_ids) eos_ids_.push_back(id);
   }
+  stats_.expert_aware_active = expert_aware_;
   stats_.num_kv_blocks = kv_.num_blocks();
   stats_.num_free_kv_blocks = kv_.num_free_blocks();
   int threads = options_.num_sampling_threads;
@@ -81,6 +93,12 @@ absl::Status Scheduler::Start() {
     return absl::FailedPreconditionError(
         absl::StrCat("num_kv_blocks: ", options_.num_kv_blocks, " exceeds the runner's ",
                      runner_->num_kv_blocks(), " blocks"));
+  }
+  if (options_.expert_aware_max_skips < 0) {
+    return absl::FailedPreconditionError("expert_aware_max_skips: must be >= 0");
+  }
+  if (options_.expert_cache_slots_override < 0) {
+    return absl::FailedPreconditionError("expert_cache_slots_override: must be >= 0");
   }
   if (kv_.num_blocks() < 1) return absl::FailedPreconditionError("num_kv_blocks: must be >= 1");
   if (max_model_len_ < 1) {
@@ -291,12 +309,16 @@ void Scheduler::RunStep(StepTiming* timing) {
     absl::MutexLock lock(&mu_);
     plan = composer_.Compose(&running_, &waiting_, &kv_, &next_admit_order_);
     stats_.num_preemptions += plan.num_preempted;
+    stats_.expert_aware_deferred_total += plan.num_expert_deferred;
+    stats_.expert_aware_max_consecutive_skips =
+        std::max(stats_.expert_aware_max_consecutive_skips, plan.max_expert_skips);
   }
   phases.compose_s = Lap(&t);
   if (plan.empty()) return;
 
   engine::ForwardBatch batch;
   batch.seqs.reserve(plan.chunks.size());
+  batch.want_footprints = expert_aware_;
   const bool device_sampling = runner_->samples_on_device();
   draws_.clear();
   const absl::Time step_start = absl::Now();
@@ -363,6 +385,7 @@ void Scheduler::RunStep(StepTiming* timing) {
     }
     RowWork w;
     w.seq = c.seq;
+    w.chunk = i;
     const int32_t row = out.row_begin[i];
     w.device_token = static_cast<size_t>(row) < out.tokens.size() ? out.tokens[row] : -1;
     w.drew = draws_[i].device;
@@ -390,6 +413,7 @@ void Scheduler::RunStep(StepTiming* timing) {
                        lps = std::move(w.logprobs)]() mutable {
       h->PushTokens({t}, std::move(text), std::move(lps));
     });
+    if (expert_aware_ && !w.done) UpdateFootprint(w.seq, w.sampled.token, out, w.chunk);
   }
   phases.emit_s += Lap(&t);
 
@@ -413,6 +437,18 @@ void Scheduler::SampleRow(RowWork* w, int vocab_size) {
   // A row the device declined was drawn for already: sample it with that draw.
   w->sampled = w->drew ? w->seq->sampler->SampleWithUniform(logits, w->draw)
                        : w->seq->sampler->Sample(logits);
+}
+
+void Scheduler::UpdateFootprint(Sequence* seq, int32_t token, const engine::ForwardResult& out,
+                                size_t chunk) {
+  engine::ExpertFootprint fp;
+  if (runner_->TokenFootprint(token, &fp) && !fp.bits.empty()) {
+    seq->expert_footprint = std::move(fp.bits);
+  } else if (chunk < out.footprints.size() && !out.footprints[chunk].bits.empty()) {
+    seq->expert_footprint = out.footprints[chunk].bits;
+  } else {
+    seq->expert_footprint.clear();
+  }
 }
 
 void Scheduler::EmitRow(RowWork* w) const {

@@ -82,6 +82,16 @@ struct SchedulerOptions {
   // Threads (the engine thread included) that sample and detokenize a step's sequences
   // in parallel; 0 = min(8, hardware threads). Outputs do not depend on it.
   int num_sampling_threads = 0;
+  // Expert-aware batching (expert_aware_composer.h): where the runner reports expert
+  // footprints (expert_footprint_keys() > 0) and its expert cache is bounded, decodes
+  // whose experts would overflow the cache together wait a step, at most
+  // expert_aware_max_skips consecutive steps. Outputs are unchanged (greedy and seeded
+  // sampling give the same tokens); only the step each token is computed in changes.
+  bool expert_aware_batching = false;
+  int expert_aware_max_skips = 4;
+  // > 0: the expert cache capacity in (MoE layer, expert) keys, replacing the runner's
+  // expert_cache_slots() (tests, experiments).
+  int expert_cache_slots_override = 0;
 };
 
 // Upper bounds (seconds, ascending; +Inf implicit) of SchedulerStats'
@@ -124,6 +134,14 @@ struct SchedulerStats {
   // +Inf bucket is num_steps).
   std::vector<int64_t> step_host_seconds_buckets =
       std::vector<int64_t>(StepHostSecondsBounds().size(), 0);
+
+  // Expert-aware batching: whether it is in effect (options, runner footprints and a
+  // bounded cache), decodes it deferred (summed over steps), and the most consecutive
+  // steps any sequence's decode was deferred (at most expert_aware_max_skips when
+  // max_num_seqs and max_num_batched_tokens cover the running decodes).
+  bool expert_aware_active = false;
+  int64_t expert_aware_deferred_total = 0;
+  int expert_aware_max_consecutive_skips = 0;
 
   // The runner's expert-offload counters (ModelRunner::offload_stats(), read by
   // GetStats); nullopt when the runner does not offload.
@@ -183,6 +201,7 @@ class Scheduler {
   // in parallel; Finish runs afterwards on the engine thread.
   struct RowWork {
     Sequence* seq = nullptr;
+    size_t chunk = 0;               // index in the step's batch
     const float* logits = nullptr;  // null when the device sampled the row
     int32_t device_token = -1;      // the token sampled on the device, or -1
     bool drew = false;              // the generator already drew for this token (`draw`)
@@ -196,6 +215,10 @@ class Scheduler {
     std::string stop_reason;
   };
   static void SampleRow(RowWork* w, int vocab_size);
+  // Expert-aware batching: the footprint of `seq`'s next decode, from the runner's
+  // TokenFootprint of the token just sampled, else the step's footprints[chunk].
+  void UpdateFootprint(Sequence* seq, int32_t token, const engine::ForwardResult& out,
+                       size_t chunk);
   void EmitRow(RowWork* w) const;
   void Finish(Sequence* seq, FinishReason reason, std::string stop_reason);
   void Fail(Sequence* seq, absl::Status status);
@@ -212,6 +235,8 @@ class Scheduler {
   std::unique_ptr<kernels::cpu::ThreadPool> pool_;
   const int block_size_;
   const int max_model_len_;
+  // Expert-aware batching in effect: ask for footprints and keep each sequence's.
+  const bool expert_aware_;
   std::vector<int32_t> eos_ids_;
   BatchComposer composer_;
 

@@ -40,6 +40,11 @@ struct Sequence {
   std::unique_ptr<engine::Sampler> sampler;
   std::unique_ptr<TextDecoder> decoder;  // null: no text is produced
   std::unique_ptr<StopStringMatcher> stop_matcher;
+  // Expert-aware batching (expert_aware_composer.h): the (MoE layer, expert) keys the next
+  // decode token is expected to use (engine::ExpertFootprint::bits; empty: unknown), and
+  // the consecutive steps this sequence's decode was deferred.
+  std::vector<uint64_t> expert_footprint;
+  int expert_skips = 0;
 
   int num_generated() const { return static_cast<int>(tokens.size()) - prompt_len; }
   // Tokens still to run through the model (1 for a sequence in decode).

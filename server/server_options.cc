@@ -59,6 +59,8 @@ absl::StatusOr<ServerOptions> ApplyConfigJson(absl::string_view text, const std:
     else if (k == "served_model_name") s = Read(v, k, origin, &o.served_model_name);
     else if (k == "max_num_seqs") s = Read(v, k, origin, &o.max_num_seqs);
     else if (k == "max_num_batched_tokens") s = Read(v, k, origin, &o.max_num_batched_tokens);
+    else if (k == "expert_aware_batching") s = Read(v, k, origin, &o.expert_aware_batching);
+    else if (k == "expert_aware_max_skips") s = Read(v, k, origin, &o.expert_aware_max_skips);
     else if (k == "num_kv_blocks") s = Read(v, k, origin, &o.num_kv_blocks);
     else if (k == "kv_cache_mb") s = Read(v, k, origin, &o.kv_cache_mb);
     else if (k == "max_queue") s = Read(v, k, origin, &o.max_queue);
@@ -109,6 +111,8 @@ absl::StatusOr<ServerOptions> ParseServerFlags(int argc, char** argv) {
   app.add_option("--served-model-name", flags.served_model_name, "model name clients use (default: the model directory)");
   app.add_option("--max-num-seqs", flags.max_num_seqs, "sequences per step at most");
   app.add_option("--max-num-batched-tokens", flags.max_num_batched_tokens, "tokens per step at most");
+  app.add_flag("--expert-aware-batching", flags.expert_aware_batching, "with a bounded GPU expert cache (offload), run decodes whose experts fit the cache together and defer the rest a step (outputs unchanged)");
+  app.add_option("--expert-aware-max-skips", flags.expert_aware_max_skips, "expert-aware batching: consecutive steps a decode may be deferred at most");
   app.add_option("--num-kv-blocks", flags.num_kv_blocks, "KV cache blocks (16 tokens each); 0 = from --kv-cache-mb");
   app.add_option("--kv-cache-mb", flags.kv_cache_mb, "KV cache size when --num-kv-blocks is 0");
   app.add_option("--max-queue", flags.max_queue, "waiting requests before RESOURCE_EXHAUSTED");
@@ -156,6 +160,8 @@ absl::StatusOr<ServerOptions> ParseServerFlags(int argc, char** argv) {
   }
   if (set("--max-num-seqs")) o.max_num_seqs = flags.max_num_seqs;
   if (set("--max-num-batched-tokens")) o.max_num_batched_tokens = flags.max_num_batched_tokens;
+  if (set("--expert-aware-batching")) o.expert_aware_batching = flags.expert_aware_batching;
+  if (set("--expert-aware-max-skips")) o.expert_aware_max_skips = flags.expert_aware_max_skips;
   if (set("--num-kv-blocks")) o.num_kv_blocks = flags.num_kv_blocks;
   if (set("--kv-cache-mb")) o.kv_cache_mb = flags.kv_cache_mb;
   if (set("--max-queue")) o.max_queue = flags.max_queue;
@@ -205,6 +211,7 @@ absl::Status ValidateServerOptions(const ServerOptions& o) {
   }
   if (o.max_num_seqs < 1) return bad("max_num_seqs", "must be >= 1");
   if (o.max_num_batched_tokens < 1) return bad("max_num_batched_tokens", "must be >= 1");
+  if (o.expert_aware_max_skips < 0) return bad("expert_aware_max_skips", "must be >= 0");
   if (o.num_kv_blocks < 0) return bad("num_kv_blocks", "must be >= 0");
   if (o.kv_cache_mb < 1) return bad("kv_cache_mb", "must be >= 1");
   if (o.max_queue < 0) return bad("max_queue", "must be >= 0");

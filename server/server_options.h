@@ -32,6 +32,11 @@ struct ServerOptions {
   std::string served_model_name;  // name in /v1/models; default: the model directory
   int max_num_seqs = 64;
   int max_num_batched_tokens = 512;
+  // Expert-aware batching (scheduler/expert_aware_composer.h): with a bounded GPU expert
+  // cache, decodes whose experts overflow it together wait a step, at most
+  // expert_aware_max_skips consecutive steps.
+  bool expert_aware_batching = false;
+  int expert_aware_max_skips = 4;
   int num_kv_blocks = 0;        // 0: derived from kv_cache_mb
   int kv_cache_mb = 256;
   int max_queue = 256;

@@ -87,6 +87,29 @@ TEST_CASE("Offload and GPU memory options parse, and bad values name the option"
   REQUIRE(from_json->prefetch_depth == 3);
 }
 
+TEST_CASE("Expert-aware batching flags parse, from flags and the config file") {
+  auto defaults = Parse({"--model", "/m"});
+  REQUIRE(defaults.ok());
+  REQUIRE_FALSE(defaults->expert_aware_batching);
+  REQUIRE(defaults->expert_aware_max_skips == 4);
+  auto o = Parse({"--model", "/m", "--expert-aware-batching", "--expert-aware-max-skips", "2"});
+  REQUIRE(o.ok());
+  REQUIRE(o->expert_aware_batching);
+  REQUIRE(o->expert_aware_max_skips == 2);
+  auto bad = Parse({"--model", "/m", "--expert-aware-max-skips", "-1"});
+  REQUIRE(bad.status().code() == absl::StatusCode::kInvalidArgument);
+  REQUIRE(std::string(bad.status().message()).rfind("expert_aware_max_skips", 0) == 0);
+  auto from_json =
+      ApplyConfigJson(R"({"expert_aware_batching": true, "expert_aware_max_skips": 6})", "cfg.json", {});
+  REQUIRE(from_json.ok());
+  REQUIRE(from_json->expert_aware_batching);
+  REQUIRE(from_json->expert_aware_max_skips == 6);
+  auto help = Parse({"--help"});
+  REQUIRE(help.status().code() == absl::StatusCode::kCancelled);
+  REQUIRE(std::string(help.status().message()).find("--expert-aware-batching") != std::string::npos);
+  REQUIRE(std::string(help.status().message()).find("--expert-aware-max-skips") != std::string::npos);
+}
+
 TEST_CASE("The shipped configs/server.json parses") {
   auto o = ApplyConfigFile("configs/server.json", {});
   REQUIRE(o.ok());

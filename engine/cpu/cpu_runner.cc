@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <unordered_map>
 
 #include "absl/strings/str_cat.h"
 #include "engine/cpu/attention_step.h"
@@ -19,6 +20,25 @@ namespace {
 
 namespace kc = ::moe::kernels::cpu;
 
+// TokenFootprint results kept at most (a real vocabulary is ~150k ids; the map is
+// cleared when full, as a cheap bound).
+constexpr size_t kMaxCachedTokenFootprints = 65536;
+
+// Sets the footprint bit (moe index * num_experts + expert) of every expert tokens
+// [begin, begin + n) of `record` used.
+void AddFootprint(const RoutingRecord& record, int num_experts, int64_t begin, int64_t n,
+                  std::vector<uint64_t>* bits) {
+  for (int m = 0; m < record.num_moe_layers(); ++m) {
+    for (int64_t t = begin; t < begin + n; ++t) {
+      for (int32_t e : record.Experts(m, t)) {
+        if (e < 0 || e >= num_experts) continue;
+        const int64_t key = int64_t{m} * num_experts + e;
+        (*bits)[key / 64] |= uint64_t{1} << (key % 64);
+      }
+    }
+  }
+}
+
 class CpuModelRunner : public CpuRunner {
  public:
   CpuModelRunner(const ModelConfig& config, DecoderWeights weights, int block_size,
@@ -30,7 +50,8 @@ class CpuModelRunner : public CpuRunner {
         pool_(num_threads),
         attention_(config_, block_size),
         ffn_(config_),
-        routing_(config_, weights_) {
+        routing_(config_, weights_),
+        token_routing_(config_, weights_) {
     const size_t per_layer = static_cast<size_t>(num_blocks) * block_size * config_.kv_size();
     kv_.resize(config_.num_layers);
     for (auto& layer : kv_) {
@@ -46,6 +67,13 @@ class CpuModelRunner : public CpuRunner {
 
   absl::Status Forward(const ForwardBatch& batch, ForwardResult* out) override;
 
+  // Every MoE layer's experts, resident: expert-aware batching has no cache to fit.
+  int32_t expert_footprint_keys() const override {
+    return routing_.record().num_moe_layers() * std::max(0, config_.num_experts);
+  }
+  int32_t expert_cache_slots() const override { return 0; }
+  bool TokenFootprint(int32_t token, ExpertFootprint* out) override;
+
   const RoutingRecord* last_routing() const override {
     return has_routing_ ? &routing_.record() : nullptr;
   }
@@ -58,6 +86,7 @@ class CpuModelRunner : public CpuRunner {
 
  private:
   void BuildContext(const ForwardBatch& batch);
+  void FillFootprints(const ForwardBatch& batch, ForwardResult* out) const;
 
   const ModelConfig config_;
   const DecoderWeights weights_;
@@ -68,6 +97,12 @@ class CpuModelRunner : public CpuRunner {
   cpu::AttentionStep attention_;
   cpu::FfnStep ffn_;
   cpu::RoutingStep routing_;
+  // TokenFootprint's own router pass (one token), so last_routing() is left alone; it and
+  // the cache below are engine-thread only, like Forward (no lock).
+  cpu::RoutingStep token_routing_;
+  cpu::StepContext token_ctx_;
+  std::vector<float> token_embedding_;
+  std::unordered_map<int32_t, std::vector<uint64_t>> token_footprints_;
   bool has_routing_ = false;
   RoutingObserver observer_;
   LayerObserver layer_observer_;
@@ -97,8 +132,49 @@ void CpuModelRunner::BuildContext(const ForwardBatch& batch) {
   ctx_.num_tokens = static_cast<int64_t>(ctx_.tokens.size());
 }
 
+void CpuModelRunner::FillFootprints(const ForwardBatch& batch, ForwardResult* out) const {
+  const int keys = expert_footprint_keys();
+  out->footprints.assign(batch.seqs.size(), ExpertFootprint{});
+  for (size_t i = 0; i < batch.seqs.size(); ++i) {
+    const int64_t n = static_cast<int64_t>(batch.seqs[i].tokens.size());
+    if (n == 0) continue;
+    std::vector<uint64_t>& bits = out->footprints[i].bits;
+    bits.assign((keys + 63) / 64, 0);
+    AddFootprint(routing_.record(), config_.num_experts, ctx_.attn_seqs[i].token_begin, n, &bits);
+  }
+}
+
+bool CpuModelRunner::TokenFootprint(int32_t token, ExpertFootprint* out) {
+  if (weights_.routing != RoutingVariant::kRouter || expert_footprint_keys() <= 0) return false;
+  if (token < 0 || token >= config_.vocab_size) return false;
+  out->exact = true;
+  auto it = token_footprints_.find(token);
+  if (it != token_footprints_.end()) {
+    out->bits = it->second;
+    return true;
+  }
+  // The decoupled router over the token's embedding: what Forward's RoutingStep::Begin
+  // computes for this token, alone.
+  const int64_t H = config_.hidden_size;
+  token_ctx_.config = &config_;
+  token_ctx_.weights = &weights_;
+  token_ctx_.pool = &pool_;
+  token_ctx_.num_tokens = 1;
+  token_ctx_.tokens.assign(1, token);
+  token_embedding_.resize(H);
+  const WeightRef& emb = weights_.embed_tokens;
+  kc::EmbeddingLookup(&token, 1, emb.data, emb.dtype, H, token_embedding_.data(), &pool_);
+  token_routing_.Begin(token_ctx_, token_embedding_.data());
+  out->bits.assign((expert_footprint_keys() + 63) / 64, 0);
+  AddFootprint(token_routing_.record(), config_.num_experts, 0, 1, &out->bits);
+  if (token_footprints_.size() >= kMaxCachedTokenFootprints) token_footprints_.clear();
+  token_footprints_.emplace(token, out->bits);
+  return true;
+}
+
 absl::Status CpuModelRunner::Forward(const ForwardBatch& batch, ForwardResult* out) {
   has_routing_ = false;
+  out->footprints.clear();
   absl::Status valid = cpu::ValidateBatch(batch, config_, block_size_, num_blocks_);
   if (!valid.ok()) return valid;
   BuildContext(batch);
@@ -134,6 +210,7 @@ absl::Status CpuModelRunner::Forward(const ForwardBatch& batch, ForwardResult* o
   }
   has_routing_ = true;
   if (observer_) observer_(routing_.record());
+  if (batch.want_footprints && expert_footprint_keys() > 0) FillFootprints(batch, out);
 
   // Rows that need logits, in batch order.
   std::vector<int64_t> rows;

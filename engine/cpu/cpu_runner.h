@@ -9,8 +9,15 @@
 // router ones route every MoE layer from the token embeddings before layer 0. The
 // outputs are the model's, whatever the variant.
 //
+// Expert footprints (expert-aware batching, model_runner.h): every expert is resident, so
+// expert_cache_slots() is 0; with ForwardBatch::want_footprints each sequence's footprint
+// is the (MoE layer, expert) set its chunk's tokens used in the step; TokenFootprint is
+// exact for router checkpoints (the router applied to the token alone, cached for up to
+// 65,536 token ids) and false otherwise.
+//
 // Thread safety: as ModelRunner: one thread drives Forward at a time; last_routing() is
-// read on that thread between steps.
+// read on that thread between steps; TokenFootprint is called on that thread too (it
+// shares the thread pool and its cache with no lock).
 #pragma once
 
 #include <functional>

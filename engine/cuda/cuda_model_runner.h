@@ -2,7 +2,7 @@
 // plan, attention, the step and CUDA graphs; cuda_runner_moe.cc: routing, expert FFNs,
 // expert offload; cuda_runner_router.cc: the decoupled router and its whole-step
 // foresight; cuda_runner_sampling.cc: device sampling and the logits copy at the end of a
-// step). Not a public header: users call CreateCudaRunner (cuda_runner.h).
+// step; cuda_runner_footprint.cc: expert footprints for expert-aware batching). Not a public header: users call CreateCudaRunner (cuda_runner.h).
 //
 // Thread safety: as ModelRunner: one thread drives Forward at a time; offload_stats() may
 // be called from any thread (ExpertOffload::Stats takes its own lock).
@@ -63,6 +63,11 @@ class CudaModelRunner : public ModelRunner {
     if (!offload_) return std::nullopt;
     return offload_->Stats();
   }
+  // Expert footprints (cuda_runner_footprint.cc). TokenFootprint builds its table of every
+  // vocabulary token's routing on the first call (decoupled-router checkpoints only).
+  int32_t expert_footprint_keys() const override;
+  int32_t expert_cache_slots() const override;
+  bool TokenFootprint(int32_t token, ExpertFootprint* out) override;
 
  private:
   absl::Status Validate(const ForwardBatch& batch) const;
@@ -93,6 +98,18 @@ class CudaModelRunner : public ModelRunner {
   // Replays (or first runs eagerly, then captures) the decode-step graph for this shape.
   absl::Status RunGraphed(int64_t n, int64_t r);
   std::vector<const void*> Fingerprint() const;
+  // Expert footprints of a step (cuda_runner_footprint.cc), hooked into Forward: Begin
+  // before the layers run (sizes fp_route_ at a stable address, before any graph capture),
+  // RecordRoute at the end of Route (a device copy of the layer's routing; captured into
+  // graphs like the rest), QueueCopy before the step's final synchronisation (the one
+  // device-to-host copy), Finish after it (per-chunk bitsets; clears out->footprints when
+  // the batch did not ask). All no-ops unless the batch asks.
+  absl::Status BeginFootprints(const ForwardBatch& batch, int64_t n);
+  absl::Status RecordRoute(int l, int64_t n);
+  absl::Status QueueFootprintCopy(int64_t n);
+  absl::Status FinishFootprints(const ForwardBatch& batch, int64_t n, ForwardResult* out);
+  // Fills token_routes_ (decoupled router): RouterTopK over every vocabulary token.
+  absl::Status BuildTokenRoutes();
 
   const ModelConfig config_;
   const bool renormalize_;
@@ -141,7 +158,8 @@ class CudaModelRunner : public ModelRunner {
     cudaGraphExec_t exec = nullptr;
   };
   bool use_graphs_ = false;
-  std::map<std::tuple<int64_t, int64_t, int>, GraphEntry> graphs_;
+  // The key's bool: the step records its routing for footprints (record_routes_).
+  std::map<std::tuple<int64_t, int64_t, int, bool>, GraphEntry> graphs_;
   void* cublas_ws_ = nullptr;
 
   // Sampling on the device (SampleAndCopyLogits): per-row params and the sampled ids.
@@ -172,6 +190,11 @@ class CudaModelRunner : public ModelRunner {
   // and the layers are predicted in order as deep as the slots allow (foreseen_).
   bool decoupled_router() const { return w_.router.present(); }
   absl::Status RouteStep(int64_t n);
+  // The router's kernels over n fp32 embedding rows x ([n, hidden]): RMSNorm into h
+  // ([n, hidden]), up_proj into gu ([n, 2R]; each row's second half must hold 1.0, see
+  // RouteStep), SiLU into act ([n, R]), out_proj into logits ([n, M*E]), then per (token,
+  // MoE layer) softmax / top-k into idx / w ([n, M, k]). Enqueued on stream_, no host sync.
+  absl::Status RouterTopK(const float* x, int64_t n, T* h, float* gu, T* act, float* logits, int32_t* idx, float* w);
   absl::Status RouteSlice(int l, int64_t n);
   // Offload: routing to the host, step_experts_, known uses, the first predictions.
   absl::Status ForeseeStep(int64_t n);
@@ -187,6 +210,17 @@ class CudaModelRunner : public ModelRunner {
   std::vector<int32_t> h_step_route_;
   std::vector<std::vector<int32_t>> step_experts_;
   int foreseen_ = -1;  // the last MoE layer index predicted this step
+
+  // Expert footprints (cuda_runner_footprint.cc). footprints_on_: this step's batch asked;
+  // record_routes_: and the layers' routing must be recorded (own gates / pre-gates) into
+  // fp_route_, [M, n, k] (a decoupled router's step_idx_ already holds the step's routing).
+  // h_fp_route_: the host copy. token_routes_: [V, M, k] expert ids of every vocabulary
+  // token (decoupled router; built by the first TokenFootprint call, V*M*k*2 bytes).
+  bool footprints_on_ = false, record_routes_ = false;
+  Scratch<int32_t> fp_route_;
+  std::vector<int32_t> h_fp_route_;
+  std::vector<uint16_t> token_routes_;
+  bool token_routes_failed_ = false;
 };
 
 // Explicitly instantiated in every source for bf16, f16 and float.

@@ -394,6 +394,7 @@ absl::Status CudaModelRunner<T>::Forward(const ForwardBatch& batch, ForwardResul
     RET(rows_h_.Reserve(R * H, "logit rows"));
     RET(logits_.Reserve(R * config_.vocab_size, "logits"));
   }
+  RET(BeginFootprints(batch, NT));
   if (offload_) offload_->BeginStep();
   if (use_graphs_ && prefill.empty() && SyncFree(NT)) {
     RET(RunGraphed(NT, R));
@@ -402,8 +403,10 @@ absl::Status CudaModelRunner<T>::Forward(const ForwardBatch& batch, ForwardResul
   }
   out->vocab_size = config_.vocab_size;
   RET(SampleAndCopyLogits(batch, R, out));
+  RET(QueueFootprintCopy(NT));
   CU(cudaStreamSynchronize(stream_));
   CU(cudaGetLastError());
+  RET(FinishFootprints(batch, NT, out));
   if (offload_) RET(offload_->EndStep());
   return absl::OkStatus();
 }
@@ -413,12 +416,12 @@ std::vector<const void*> CudaModelRunner<T>::Fingerprint() const {
   return {tokens_.p, positions_.p, slots_.p, tables_.p, tiles_.p, decode_.p, rows_.p, seqs_.p,
           x_.p, delta_.p, qkv_.p, logits_.p, router_logits_.p, topk_w_.p, gu_.p, eout_.p,
           shared_out_.p, shared_logit_.p, ws_.p, h_.p, attn_.p, perm_.p, act_.p, rows_h_.p,
-          topk_idx_.p, counts_.p, offsets_.p, row_token_.p, slot_row_.p, active_.p, pg_idx_.p, pg_w_.p, router_gu_.p, router_act_.p, router_all_logits_.p, step_idx_.p, step_w_.p};
+          topk_idx_.p, counts_.p, offsets_.p, row_token_.p, slot_row_.p, active_.p, pg_idx_.p, pg_w_.p, router_gu_.p, router_act_.p, router_all_logits_.p, step_idx_.p, step_w_.p, fp_route_.p};
 }
 
 template <typename T>
 absl::Status CudaModelRunner<T>::RunGraphed(int64_t n, int64_t r) {
-  GraphEntry& g = graphs_[std::make_tuple(n, r, num_splits_)];
+  GraphEntry& g = graphs_[std::make_tuple(n, r, num_splits_, record_routes_)];
   std::vector<const void*> fp = Fingerprint();
   if (g.exec != nullptr && g.fingerprint == fp) {
     CU(cudaGraphLaunch(g.exec, stream_));

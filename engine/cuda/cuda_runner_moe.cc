@@ -101,6 +101,7 @@ absl::Status CudaModelRunner<T>::Route(int l, int64_t n) {
     CU(cudaMemcpyAsync(topk_w_.p, pg_w_.p, n * k * sizeof(float), cudaMemcpyDeviceToDevice, stream_));
   }
   if (L.pregate != nullptr) RET(Gate(L.pregate, n, pg_idx_.p, pg_w_.p));
+  if (record_routes_) RET(RecordRoute(l, n));
   return absl::OkStatus();
 }
 

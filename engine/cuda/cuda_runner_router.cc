@@ -18,7 +18,7 @@ namespace moe::engine::cuda {
 template <typename T>
 absl::Status CudaModelRunner<T>::RouteStep(int64_t n) {
   const DeviceRouter<T>& r = w_.router;
-  const int64_t H = config_.hidden_size, R = r.hidden_size;
+  const int64_t R = r.hidden_size;
   const int E = config_.num_experts, k = config_.num_experts_per_tok;
   const int64_t M = static_cast<int64_t>(moe_layers_.size()), ME = M * E;
   RET(router_act_.Reserve(n * R, "router activation"));
@@ -38,14 +38,25 @@ absl::Status CudaModelRunner<T>::RouteStep(int64_t n) {
     CU(cudaMemcpyAsync(router_gu_.p, init.data(), init.size() * sizeof(float), cudaMemcpyHostToDevice, stream_));
     CU(cudaStreamSynchronize(stream_));  // `init` is a local pageable buffer
   }
+  RET(RouterTopK(x_.p, n, h_.p, router_gu_.p, router_act_.p, router_all_logits_.p, step_idx_.p, step_w_.p));
+  if (offload_) RET(ForeseeStep(n));
+  return absl::OkStatus();
+}
+
+template <typename T>
+absl::Status CudaModelRunner<T>::RouterTopK(const float* x, int64_t n, T* h, float* gu, T* act, float* logits,
+                                            int32_t* idx, float* w) {
+  const DeviceRouter<T>& r = w_.router;
+  const int64_t H = config_.hidden_size, R = r.hidden_size;
+  const int E = config_.num_experts, k = config_.num_experts_per_tok;
+  const int64_t M = static_cast<int64_t>(moe_layers_.size()), ME = M * E;
   // As the CPU: RMSNorm of the fp32 embedding rows, up_proj, SiLU, out_proj, then per
   // (token, MoE layer) softmax / top-k / renormalisation: rows = n * M.
-  CU(kg::LaunchRmsNorm(x_.p, n, static_cast<int>(H), r.norm, config_.rms_norm_eps, h_.p, stream_));
-  CB(kg::Linear(cublas_, h_.p, n, H, H, r.up, R, router_gu_.p, 2 * R));
-  CU(kg::LaunchSiluMul(router_gu_.p, n, R, router_act_.p, stream_));
-  CB(kg::Linear(cublas_, router_act_.p, n, R, R, r.out, ME, router_all_logits_.p, ME));
-  CU(kg::LaunchRouterSoftmaxTopK(router_all_logits_.p, n * M, E, k, renormalize_, step_idx_.p, step_w_.p, stream_));
-  if (offload_) RET(ForeseeStep(n));
+  CU(kg::LaunchRmsNorm(x, n, static_cast<int>(H), r.norm, config_.rms_norm_eps, h, stream_));
+  CB(kg::Linear(cublas_, h, n, H, H, r.up, R, gu, 2 * R));
+  CU(kg::LaunchSiluMul(gu, n, R, act, stream_));
+  CB(kg::Linear(cublas_, act, n, R, R, r.out, ME, logits, ME));
+  CU(kg::LaunchRouterSoftmaxTopK(logits, n * M, E, k, renormalize_, idx, w, stream_));
   return absl::OkStatus();
 }
 

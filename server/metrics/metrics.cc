@@ -145,6 +145,10 @@ void Metrics::AppendSchedulerTiming(const scheduler::SchedulerStats* stats,
   }
   sample("moe_scheduler_running_seqs_at_last_step", "Sequences in the last step's batch.",
          "gauge", s.last_step_num_seqs);
+  sample("moe_scheduler_expert_aware_deferred_total",
+         "Decodes expert-aware batching deferred to a later step (their experts would "
+         "overflow the expert cache alongside the step's others), summed over steps.",
+         "counter", static_cast<double>(s.expert_aware_deferred_total));
   metrics::AppendCumulativeHistogram(out, "moe_scheduler_step_host_seconds",
                                      "Host time of one engine step outside Forward, in seconds.",
                                      base, scheduler::StepHostSecondsBounds(),

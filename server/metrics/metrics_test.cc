@@ -59,12 +59,14 @@ TEST_CASE("metrics render the scheduler's step timing") {
   CHECK(Has(text, "# TYPE moe_scheduler_forward_seconds_total counter\n"));
   CHECK(Has(text, "moe_scheduler_host_seconds_total" + lbl + " 0.0\n"));
   CHECK(Has(text, "moe_scheduler_step_host_seconds_count" + lbl + " 0.0\n"));
+  CHECK(Has(text, "moe_scheduler_expert_aware_deferred_total" + lbl + " 0.0\n"));
 
   scheduler::SchedulerStats st;
   st.num_steps = 40;
   st.forward_seconds_total = 1.5;
   st.host_seconds_total = 0.0625;
   st.last_step_num_seqs = 256;
+  st.expert_aware_deferred_total = 17;
   st.host_phases.compose_s = 0.0078125;
   st.host_phases.emit_s = 0.015625;
   const auto& bounds = scheduler::StepHostSecondsBounds();
@@ -83,6 +85,8 @@ TEST_CASE("metrics render the scheduler's step timing") {
   CHECK(Has(text, "moe_scheduler_host_phase_seconds_total{model_name=\"m\",phase=\"other\"} 0.0390625\n"));
   CHECK(Has(text, "# TYPE moe_scheduler_running_seqs_at_last_step gauge\n"));
   CHECK(Has(text, "moe_scheduler_running_seqs_at_last_step" + lbl + " 256.0\n"));
+  CHECK(Has(text, "# TYPE moe_scheduler_expert_aware_deferred_total counter\n"));
+  CHECK(Has(text, "moe_scheduler_expert_aware_deferred_total" + lbl + " 17.0\n"));
   CHECK(Has(text, "moe_scheduler_step_host_seconds_bucket{model_name=\"m\",le=\"0.0005\"} 0.0\n"));
   CHECK(Has(text, "moe_scheduler_step_host_seconds_bucket{model_name=\"m\",le=\"0.001\"} 40.0\n"));
   CHECK(Has(text, "moe_scheduler_step_host_seconds_bucket{model_name=\"m\",le=\"+Inf\"} 40.0\n"));

@@ -5,12 +5,21 @@
 // logprobs must be within 2e-2 of the reference; the argmax must equal the reference's
 // greedy id wherever the reference's top-2 gap exceeds 0.05. A mixed batch (one decode
 // step of every case at once) must give the same logits as the single-sequence steps.
+// Also expert footprints (expert-aware batching) on the trained standard and decoupled-router
+// models: one-token chunks use exactly k experts per MoE layer, footprints follow the
+// tokens through CUDA graph replays (equal to an eager runner's), an offloaded runner
+// reports the resident one's, and TokenFootprint equals a one-token step's footprint.
 // Needs a GPU; run from the repository root.
+#include <stdlib.h>
+
 #include <algorithm>
+#include <bitset>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -193,6 +202,214 @@ bool CheckFamily(const std::string& family, CudaDType dtype, bool enforce) {
   return pass || !enforce;
 }
 
+// ---- Expert footprints ----
+
+int g_fp_failed = 0, g_fp_passed = 0;
+void Expect(bool cond, const std::string& what) {
+  std::printf("%-4s footprints: %s\n", cond ? "ok" : "FAIL", what.c_str());
+  (cond ? g_fp_passed : g_fp_failed)++;
+}
+
+struct Loaded {
+  std::unique_ptr<Checkpoint> ckpt;
+  ModelConfig config;
+};
+
+bool Load(const std::string& dir, Loaded* out) {
+  auto config = LoadModelConfig(dir);
+  auto ckpt = config.ok() ? Checkpoint::Open(dir) : absl::StatusOr<std::unique_ptr<Checkpoint>>(config.status());
+  if (!ckpt.ok()) {
+    Expect(false, dir + ": " + ckpt.status().ToString());
+    return false;
+  }
+  out->config = *config;
+  out->ckpt = *std::move(ckpt);
+  return true;
+}
+
+// A runner created with MOE_CUDA_GRAPHS set to `graphs` (the runner reads it at creation).
+std::unique_ptr<ModelRunner> MakeRunner(const Loaded& m, bool graphs, bool offload) {
+  const char* prev = std::getenv("MOE_CUDA_GRAPHS");
+  const std::string saved = prev ? prev : "";
+  setenv("MOE_CUDA_GRAPHS", graphs ? "1" : "0", 1);
+  RunnerOptions opts;
+  opts.num_kv_blocks = 64;
+  if (offload) {
+    opts.offload.mode = "on";
+    opts.offload.expert_cache_gb = 0.0006;  // 4 of the trained models' 32 bf16 experts
+  }
+  auto r = CreateCudaRunner(*m.ckpt, m.config, opts, CudaDType::kAuto);
+  if (prev) {
+    setenv("MOE_CUDA_GRAPHS", saved.c_str(), 1);
+  } else {
+    unsetenv("MOE_CUDA_GRAPHS");
+  }
+  if (!r.ok()) {
+    Expect(false, "create runner: " + r.status().ToString());
+    return nullptr;
+  }
+  return *std::move(r);
+}
+
+// Experts set per MoE layer ({-1} when the bitset has the wrong size).
+std::vector<int> PerLayerCounts(const ExpertFootprint& fp, int moe_layers, int experts) {
+  if (fp.bits.size() != (static_cast<size_t>(moe_layers) * experts + 63) / 64) return {-1};
+  std::vector<int> n(moe_layers, 0);
+  for (int key = 0; key < moe_layers * experts; ++key) n[key / experts] += (fp.bits[key / 64] >> (key % 64)) & 1;
+  return n;
+}
+
+// Three sequences decoded together for six steps (one decode shape: graphed from the
+// second step on when graphs are on), each step's tokens different, footprints asked for;
+// then the same shape without footprints (must come back empty), then a 7-token prefill
+// chunk (last in the batch) beside two decode chunks. Returns every footprint asked for,
+// in order (6 x 3 + 3).
+std::vector<ExpertFootprint> FootprintScenario(ModelRunner& r, const std::string& name) {
+  std::vector<ExpertFootprint> all;
+  const int V = r.config().vocab_size;
+  std::vector<std::vector<int32_t>> tables(4);
+  for (int s = 0; s < 4; ++s) {
+    for (int b = 0; b < 4; ++b) tables[s].push_back(s * 4 + b);
+  }
+  std::vector<int32_t> toks(3), prompt;
+  for (int i = 0; i < 7; ++i) prompt.push_back((97 * i + 5) % V);
+  for (int step = 0; step < 8; ++step) {
+    ForwardBatch b;
+    b.want_footprints = step != 6;
+    for (int s = 0; s < 3; ++s) {
+      toks[s] = (37 * s + 401 * step + 11) % V;
+      SequenceChunk ch;
+      ch.seq_id = s;
+      ch.tokens = absl::MakeConstSpan(&toks[s], 1);
+      ch.start_pos = step;
+      ch.block_table = tables[s];
+      b.seqs.push_back(ch);
+    }
+    if (step == 7) {  // seq 2's place goes to a prefill chunk of a fresh sequence
+      b.seqs[2].seq_id = 3;
+      b.seqs[2].tokens = prompt;
+      b.seqs[2].start_pos = 0;
+      b.seqs[2].block_table = tables[3];
+    }
+    ForwardResult out;
+    out.footprints.resize(1);  // stale content the runner must replace or clear
+    absl::Status st = r.Forward(b, &out);
+    if (!st.ok()) {
+      Expect(false, name + ": Forward: " + st.ToString());
+      return {};
+    }
+    if (!b.want_footprints) {
+      Expect(out.footprints.empty(), name + ": want_footprints=false gives no footprints");
+      continue;
+    }
+    if (out.footprints.size() != b.seqs.size()) {
+      Expect(false, name + ": one footprint per chunk");
+      return {};
+    }
+    all.insert(all.end(), out.footprints.begin(), out.footprints.end());
+  }
+  return all;
+}
+
+std::string Describe(const ExpertFootprint& fp) {
+  std::string s;
+  for (uint64_t w : fp.bits) s += std::bitset<64>(w).to_string() + " ";
+  return s;
+}
+
+void CheckScenario(const std::vector<ExpertFootprint>& fps, const ModelConfig& c, int moe_layers, const std::string& name) {
+  const int k = c.num_experts_per_tok, E = c.num_experts;
+  if (fps.size() != 6 * 3 + 3) {
+    Expect(false, name + ": footprints of every step asked for");
+    return;
+  }
+  bool decode_k = true, prefill_ok = true, moves = false;
+  for (size_t i = 0; i < fps.size(); ++i) {
+    const std::vector<int> n = PerLayerCounts(fps[i], moe_layers, E);
+    const bool prefill = i + 1 == fps.size();
+    for (int x : n) {
+      if (prefill) {
+        prefill_ok = prefill_ok && x >= k && x <= std::min(E, 7 * k);
+      } else {
+        decode_k = decode_k && x == k;
+      }
+    }
+    if (!prefill && i >= 3 && fps[i].bits != fps[i % 3].bits) moves = true;
+    if (fps[i].exact) decode_k = false;  // a step's footprint estimates the next step
+  }
+  Expect(decode_k, name + ": every one-token chunk uses exactly k experts per MoE layer (exact = false)");
+  Expect(prefill_ok, name + ": a 7-token prefill chunk uses between k and 7k experts per MoE layer");
+  Expect(moves, name + ": footprints change with the tokens across the steps");
+}
+
+void CheckFootprints() {
+  for (const std::string name : {"standard", "router"}) {
+    Loaded m;
+    if (!Load("tests/data/models/trained/" + name, &m)) continue;
+    const int moe_layers = m.config.num_layers;  // Mixtral-shaped: every layer is MoE
+    auto graphed = MakeRunner(m, true, false);
+    auto eager = MakeRunner(m, false, false);
+    auto offloaded = MakeRunner(m, true, true);
+    if (!graphed || !eager || !offloaded) continue;
+    Expect(graphed->expert_footprint_keys() == moe_layers * m.config.num_experts,
+           name + ": expert_footprint_keys() = MoE layers x experts (" + std::to_string(graphed->expert_footprint_keys()) + ")");
+    Expect(graphed->expert_cache_slots() == 0, name + ": resident runner: expert_cache_slots() = 0");
+    Expect(offloaded->expert_cache_slots() > 0 && offloaded->expert_footprint_keys() == graphed->expert_footprint_keys(),
+           name + ": offloaded runner: expert_cache_slots() = " + std::to_string(offloaded->expert_cache_slots()));
+    const auto g = FootprintScenario(*graphed, name + " graphs on");
+    const auto e = FootprintScenario(*eager, name + " graphs off");
+    const auto o = FootprintScenario(*offloaded, name + " offloaded");
+    CheckScenario(g, m.config, moe_layers, name + " graphs on");
+    bool same_e = !g.empty() && g.size() == e.size(), same_o = !g.empty() && g.size() == o.size();
+    for (size_t i = 0; i < g.size() && same_e; ++i) same_e = g[i].bits == e[i].bits;
+    for (size_t i = 0; i < g.size() && same_o; ++i) same_o = g[i].bits == o[i].bits;
+    Expect(same_e, name + ": graph replays report the eager runner's footprints (not stale)");
+    Expect(same_o, name + ": the offloaded runner reports the resident runner's footprints");
+
+    // TokenFootprint: exact for the decoupled router, unavailable otherwise.
+    ExpertFootprint tf;
+    if (name != "router") {
+      Expect(!graphed->TokenFootprint(5, &tf), name + ": TokenFootprint is unavailable without a decoupled router");
+      continue;
+    }
+    Expect(!graphed->TokenFootprint(m.config.vocab_size, &tf), name + ": TokenFootprint refuses a token past the vocabulary");
+    int equal = 0, tried = 0;
+    const std::vector<int32_t> table = {60, 61, 62, 63};
+    for (int i = 0; i < 10; ++i) {
+      const int32_t t = i == 9 ? m.config.vocab_size - 1 : (409 * i + 3) % m.config.vocab_size;
+      ExpertFootprint want;
+      if (!graphed->TokenFootprint(t, &want) || !want.exact) {
+        Expect(false, name + ": TokenFootprint(" + std::to_string(t) + ") returns an exact footprint");
+        break;
+      }
+      ForwardBatch b;
+      b.want_footprints = true;
+      SequenceChunk ch;
+      ch.seq_id = 100 + i;
+      ch.tokens = absl::MakeConstSpan(&t, 1);
+      ch.block_table = table;
+      b.seqs.push_back(ch);
+      ForwardResult out;
+      ++tried;
+      if (!graphed->Forward(b, &out).ok() || out.footprints.size() != 1) break;
+      if (out.footprints[0].bits == want.bits) {
+        ++equal;
+      } else {
+        std::printf("     token %d: TokenFootprint %s\n                 step           %s\n", t, Describe(want).c_str(),
+                    Describe(out.footprints[0]).c_str());
+      }
+    }
+    Expect(tried == 10 && equal == 10,
+           name + ": TokenFootprint(t) equals a one-token step's footprint (" + std::to_string(equal) + "/10)");
+  }
+  Loaded m;
+  if (Load("tests/data/models/trained/pregated", &m)) {
+    auto r = MakeRunner(m, true, false);
+    ExpertFootprint tf;
+    if (r) Expect(!r->TokenFootprint(5, &tf), "pregated: TokenFootprint is unavailable without a decoupled router");
+  }
+}
+
 }  // namespace
 }  // namespace moe::engine
 
@@ -207,6 +424,8 @@ int main() {
   for (const char* f : families) failed += !moe::engine::CheckFamily(f, CudaDType::kF32, true);
   for (const char* f : families) moe::engine::CheckFamily(f, CudaDType::kAuto, false);
   for (const char* f : families) moe::engine::CheckFamily(f, CudaDType::kBF16, false);
-  std::printf("%d passed, %d failed\n", 4 - failed, failed);
-  return failed ? 1 : 0;
+  moe::engine::CheckFootprints();
+  const int fp_failed = moe::engine::g_fp_failed, fp_passed = moe::engine::g_fp_passed;
+  std::printf("%d passed, %d failed\n", 4 - failed + fp_passed, failed + fp_failed);
+  return failed + fp_failed ? 1 : 0;
 }
