@@ -161,6 +161,18 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& 
   return ckpt;
 }
 
+std::unique_ptr<Checkpoint> Checkpoint::FromMemory(std::string label,
+                                                   std::vector<TensorView> views) {
+  std::unique_ptr<Checkpoint> ckpt(new Checkpoint());
+  ckpt->dir_ = std::move(label);
+  ckpt->memory_views_ = std::move(views);
+  for (TensorView& t : ckpt->memory_views_) {
+    if (t.file.empty()) t.file = ckpt->dir_;
+    ckpt->by_name_.emplace(t.name, &t);  // keeps the first of duplicate names
+  }
+  return ckpt;
+}
+
 const TensorView* Checkpoint::Find(absl::string_view name) const {
   auto it = by_name_.find(name);
   return it == by_name_.end() ? nullptr : it->second;

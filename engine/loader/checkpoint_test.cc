@@ -187,6 +187,51 @@ TEST_CASE("Checkpoint::Open errors name the file and tensor at fault", "[checkpo
   }
 }
 
+TEST_CASE("A checkpoint over caller-owned memory finds and checks tensors", "[checkpoint]") {
+  std::vector<float> embed(8 * 4, 0.25f), norm(4, 1.5f);
+  embed[31] = -2.f;
+  std::vector<TensorView> views(3);
+  views[0].name = "model.embed_tokens.weight";
+  views[0].shape = {8, 4};
+  views[0].data = embed.data();
+  views[0].nbytes = embed.size() * sizeof(float);
+  views[1].name = "model.norm.weight";
+  views[1].shape = {4};
+  views[1].data = norm.data();
+  views[1].nbytes = norm.size() * sizeof(float);
+  // A second name over the same bytes: memory checkpoints may alias.
+  views[2] = views[1];
+  views[2].name = "model.layers.0.input_layernorm.weight";
+  auto ckpt = Checkpoint::FromMemory("synthetic:tiny:standard", views);
+  REQUIRE(ckpt != nullptr);
+  CHECK(ckpt->dir() == "synthetic:tiny:standard");
+  CHECK(ckpt->files().empty());
+  CHECK(ckpt->TensorNames() == std::vector<std::string>{"model.embed_tokens.weight",
+                                                         "model.layers.0.input_layernorm.weight",
+                                                         "model.norm.weight"});
+  CHECK(ckpt->TotalBytes() == 8 * 4 * 4 + 2 * 4 * 4);
+
+  auto t = ckpt->Get("model.embed_tokens.weight", {8, 4});
+  REQUIRE(t.ok());
+  CHECK((*t)->data == embed.data());  // a view, not a copy
+  CHECK(LoadAsF32((*t)->data, (*t)->dtype, 31) == -2.f);
+  CHECK(ckpt->Find("model.layers.0.input_layernorm.weight")->data == norm.data());
+
+  auto wrong = ckpt->Get("model.embed_tokens.weight", {4, 8});
+  REQUIRE_FALSE(wrong.ok());
+  CHECK_THAT(std::string(wrong.status().message()),
+             Contains("model.embed_tokens.weight") && Contains("synthetic:tiny:standard") &&
+                 Contains("expected shape [4, 8]") && Contains("got [8, 4]"));
+
+  auto missing = ckpt->Get("lm_head.weight", {8, 4});
+  REQUIRE_FALSE(missing.ok());
+  CHECK(absl::IsNotFound(missing.status()));
+  CHECK_THAT(std::string(missing.status().message()),
+             Contains("'lm_head.weight'") && Contains("synthetic:tiny:standard") &&
+                 Contains("[8, 4]"));
+  CHECK(ckpt->Find("lm_head.weight") == nullptr);
+}
+
 TEST_CASE("ReadTextFile reads whole files and names missing ones", "[checkpoint]") {
   TempDir dir;
   WriteFile(dir.File("a.json"), std::string("{\"x\": 1}\n\0tail", 15));

@@ -1,11 +1,20 @@
 // Offline benchmark of the CUDA runner (no server, no scheduler): prefill and decode
 // throughput for a checkpoint directory, with the roofline ratio of each decode row.
 //
-//   engine_bench --model DIR [--dtype auto|bf16|fp16|fp32] [--batches 1,16,64]
+//   engine_bench (--model DIR | --synthetic PROFILE [--routing standard|pregated|router]
+//                 [--seed 1] [--distinct-experts 16] [--threads N])
+//                [--dtype auto|bf16|fp16|fp32] [--batches 1,16,64]
 //                [--context 128] [--steps 64] [--prompt 512] [--json-out FILE]
-//                [--offload on|off|auto] [--cache-fraction F | --expert-cache-gb G]
-//                [--prefetch auto|off|next-gate|pregate|router] [--prefetch-depth D]
+//                [--offload on|off|auto] [--cache-fraction F[,F...] | --expert-cache-gb G]
+//                [--prefetch auto|off|next-gate|pregate|router[,...]] [--prefetch-depth D]
 //                [--policy lru|lfu|belady] [--compare-resident] [--host-sampling]
+//
+// --synthetic builds a built-in profile's model in host memory (bench_model_source.h):
+// exact dense weights, routed experts cycling through --distinct-experts buffers, so the
+// offload pool's pinned copy is the only full-size one; rows are labelled
+// "synthetic:PROFILE:ROUTING". Lists of cache fractions and prefetch modes run one
+// offloaded pass per (fraction, prefetch) pair over the same model, each pass creating and
+// destroying its runner (one pinned pool at a time), every row labelled with its pair.
 //
 // With --offload on, each decode row also reports the expert cache: hit rate, prefetch
 // precision, PCIe GB/s achieved (expert bytes copied / time), the share of the time the
@@ -13,7 +22,8 @@
 // stall ms per step (compute stream waiting for copies) and stall / transfer time, and the
 // bound: batch / max(resident step time, miss bytes per step / pinned H2D bandwidth).
 // The resident step time comes from a first pass with every expert on the GPU
-// (--compare-resident; only where the model fits), else the bound uses the copies alone.
+// (--compare-resident; where the model does not fit, that pass fails with the runner's
+// error and is skipped), else the bound uses the copies alone.
 //
 // Decode at batch B: B sequences are prefilled with `context` random tokens, then
 // `steps` decode steps run (one token per sequence per step, greedy-sampled on the GPU as
@@ -46,6 +56,7 @@
 #include "engine/cuda/cuda_runner.h"
 #include "engine/loader/checkpoint.h"
 #include "engine/loader/model_config.h"
+#include "tools/gpu/bench_model_source.h"
 
 namespace moe::engine {
 namespace {
@@ -160,6 +171,8 @@ struct Row {
   double tflops = 0, gemm_ratio = 0;  // prefill rows: achieved TFLOP/s, over the GEMM rate
   // Offload rows.
   bool offload = false;
+  double cache_fraction = 0, expert_cache_gb = 0;  // the pass's (offload rows)
+  std::string prefetch;
   double hit_rate = 0, prefetch_precision = -1, pcie_gbps = 0, pcie_busy = 0, stall_ms = 0,
          stall_fraction = 0, bound_tokens_per_s = 0;
 };
@@ -207,27 +220,74 @@ double DecodeBytes(const ModelConfig& c, double elem, int B, int ctx) {
   return (dense + experts + kv) * elem;
 }
 
+// Splits a comma-separated flag value; an empty item is an error (caught by the callers'
+// parsers).
+std::vector<std::string> SplitList(const std::string& v) {
+  std::vector<std::string> out;
+  std::stringstream ss(v);
+  std::string t;
+  while (std::getline(ss, t, ',')) out.push_back(t);
+  if (!v.empty() && v.back() == ',') out.push_back("");
+  return out;
+}
+
+// Parses --cache-fraction's list: every item a number in [0, 1] (0: not set, as before).
+bool ParseFractions(const std::string& v, std::vector<double>* out) {
+  out->clear();
+  for (const std::string& t : SplitList(v)) {
+    char* end = nullptr;
+    const double f = std::strtod(t.c_str(), &end);
+    if (t.empty() || *end != '\0' || !(f >= 0 && f <= 1)) {
+      std::fprintf(stderr, "--cache-fraction: '%s' is not a fraction in [0, 1] (list: 0.25,0.5)\n", t.c_str());
+      return false;
+    }
+    out->push_back(f);
+  }
+  return !out->empty();
+}
+
 int Main(int argc, char** argv) {
-  std::string model, dtype_s = "auto", json_out;
+  BenchModelFlags source;
+  std::string dtype_s = "auto", json_out;
   std::vector<int> batches = {1, 16, 64};
   int context = 128, steps = 64, prompt = 512;
   RunnerOptions base;
-  double cache_fraction = 0;
+  std::vector<double> cache_fractions;  // empty: --expert-cache-gb (or the runner) decides
+  std::vector<std::string> prefetches;  // empty: OffloadOptions' default
   bool compare_resident = false, host_sampling = false;
   base.offload.mode = "off";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
-    if (a == "--model") model = next();
+    if (IsBenchModelFlag(a)) {
+      if (absl::Status st = ParseBenchModelFlag(a, next(), &source); !st.ok()) {
+        std::fprintf(stderr, "%s\n", std::string(st.message()).c_str());
+        return 2;
+      }
+    }
     else if (a == "--dtype") dtype_s = next();
     else if (a == "--json-out") json_out = next();
     else if (a == "--context") context = std::atoi(next().c_str());
     else if (a == "--steps") steps = std::atoi(next().c_str());
     else if (a == "--prompt") prompt = std::atoi(next().c_str());
     else if (a == "--offload") base.offload.mode = next();
-    else if (a == "--cache-fraction") cache_fraction = std::atof(next().c_str());
+    else if (a == "--cache-fraction") {
+      if (!ParseFractions(next(), &cache_fractions)) return 2;
+    }
     else if (a == "--expert-cache-gb") base.offload.expert_cache_gb = std::atof(next().c_str());
-    else if (a == "--prefetch") base.offload.prefetch = next();
+    else if (a == "--prefetch") {
+      prefetches = SplitList(next());
+      for (const std::string& p : prefetches) {
+        if (p.empty()) {
+          std::fprintf(stderr, "--prefetch: empty item in the list (e.g. off,auto)\n");
+          return 2;
+        }
+      }
+      if (prefetches.empty()) {
+        std::fprintf(stderr, "--prefetch needs a value (e.g. off,auto)\n");
+        return 2;
+      }
+    }
     else if (a == "--prefetch-depth") base.offload.prefetch_depth = std::atoi(next().c_str());
     else if (a == "--policy") base.offload.policy = next();
     else if (a == "--compare-resident") compare_resident = true;
@@ -242,37 +302,68 @@ int Main(int argc, char** argv) {
       return 2;
     }
   }
-  if (model.empty()) {
-    std::fprintf(stderr, "--model DIR is required\n");
+  if (absl::Status st = ValidateBenchModelFlags(source); !st.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(st.message()).c_str());
+    return 2;
+  }
+  if (batches.empty()) {
+    std::fprintf(stderr, "--batches needs at least one batch size\n");
     return 2;
   }
   auto dtype = ParseCudaDType(dtype_s);
-  auto config = LoadModelConfig(model);
-  if (!dtype.ok() || !config.ok()) {
-    std::fprintf(stderr, "%s\n", (!dtype.ok() ? dtype.status() : config.status()).ToString().c_str());
+  if (!dtype.ok()) {
+    std::fprintf(stderr, "%s\n", dtype.status().ToString().c_str());
     return 1;
   }
-  auto ckpt = Checkpoint::Open(model);
-  if (!ckpt.ok()) {
-    std::fprintf(stderr, "%s\n", ckpt.status().ToString().c_str());
+  // Built or opened once; every pass below binds its own runner to it.
+  auto bench_model = BenchModel::Load(source);
+  if (!bench_model.ok()) {
+    std::fprintf(stderr, "%s\n", bench_model.status().ToString().c_str());
     return 1;
   }
+  const Checkpoint& ckpt = (*bench_model)->checkpoint();
+  const ModelConfig* config = &(*bench_model)->config();
+  const std::string& model = (*bench_model)->label();
   const int max_b = *std::max_element(batches.begin(), batches.end());
   // Decode sequence s owns blocks [s * blocks_per_seq, ...); the prefill prompt the blocks
   // after the last decode sequence's.
   const int blocks_per_seq = (context + steps + 8 + 15) / 16;
   const int prompt_blocks = (prompt + 8 + 15) / 16;
   base.num_kv_blocks = blocks_per_seq * max_b + prompt_blocks;
-  if (cache_fraction > 0) {
-    // Expert bytes in the storage type: 3 * hidden * inter per expert of every MoE layer.
+  // Expert bytes in the storage type: 3 * hidden * inter per expert of every MoE layer.
+  double all_expert_bytes = 0;
+  {
     const double elem_guess = dtype_s == "fp32" ? 4 : 2;
     double experts = 0;
     for (int l = 0; l < config->num_layers; ++l) {
       if (config->IsMoeLayer(l)) experts += config->num_experts;
     }
-    const double bytes = experts * 3.0 * config->hidden_size * config->moe_intermediate_size * elem_guess;
-    // A hair over the fraction so that rounding down to whole slots keeps it.
-    base.offload.expert_cache_gb = cache_fraction * bytes / double(1ull << 30) * 1.0001;
+    all_expert_bytes = experts * 3.0 * config->hidden_size * config->moe_intermediate_size * elem_guess;
+  }
+  // The offloaded passes: one per (cache fraction, prefetch) pair, fractions outermost.
+  struct PassSpec {
+    RunnerOptions opts;
+    double cache_fraction = 0;  // 0: not given
+  };
+  std::vector<PassSpec> passes;
+  {
+    const std::vector<double> fracs = cache_fractions.empty() ? std::vector<double>{0} : cache_fractions;
+    const std::vector<std::string> pfs =
+        prefetches.empty() ? std::vector<std::string>{base.offload.prefetch} : prefetches;
+    if (base.offload.mode == "off" && fracs.size() * pfs.size() > 1) {
+      std::fprintf(stderr, "note: --offload off: the cache-fraction / prefetch lists are ignored (one pass)\n");
+    }
+    for (double f : fracs) {
+      for (const std::string& pf : pfs) {
+        PassSpec p{base, f};
+        p.opts.offload.prefetch = pf;
+        // A hair over the fraction so that rounding down to whole slots keeps it.
+        if (f > 0) p.opts.offload.expert_cache_gb = f * all_expert_bytes / double(1ull << 30) * 1.0001;
+        passes.push_back(p);
+        if (base.offload.mode == "off") break;
+      }
+      if (base.offload.mode == "off") break;
+    }
   }
   const double bw = MeasureCopyBandwidth();
   std::printf("device-to-device copy: %.0f GB/s (read + write)\n", bw / 1e9);
@@ -283,21 +374,34 @@ int Main(int argc, char** argv) {
   std::string dn;
   std::vector<Row> rows;
   std::map<int, double> resident_step_s;  // batch -> seconds per decode step, all resident
-  bool ok = true;
+  bool ok = true;  // the current pass; reset by each
 
-  auto run_pass = [&](const RunnerOptions& opts) {
+  // Runs one pass; false when its runner could not be created (nothing measured).
+  auto run_pass = [&](const PassSpec& pass) -> bool {
+    const RunnerOptions& opts = pass.opts;
+    ok = true;
     const auto t_load = Clock::now();
-    auto runner = CreateCudaRunner(**ckpt, *config, opts, *dtype);
+    auto runner = CreateCudaRunner(ckpt, *config, opts, *dtype);
     if (!runner.ok()) {
       std::fprintf(stderr, "%s\n", runner.status().ToString().c_str());
       ok = false;
-      return;
+      return false;
     }
     ModelRunner& r = **runner;
-    std::printf("model %s on %s: loaded in %.1f s\n", model.c_str(), r.device_name().c_str(),
-                Seconds(t_load, Clock::now()));
+    std::printf("model %s on %s: loaded in %.1f s (offload %s", model.c_str(), r.device_name().c_str(),
+                Seconds(t_load, Clock::now()), opts.offload.mode.c_str());
+    if (opts.offload.mode != "off") {
+      if (pass.cache_fraction > 0) std::printf(", cache fraction %g", pass.cache_fraction);
+      std::printf(", prefetch %s", opts.offload.prefetch.c_str());
+    }
+    std::printf(")\n");
     dn = r.device_name();
     const bool offloaded = r.offload_stats().has_value();
+    auto label_row = [&](Row& row) {
+      row.cache_fraction = pass.cache_fraction;
+      row.expert_cache_gb = opts.offload.expert_cache_gb;
+      row.prefetch = opts.offload.prefetch;
+    };
     const double elem = dn.find("(fp32)") != std::string::npos ? 4 : 2;
     std::mt19937 rng(1);
     std::uniform_int_distribution<int32_t> tok(0, config->vocab_size - 1);
@@ -339,6 +443,7 @@ int Main(int argc, char** argv) {
         row.phase = "prefill";
         row.batch = 1;
         row.offload = offloaded;
+        label_row(row);
         row.ms_per_step = secs[secs.size() / 2] * 1e3;
         row.tokens_per_s = prompt / secs[secs.size() / 2];
         row.tflops = PrefillFlops(*config, prompt) / secs[secs.size() / 2] / 1e12;
@@ -403,6 +508,7 @@ int Main(int argc, char** argv) {
       row.phase = "decode";
       row.batch = B;
       row.offload = offloaded;
+      label_row(row);
       row.ms_per_step = sec / steps * 1e3;
       row.tokens_per_s = double(B) * steps / sec;
       row.bytes_per_step = DecodeBytes(*config, elem, B, context + warm + steps / 2);
@@ -423,28 +529,46 @@ int Main(int argc, char** argv) {
       }
       rows.push_back(row);
     }
+    return true;
   };
+  bool failed = false;
   if (base.offload.mode != "off" && compare_resident) {
-    RunnerOptions resident = base;
-    resident.offload.mode = "off";
-    run_pass(resident);
+    PassSpec resident{base, 0};
+    resident.opts.offload.mode = "off";
+    if (!run_pass(resident)) {
+      // A model larger than the GPU: the offloaded passes still run, bounded by copies alone.
+      std::printf("resident pass skipped (the runner's error above); the bound uses the copies alone\n");
+    } else if (!ok) {
+      failed = true;
+    }
   }
-  run_pass(base);
+  for (const PassSpec& pass : passes) {
+    // Each runner (and its pinned pool) is destroyed before the next is created.
+    if (!run_pass(pass) || !ok) failed = true;
+  }
   if (rows.empty()) return 1;
-  std::printf("\n| phase | offload | batch | tokens/s | ms/step | GB read/step | roofline tok/s | ratio | hit rate | prefetch precision | PCIe GB/s | PCIe busy | stall ms/step | stall/transfer | bound tok/s |\n");
-  std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+  std::printf("\n| phase | offload | cache fraction | prefetch | batch | tokens/s | ms/step | GB read/step | roofline tok/s | ratio | hit rate | prefetch precision | PCIe GB/s | PCIe busy | stall ms/step | stall/transfer | bound tok/s |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (const Row& row : rows) {
     const char* off = row.offload ? "on" : "off";
+    char frac[32] = "", cache[96] = "";
+    if (row.offload) {
+      if (row.cache_fraction > 0) std::snprintf(frac, sizeof frac, "%g", row.cache_fraction);
+      else std::snprintf(frac, sizeof frac, "%s", row.expert_cache_gb > 0 ? "-" : "auto");
+      std::snprintf(cache, sizeof cache, "%s | %s", frac, row.prefetch.c_str());
+    } else {
+      std::snprintf(cache, sizeof cache, " | ");
+    }
     if (row.phase == "prefill") {
-      std::printf("| prefill (%d-token prompt) | %s | 1 | %.0f | %.2f | | | | | | | | | | |  %.1f TFLOP/s, %.2f of the GEMM rate\n",
-                  prompt, off, row.tokens_per_s, row.ms_per_step, row.tflops, row.gemm_ratio);
+      std::printf("| prefill (%d-token prompt) | %s | %s | 1 | %.0f | %.2f | | | | | | | | | | |  %.1f TFLOP/s, %.2f of the GEMM rate\n",
+                  prompt, off, cache, row.tokens_per_s, row.ms_per_step, row.tflops, row.gemm_ratio);
     } else if (!row.offload) {
       const double roof = bw / row.bytes_per_step * row.batch;
-      std::printf("| decode | off | %d | %.1f | %.2f | %.3f | %.0f | %.2f | | | | | | | |\n", row.batch, row.tokens_per_s,
-                  row.ms_per_step, row.bytes_per_step / 1e9, roof, row.roofline_ratio);
+      std::printf("| decode | off | %s | %d | %.1f | %.2f | %.3f | %.0f | %.2f | | | | | | | |\n", cache, row.batch,
+                  row.tokens_per_s, row.ms_per_step, row.bytes_per_step / 1e9, roof, row.roofline_ratio);
     } else {
-      std::printf("| decode | on | %d | %.1f | %.2f | | | | %.3f | %s | %.1f | %.2f | %.2f | %.2f | %.1f |\n", row.batch,
-                  row.tokens_per_s, row.ms_per_step, row.hit_rate,
+      std::printf("| decode | on | %s | %d | %.1f | %.2f | | | | %.3f | %s | %.1f | %.2f | %.2f | %.2f | %.1f |\n", cache,
+                  row.batch, row.tokens_per_s, row.ms_per_step, row.hit_rate,
                   row.prefetch_precision < 0 ? "-" : std::to_string(row.prefetch_precision).substr(0, 5).c_str(),
                   row.pcie_gbps, row.pcie_busy, row.stall_ms, row.stall_fraction, row.bound_tokens_per_s);
     }
@@ -452,7 +576,7 @@ int Main(int argc, char** argv) {
   if (!json_out.empty()) {
     std::ofstream js(json_out);
     const char* commit = std::getenv("MOE_COMMIT");
-    const char* routing = std::getenv("MOE_ROUTING");
+    const std::string& routing = (*bench_model)->routing();
     js << "[\n";
     for (size_t i = 0; i < rows.size(); ++i) {
       const Row& row = rows[i];
@@ -466,8 +590,8 @@ int Main(int argc, char** argv) {
            << ", \"gemm_tflops\": " << gemm / 1e12 << ", \"gemm_ratio\": " << row.gemm_ratio;
       }
       if (row.offload) {
-        js << ", \"cache_fraction\": " << cache_fraction << ", \"expert_cache_gb\": " << base.offload.expert_cache_gb
-           << ", \"routing\": \"" << (routing ? routing : "standard") << "\", \"prefetch\": \"" << base.offload.prefetch
+        js << ", \"cache_fraction\": " << row.cache_fraction << ", \"expert_cache_gb\": " << row.expert_cache_gb
+           << ", \"routing\": \"" << routing << "\", \"prefetch\": \"" << row.prefetch
            << "\", \"prefetch_depth\": " << base.offload.prefetch_depth << ", \"policy\": \"" << base.offload.policy
            << "\", \"hit_rate\": " << row.hit_rate << ", \"prefetch_precision\": "
            << (row.prefetch_precision < 0 ? std::string("null") : std::to_string(row.prefetch_precision))
@@ -479,7 +603,7 @@ int Main(int argc, char** argv) {
     }
     js << "]\n";
   }
-  return ok ? 0 : 1;
+  return failed ? 1 : 0;
 }
 
 }  // namespace
