@@ -12,10 +12,24 @@
 #include "kernels/cuda/experts.h"
 #include "kernels/cuda/linear.h"
 #include "kernels/cuda/moe_permute.h"
+#include "kernels/cuda/norm.h"
 #include "kernels/cuda/router.h"
+#include "kernels/cuda/router_permute.h"
 #include "kernels/cuda/small_batch_experts.h"
 
 namespace moe::engine::cuda {
+namespace {
+
+// Tiny steps (n * k <= 32 slots, MOE_ROUTER_FUSED on): Route permutes the layer's routing
+// in the launch that produces it (softmax/top-k, or the pre-gate's copy), and Ffn /
+// OffloadedExperts skip their LaunchMoePermute. Not for a decoupled router (RouteSlice).
+// The fused kernels run the same device routines: identical bits either way, so the
+// resident and offloaded paths stay bit-identical.
+bool RoutePermutes(bool decoupled_router, int64_t n, int k) {
+  return !decoupled_router && n * k <= kg::kRouterPermuteMaxSlots && kg::RouterPermuteFusedDefault();
+}
+
+}  // namespace
 
 template <typename T>
 absl::Status CudaModelRunner<T>::DenseFfn(const DeviceFfn<T>& f, int64_t n, float* out) {
@@ -41,12 +55,16 @@ absl::Status CudaModelRunner<T>::Ffn(int l, int64_t n) {
   } else if (SmallBatchExperts(n)) {
     // Expert assignment stays on the device: no host round trip, no gather pass.
     RET(act_.Reserve(S * I, "expert act"));
-    CU(kg::LaunchMoePermute(topk_idx_.p, S, k, E, counts_.p, offsets_.p, row_token_.p, slot_row_.p, stream_, active_.p));
+    if (!RoutePermutes(decoupled_router(), n, k)) {
+      CU(kg::LaunchMoePermute(topk_idx_.p, S, k, E, counts_.p, offsets_.p, row_token_.p, slot_row_.p, stream_, active_.p));
+    }
     CU(kg::LaunchSmallBatchExperts(h_.p, row_token_.p, counts_.p, offsets_.p, active_.p,
                                    static_cast<int>(std::min<int64_t>(E, S)), n, gate_up_ptrs_[l],
                                    down_ptrs_[l], H, I, act_.p, eout_.p, stream_));
   } else {
-    CU(kg::LaunchMoePermute(topk_idx_.p, S, k, E, counts_.p, offsets_.p, row_token_.p, slot_row_.p, stream_));
+    if (!RoutePermutes(decoupled_router(), n, k)) {
+      CU(kg::LaunchMoePermute(topk_idx_.p, S, k, E, counts_.p, offsets_.p, row_token_.p, slot_row_.p, stream_));
+    }
     h_counts_.resize(E);
     h_offsets_.resize(E + 1);
     CU(cudaMemcpyAsync(h_counts_.data(), counts_.p, E * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
@@ -63,6 +81,10 @@ absl::Status CudaModelRunner<T>::Ffn(int l, int64_t n) {
                          gu_.p, act_.p, eout_.p);
     if (err != nullptr) return absl::InternalError(absl::StrCat("layer ", l, ": ", err));
   }
+  // MOE_COMBINE_FUSED: RunLayers' next AddRmsNorm does the combine (reading eout_,
+  // slot_row_ and topk_w_ directly); RunLayers tests the same condition. Not with a shared
+  // expert: it adds into delta_ after the combine.
+  if (kg::MoeCombineNormFusedDefault() && !L.shared.present()) return absl::OkStatus();
   if (!SmallBatchExperts(n) && kg::ExpertsDefaultOutT()) {  // RunExpertsOutT wrote T rows
     CU(kg::LaunchMoeCombine(reinterpret_cast<const T*>(eout_.p), slot_row_.p, topk_w_.p, n, k, H, delta_.p, stream_));
   } else {
@@ -93,8 +115,20 @@ absl::Status CudaModelRunner<T>::Route(int l, int64_t n) {
   const int k = config_.num_experts_per_tok;
   if (decoupled_router()) {
     RET(RouteSlice(l, n));  // routed with every other MoE layer before layer 0
+  } else if (L.router != nullptr && RoutePermutes(false, n, k)) {
+    // Gate() and the permutation in one launch after the router GEMM.
+    const int64_t H = config_.hidden_size;
+    const int E = config_.num_experts;
+    CB(kg::Linear(cublas_, h_.p, n, H, H, L.router, E, router_logits_.p, E));
+    CU(kg::LaunchRouterTopKPermuteTiny(router_logits_.p, n, E, k, renormalize_, topk_idx_.p, topk_w_.p, counts_.p,
+                                       offsets_.p, row_token_.p, slot_row_.p, active_.p, stream_));
   } else if (L.router != nullptr) {
     RET(Gate(L.router, n, topk_idx_.p, topk_w_.p));
+  } else if (RoutePermutes(false, n, k)) {
+    // Pre-gated: the previous MoE layer's pre-gate chose this layer's experts (copied and
+    // permuted in one launch).
+    CU(kg::LaunchCopyRoutesPermuteTiny(pg_idx_.p, pg_w_.p, n, config_.num_experts, k, topk_idx_.p, topk_w_.p, counts_.p,
+                                       offsets_.p, row_token_.p, slot_row_.p, active_.p, stream_));
   } else {
     // Pre-gated: the previous MoE layer's pre-gate chose this layer's experts.
     CU(cudaMemcpyAsync(topk_idx_.p, pg_idx_.p, n * k * sizeof(int32_t), cudaMemcpyDeviceToDevice, stream_));
@@ -116,11 +150,16 @@ absl::Status CudaModelRunner<T>::OffloadedExperts(int l, int64_t n) {
   // Decoupled router: the step's routing is on the host since the step began (ForeseeStep),
   // so this layer needs no host round trip.
   const bool foreseen = decoupled_router();
+  const bool permuted = RoutePermutes(decoupled_router(), n, k);  // by Route, in its launch
   if (small) {
     RET(act_.Reserve(S * I, "expert act"));
-    CU(kg::LaunchMoePermute(topk_idx_.p, S, k, E, counts_.p, offsets_.p, row_token_.p, slot_row_.p, stream_, active_.p));
+    if (!permuted) {
+      CU(kg::LaunchMoePermute(topk_idx_.p, S, k, E, counts_.p, offsets_.p, row_token_.p, slot_row_.p, stream_, active_.p));
+    }
   } else {
-    CU(kg::LaunchMoePermute(topk_idx_.p, S, k, E, counts_.p, offsets_.p, row_token_.p, slot_row_.p, stream_));
+    if (!permuted) {
+      CU(kg::LaunchMoePermute(topk_idx_.p, S, k, E, counts_.p, offsets_.p, row_token_.p, slot_row_.p, stream_));
+    }
     CU(kg::LaunchGatherRows(h_.p, row_token_.p, S, H, perm_.p, stream_));
     RET(gu_.Reserve(S * 2 * I, "expert gate_up"));
     RET(act_.Reserve(S * I, "expert act"));

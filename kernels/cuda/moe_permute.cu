@@ -211,7 +211,8 @@ __global__ void CombineKernel(const float* expert_out, const int32_t* slot_row,
   float acc = 0.f;
   for (int i = 0; i < k; ++i) {
     const int64_t r = slot_row[t * k + i];
-    acc += topk_weight[t * k + i] * expert_out[r * hidden + c];
+    // Explicit FMA: LaunchMoeCombineAddRmsNorm (norm.h) repeats this sum bit for bit.
+    acc = __fmaf_rn(topk_weight[t * k + i], expert_out[r * hidden + c], acc);
   }
   out[t * hidden + c] = acc;
 }
@@ -237,7 +238,7 @@ __global__ void CombineTKernel(const T* expert_out, const int32_t* slot_row,
     const float w = topk_weight[t * k + i];
     const Pack<T, V> p = *reinterpret_cast<const Pack<T, V>*>(expert_out + r * hidden + c);
 #pragma unroll
-    for (int j = 0; j < V; ++j) acc[j] += w * detail::ToF32(p.v[j]);
+    for (int j = 0; j < V; ++j) acc[j] = __fmaf_rn(w, detail::ToF32(p.v[j]), acc[j]);
   }
   if constexpr (V == 4) {
     *reinterpret_cast<float4*>(out + t * hidden + c) = make_float4(acc[0], acc[1], acc[2], acc[3]);

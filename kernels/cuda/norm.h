@@ -42,4 +42,29 @@ MOE_NORM_DECLS_W(float)
 #undef MOE_NORM_DECLS_W
 #undef MOE_NORM_DECLS
 
+// LaunchMoeCombine (moe_permute.h) into a delta, then LaunchAddRmsNorm(residual, delta,
+// ...), as one launch and without the delta buffer: for token t, column c,
+//   residual[t, c] += sum_i topk_weight[t*k+i] * expert_out[slot_row[t*k+i], c]
+// (the sum from 0 in slot order i = 0..k-1, one fused multiply-add per slot, in fp32 over
+// the rows widened to fp32), then out[t, :] = RmsNorm(residual[t, :]) with the reduction
+// LaunchAddRmsNorm uses for a 16-byte-aligned delta. Bit-identical to that pair (the
+// combine's fp32 store is exact; same norm kernel, same order). expert_out: [*, n] rows
+// (fp32, or the model dtype as RunExpertsOutT writes), residual / out: [rows, n].
+// Overloads: rows fp32 or T, weight and out T, for T = bf16, fp16, fp32.
+#define MOE_COMBINE_NORM_DECL(R, T)                                                           \
+  cudaError_t LaunchMoeCombineAddRmsNorm(const R* expert_out, const int32_t* slot_row,        \
+                                         const float* topk_weight, int k, float* residual,    \
+                                         int64_t rows, int n, const T* weight, float eps,     \
+                                         T* out, cudaStream_t stream);
+MOE_COMBINE_NORM_DECL(float, __nv_bfloat16)
+MOE_COMBINE_NORM_DECL(__nv_bfloat16, __nv_bfloat16)
+MOE_COMBINE_NORM_DECL(float, __half)
+MOE_COMBINE_NORM_DECL(__half, __half)
+MOE_COMBINE_NORM_DECL(float, float)
+#undef MOE_COMBINE_NORM_DECL
+
+// MOE_COMBINE_FUSED, read once per process: "0" (or n/f...) keeps the combine and the
+// next norm as two launches; default on.
+bool MoeCombineNormFusedDefault();
+
 }  // namespace moe::kernels::cuda

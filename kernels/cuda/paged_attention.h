@@ -13,8 +13,12 @@
 //    (flash-decoding), each a block of 4 warps. When head_dim is a multiple of 16 bytes'
 //    worth of cache elements (and the caches are 16-byte aligned), groups of lanes read
 //    whole K/V rows with 16-byte loads, each group with its own online softmax, merged in
-//    shared memory; otherwise a scalar fallback. With num_splits > 1 a second small kernel
-//    merges the splits; with num_splits == 1 (vector path) the first kernel writes `out`.
+//    shared memory; otherwise a scalar fallback. With num_splits == 1 (vector path) the
+//    kernel writes `out`. Otherwise the splits' partial results are merged: by default by
+//    the last split block of each (sequence, head) to finish, in the same launch (a
+//    counter per (sequence, head) at the front of the workspace tells it it is last);
+//    MOE_ATTN_DECODE_MERGE=kernel (or DecodeMerge::kKernel) keeps the second, merging
+//    kernel. Both merges run the same code in the same order: bit-identical outputs.
 // head_dim any value up to 256 (register tiles of 2, 3, 4 or 8 elements per lane).
 //
 // Thread safety: launchers only enqueue work on `stream`.
@@ -111,14 +115,34 @@ constexpr int kDecodeTargetBlocks = 264;
 constexpr int kDecodeMinKeysPerSplit = 32;
 constexpr int kDecodeMaxSplits = 32;
 int DecodeNumSplits(int max_context, int num_heads, int num_decode);
-// fp32 workspace the decode path needs.
+// The decode workspace (4-byte words) is
+//   [kDecodeMergeCounters uint32 counters][num_decode * num_heads * num_splits records of
+//   head_dim + 2 floats]
+// The counters sit at a fixed offset that no step's partials ever use, so they stay valid
+// across steps of any shape. They must be ZERO before the first launch on a workspace:
+// call LaunchClearDecodeCounters once after allocating (or moving) it. Every launch
+// leaves them zero again (the in-kernel merge's last block wraps its counter to 0), so
+// CUDA-graph replays need no reset. The in-kernel merge serves num_decode * num_heads <=
+// kDecodeMergeCounters and num_splits <= 64; past that the merge kernel runs.
+constexpr int kDecodeMergeCounters = 32768;
+// fp32 words the decode workspace needs (counters included).
 size_t DecodeWorkspaceFloats(int num_decode, int num_heads, int head_dim, int num_splits);
+// Zeroes the workspace's counter words (enqueued on `stream`).
+cudaError_t LaunchClearDecodeCounters(float* workspace, cudaStream_t stream);
+
+// Who merges the splits: kDefault reads MOE_ATTN_DECODE_MERGE once per process ("kernel":
+// the merge kernel, anything else: in-kernel); tests name one explicitly.
+enum class DecodeMerge { kDefault, kInKernel, kKernel };
+DecodeMerge DecodeMergeDefault();
 
 // decode_seqs: device [num_decode] indices into p.seqs of sequences with num_tokens == 1.
+// workspace: DecodeWorkspaceFloats(num_decode, num_heads, head_dim, num_splits) words whose
+// counters are zero (see above); one launch at a time per workspace.
 #define MOE_DECODE_DECL(T)                                                                    \
   cudaError_t LaunchDecodeAttention(const PagedAttentionParamsT<T>& p,                        \
                                     const int32_t* decode_seqs, int num_decode,               \
-                                    int num_splits, float* workspace, cudaStream_t stream);
+                                    int num_splits, float* workspace, cudaStream_t stream,    \
+                                    DecodeMerge merge = DecodeMerge::kDefault);
 MOE_DECODE_DECL(__nv_bfloat16)
 MOE_DECODE_DECL(__half)
 MOE_DECODE_DECL(float)

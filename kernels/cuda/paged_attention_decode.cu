@@ -1,14 +1,21 @@
 // The decode path of the paged attention kernels (declared in paged_attention.h): one query
 // per sequence, the context split into num_splits parts (flash-decoding). A vectorised
 // kernel (16-byte K/V loads) where head_dim and the caches' alignment allow, a scalar
-// kernel otherwise, and a kernel that merges the splits' partial results.
+// kernel otherwise. With more than one split (or the scalar kernel) the splits' partial
+// results are merged either by the split blocks themselves (the last block of each
+// (sequence, head) to finish, found with a counter in the workspace: the default) or by a
+// second kernel (MOE_ATTN_DECODE_MERGE=kernel). Both merges run MergeSplits below, so
+// their outputs are bit-identical.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <type_traits>
 
 #include "kernels/cuda/paged_attention.h"
 #include "kernels/cuda/paged_attention_common.cuh"
+#include "kernels/cuda/pdl.cuh"
 
 namespace moe::kernels::cuda {
 namespace {
@@ -20,6 +27,78 @@ using attn::PickDpl;
 using detail::bf16;
 using detail::f16;
 
+// Partials of one (sequence, head): num_splits records of (m, l, acc[hd]), hd + 2 floats.
+// Record of split `split` for decode entry di, head h (after the counter words).
+__device__ __forceinline__ float* PartialRecord(float* ws, int di, int num_heads, int h,
+                                               int num_splits, int split, int hd) {
+  return ws + kDecodeMergeCounters +
+         ((static_cast<int64_t>(di) * num_heads + h) * num_splits + split) * (hd + 2);
+}
+
+// Merges the num_splits partial records at `part` into out[0, hd) (run by a whole block of
+// kWarps warps; s_w: num_splits floats of shared memory). Warp 0 finds the max and the
+// softmax denominator over the splits once; every thread then sums its dims' partials
+// with those weights, splits in ascending order. The loads bypass L1 (__ldcg): in the
+// in-kernel merge the records were written by other blocks of the same launch.
+template <typename T>
+__device__ __forceinline__ void MergeSplits(const float* part, int num_splits, int hd,
+                                            float* s_w, T* o) {
+  if (threadIdx.x < 32) {
+    const int lane = threadIdx.x;
+    float mm = -INFINITY;
+    for (int s = lane; s < num_splits; s += 32) mm = fmaxf(mm, __ldcg(part + s * (hd + 2)));
+    mm = detail::WarpMax(mm);
+    float ll = 0.f;
+    for (int s = lane; s < num_splits; s += 32) {
+      const float ms = __ldcg(part + s * (hd + 2));
+      const float w = ms == -INFINITY ? 0.f : expf(ms - mm);
+      s_w[s] = w;
+      ll += __ldcg(part + s * (hd + 2) + 1) * w;
+    }
+    ll = detail::WarpSum(ll);
+    __syncwarp();
+    const float inv = 1.f / ll;
+    for (int s = lane; s < num_splits; s += 32) s_w[s] *= inv;
+  }
+  __syncthreads();
+  for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+    float a = 0.f;
+    for (int s = 0; s < num_splits; ++s) {
+      const float w = s_w[s];
+      if (w != 0.f) a += __ldcg(part + s * (hd + 2) + 2 + d) * w;
+    }
+    o[d] = detail::FromF32<T>(a);
+  }
+}
+
+// The in-kernel merge: called by every block of a split launch after it wrote its
+// partial record (all threads). Each block's writes are fenced, then one thread bumps
+// the (sequence, head) counter with atomicInc, which wraps to 0 at the last arrival (so
+// the counter is back at 0 for the next launch or graph replay); that last block merges.
+constexpr int kMergeMaxSplits = 64;  // s_w of the in-kernel merge; more: the merge kernel
+
+template <typename T>
+__device__ __forceinline__ void MergeIfLast(const PagedAttentionParamsT<T>& p, float* ws,
+                                            int di, int h, int num_splits,
+                                            const CudaAttnSeq& seq) {
+  __shared__ float s_w[kMergeMaxSplits];
+  __shared__ bool s_last;
+  __threadfence();  // this block's record is visible device-wide before the count
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    unsigned* counter = reinterpret_cast<unsigned*>(ws) + (di * p.num_heads + h);
+    const unsigned prev = atomicInc(counter, static_cast<unsigned>(num_splits - 1));
+    s_last = prev == static_cast<unsigned>(num_splits - 1);
+  }
+  __syncthreads();
+  if (!s_last) return;
+  __threadfence();  // the other blocks' records are read after their counts
+  const float* part = PartialRecord(ws, di, p.num_heads, h, num_splits, 0, p.head_dim);
+  T* o = p.out + static_cast<int64_t>(seq.token_begin) * p.out_stride +
+         static_cast<int64_t>(h) * p.head_dim;
+  MergeSplits<T>(part, num_splits, p.head_dim, s_w, o);
+}
+
 // ---------------------------------------------------------------------------------------
 // Decode: grid (num_heads, num_decode, num_splits). Each warp takes tiles of 32 keys in
 // turn; lane i scores key i, then the warp accumulates P·V with lanes owning dims.
@@ -27,10 +106,11 @@ using detail::f16;
 template <typename T, int DPL>
 __global__ void __launch_bounds__(kWarps * 32)
     DecodeKernel(const PagedAttentionParamsT<T> p, const int32_t* decode_seqs, int num_splits,
-                 float* ws) {
+                 float* ws, bool merge_here) {
   __shared__ float sq[kMaxHeadDim];
   __shared__ float s_m[kWarps], s_l[kWarps];
   __shared__ float s_acc[kWarps][kMaxHeadDim];
+  pdl::WaitPredecessor();
   const int hd = p.head_dim;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int h = blockIdx.x, di = blockIdx.y, split = blockIdx.z;
@@ -110,24 +190,25 @@ __global__ void __launch_bounds__(kWarps * 32)
   __syncthreads();
   float mm = -INFINITY;
   for (int w = 0; w < kWarps; ++w) mm = fmaxf(mm, s_m[w]);
-  float* out = ws + ((static_cast<int64_t>(di) * p.num_heads + h) * num_splits + split) * (hd + 2);
+  float* out = PartialRecord(ws, di, p.num_heads, h, num_splits, split, hd);
   if (mm == -INFINITY) {  // empty split
     for (int d = threadIdx.x; d < hd + 2; d += blockDim.x) out[d] = d == 0 ? -INFINITY : 0.f;
-    return;
-  }
-  float ll = 0.f;
-  for (int w = 0; w < kWarps; ++w) ll += s_m[w] == -INFINITY ? 0.f : s_l[w] * expf(s_m[w] - mm);
-  for (int d = threadIdx.x; d < hd; d += blockDim.x) {
-    float a = 0.f;
-    for (int w = 0; w < kWarps; ++w) {
-      if (s_m[w] != -INFINITY) a += s_acc[w][d] * expf(s_m[w] - mm);
+  } else {
+    float ll = 0.f;
+    for (int w = 0; w < kWarps; ++w) ll += s_m[w] == -INFINITY ? 0.f : s_l[w] * expf(s_m[w] - mm);
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+      float a = 0.f;
+      for (int w = 0; w < kWarps; ++w) {
+        if (s_m[w] != -INFINITY) a += s_acc[w][d] * expf(s_m[w] - mm);
+      }
+      out[2 + d] = a;
     }
-    out[2 + d] = a;
+    if (threadIdx.x == 0) {
+      out[0] = mm;
+      out[1] = ll;
+    }
   }
-  if (threadIdx.x == 0) {
-    out[0] = mm;
-    out[1] = ll;
-  }
+  if (merge_here) MergeIfLast(p, ws, di, h, num_splits, seq);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -174,7 +255,7 @@ __device__ __forceinline__ void Unpack16(const uint4& u, float* f) {
 template <typename T, int TPK, int CPL>
 __global__ void __launch_bounds__(kWarps * 32)
     DecodeVecKernel(const PagedAttentionParamsT<T> p, const int32_t* decode_seqs, int num_splits,
-                    float* ws) {
+                    float* ws, bool merge_here) {
   constexpr int VEC = Vec16<T>::kN;
   constexpr int EPL = CPL * VEC;          // elements per lane
   constexpr int G = kWarps * 32 / TPK;    // key groups per block
@@ -182,6 +263,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   constexpr int ROW = TPK * EPL;          // >= head_dim
   __shared__ float s_m[G], s_l[G], s_f[G];
   __shared__ float s_acc[G * ROW];
+  pdl::WaitPredecessor();
   const int hd = p.head_dim;
   const int chunks = hd / VEC;
   const int lane = threadIdx.x & 31;
@@ -290,74 +372,51 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
   __syncthreads();
   const bool direct = num_splits == 1;
-  float* out = ws + ((static_cast<int64_t>(di) * p.num_heads + h) * num_splits + split) * (hd + 2);
+  float* out = PartialRecord(ws, di, p.num_heads, h, num_splits, split, hd);
   if (mm == -INFINITY) {  // empty split (never with num_splits == 1: key qpos is visible)
     for (int d = threadIdx.x; d < hd + 2; d += blockDim.x) out[d] = d == 0 ? -INFINITY : 0.f;
-    return;
-  }
-  float ll = 0.f;
-  for (int g = 0; g < G; ++g) ll += s_l[g] * s_f[g];
-  T* o = p.out + static_cast<int64_t>(seq.token_begin) * p.out_stride + static_cast<int64_t>(h) * hd;
-  const float inv = 1.f / ll;
-  for (int d = threadIdx.x; d < hd; d += blockDim.x) {
-    float a = 0.f;
-    for (int g = 0; g < G; ++g) a += s_acc[g * ROW + d] * s_f[g];
-    if (direct) {
-      o[d] = detail::FromF32<T>(a * inv);
-    } else {
-      out[2 + d] = a;
+  } else {
+    float ll = 0.f;
+    for (int g = 0; g < G; ++g) ll += s_l[g] * s_f[g];
+    T* o = p.out + static_cast<int64_t>(seq.token_begin) * p.out_stride + static_cast<int64_t>(h) * hd;
+    const float inv = 1.f / ll;
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+      float a = 0.f;
+      for (int g = 0; g < G; ++g) a += s_acc[g * ROW + d] * s_f[g];
+      if (direct) {
+        o[d] = detail::FromF32<T>(a * inv);
+      } else {
+        out[2 + d] = a;
+      }
+    }
+    if (!direct && threadIdx.x == 0) {
+      out[0] = mm;
+      out[1] = ll;
     }
   }
-  if (!direct && threadIdx.x == 0) {
-    out[0] = mm;
-    out[1] = ll;
-  }
+  if (merge_here) MergeIfLast(p, ws, di, h, num_splits, seq);
 }
 
-// grid (num_heads, num_decode), threads over head_dim; dynamic shared memory holds one
-// weight per split. Warp 0 finds the max and the softmax denominator over the splits
-// once; every thread then sums its dims' partials with those weights.
+// The merge kernel (MOE_ATTN_DECODE_MERGE=kernel, or too many splits / sequences for
+// the in-kernel merge): grid (num_heads, num_decode), kWarps warps; dynamic shared memory
+// holds one weight per split.
 template <typename T>
 __global__ void DecodeReduceKernel(const PagedAttentionParamsT<T> p, const int32_t* decode_seqs,
-                                   int num_splits, const float* ws) {
+                                   int num_splits, float* ws) {
   extern __shared__ float s_w[];  // [num_splits]
-  const int hd = p.head_dim;
+  pdl::WaitPredecessor();
   const int h = blockIdx.x, di = blockIdx.y;
-  const float* part = ws + (static_cast<int64_t>(di) * p.num_heads + h) * num_splits * (hd + 2);
-  if (threadIdx.x < 32) {
-    const int lane = threadIdx.x;
-    float mm = -INFINITY;
-    for (int s = lane; s < num_splits; s += 32) mm = fmaxf(mm, part[s * (hd + 2)]);
-    mm = detail::WarpMax(mm);
-    float ll = 0.f;
-    for (int s = lane; s < num_splits; s += 32) {
-      const float ms = part[s * (hd + 2)];
-      const float w = ms == -INFINITY ? 0.f : expf(ms - mm);
-      s_w[s] = w;
-      ll += part[s * (hd + 2) + 1] * w;
-    }
-    ll = detail::WarpSum(ll);
-    __syncwarp();
-    const float inv = 1.f / ll;
-    for (int s = lane; s < num_splits; s += 32) s_w[s] *= inv;
-  }
-  __syncthreads();
   const CudaAttnSeq seq = p.seqs[decode_seqs[di]];
-  T* o = p.out + static_cast<int64_t>(seq.token_begin) * p.out_stride + static_cast<int64_t>(h) * hd;
-  for (int d = threadIdx.x; d < hd; d += blockDim.x) {
-    float a = 0.f;
-    for (int s = 0; s < num_splits; ++s) {
-      const float w = s_w[s];
-      if (w != 0.f) a += part[s * (hd + 2) + 2 + d] * w;
-    }
-    o[d] = detail::FromF32<T>(a);
-  }
+  T* o = p.out + static_cast<int64_t>(seq.token_begin) * p.out_stride +
+         static_cast<int64_t>(h) * p.head_dim;
+  MergeSplits<T>(PartialRecord(ws, di, p.num_heads, h, num_splits, 0, p.head_dim), num_splits,
+                 p.head_dim, s_w, o);
 }
 
 template <typename T>
 cudaError_t DecodeAttention(const PagedAttentionParamsT<T>& p, const int32_t* decode_seqs,
                             int num_decode, int num_splits, float* workspace,
-                            cudaStream_t stream) {
+                            DecodeMerge merge, cudaStream_t stream) {
   if (num_decode <= 0) return cudaSuccess;
   if (p.head_dim <= 0 || p.head_dim > kMaxHeadDim || p.num_kv_heads <= 0 ||
       p.num_heads % p.num_kv_heads != 0 || num_splits < 1) {
@@ -379,27 +438,36 @@ cudaError_t DecodeAttention(const PagedAttentionParamsT<T>& p, const int32_t* de
       else if (chunks <= 64) tpk = 32, cpl = 2;
     }
   }
+  // A merge is needed unless the vector kernel runs unsplit (it then writes `out`).
+  const bool needs_merge = !(tpk != 0 && num_splits == 1);
+  if (merge == DecodeMerge::kDefault) merge = DecodeMergeDefault();
+  const bool in_kernel = needs_merge && merge == DecodeMerge::kInKernel &&
+                         num_splits <= kMergeMaxSplits &&
+                         int64_t{num_decode} * p.num_heads <= kDecodeMergeCounters;
+  const int32_t* ds = decode_seqs;
+  float* ws = workspace;
+  cudaError_t e = cudaSuccess;
+#define MOE_DECODE_LAUNCH(K) \
+  e = pdl::Launch(K, grid, dim3(kThreads), 0, stream, p, ds, num_splits, ws, in_kernel)
   switch (tpk * 10 + cpl) {
-    case 41: DecodeVecKernel<T, 4, 1><<<grid, kThreads, 0, stream>>>(p, decode_seqs, num_splits, workspace); break;
-    case 81: DecodeVecKernel<T, 8, 1><<<grid, kThreads, 0, stream>>>(p, decode_seqs, num_splits, workspace); break;
-    case 161: DecodeVecKernel<T, 16, 1><<<grid, kThreads, 0, stream>>>(p, decode_seqs, num_splits, workspace); break;
-    case 321: DecodeVecKernel<T, 32, 1><<<grid, kThreads, 0, stream>>>(p, decode_seqs, num_splits, workspace); break;
-    case 322: DecodeVecKernel<T, 32, 2><<<grid, kThreads, 0, stream>>>(p, decode_seqs, num_splits, workspace); break;
+    case 41: MOE_DECODE_LAUNCH((DecodeVecKernel<T, 4, 1>)); break;
+    case 81: MOE_DECODE_LAUNCH((DecodeVecKernel<T, 8, 1>)); break;
+    case 161: MOE_DECODE_LAUNCH((DecodeVecKernel<T, 16, 1>)); break;
+    case 321: MOE_DECODE_LAUNCH((DecodeVecKernel<T, 32, 1>)); break;
+    case 322: MOE_DECODE_LAUNCH((DecodeVecKernel<T, 32, 2>)); break;
     default:
       switch (PickDpl(p.head_dim)) {
-        case 2: DecodeKernel<T, 2><<<grid, kThreads, 0, stream>>>(p, decode_seqs, num_splits, workspace); break;
-        case 3: DecodeKernel<T, 3><<<grid, kThreads, 0, stream>>>(p, decode_seqs, num_splits, workspace); break;
-        case 4: DecodeKernel<T, 4><<<grid, kThreads, 0, stream>>>(p, decode_seqs, num_splits, workspace); break;
-        default: DecodeKernel<T, 8><<<grid, kThreads, 0, stream>>>(p, decode_seqs, num_splits, workspace); break;
+        case 2: MOE_DECODE_LAUNCH((DecodeKernel<T, 2>)); break;
+        case 3: MOE_DECODE_LAUNCH((DecodeKernel<T, 3>)); break;
+        case 4: MOE_DECODE_LAUNCH((DecodeKernel<T, 4>)); break;
+        default: MOE_DECODE_LAUNCH((DecodeKernel<T, 8>)); break;
       }
-      tpk = 0;
   }
-  cudaError_t e = cudaGetLastError();
+#undef MOE_DECODE_LAUNCH
   if (e != cudaSuccess) return e;
-  if (tpk != 0 && num_splits == 1) return cudaSuccess;  // the vector kernel wrote `out`
-  DecodeReduceKernel<T><<<dim3(p.num_heads, num_decode), 128, sizeof(float) * num_splits, stream>>>(
-      p, decode_seqs, num_splits, workspace);
-  return cudaGetLastError();
+  if (!needs_merge || in_kernel) return cudaSuccess;
+  return pdl::Launch(DecodeReduceKernel<T>, dim3(p.num_heads, num_decode), dim3(kThreads),
+                     sizeof(float) * num_splits, stream, p, decode_seqs, num_splits, workspace);
 }
 
 }  // namespace
@@ -426,14 +494,29 @@ int DecodeNumSplits(int max_context, int num_heads, int num_decode) {
 }
 
 size_t DecodeWorkspaceFloats(int num_decode, int num_heads, int head_dim, int num_splits) {
-  return static_cast<size_t>(num_decode) * num_heads * num_splits * (head_dim + 2);
+  return kDecodeMergeCounters + static_cast<size_t>(num_decode) * num_heads * num_splits * (head_dim + 2);
+}
+
+cudaError_t LaunchClearDecodeCounters(float* workspace, cudaStream_t stream) {
+  return cudaMemsetAsync(workspace, 0, sizeof(uint32_t) * kDecodeMergeCounters, stream);
+}
+
+DecodeMerge DecodeMergeDefault() {
+  static const DecodeMerge mode = [] {
+    const char* v = std::getenv("MOE_ATTN_DECODE_MERGE");
+    return v != nullptr && std::strcmp(v, "kernel") == 0 ? DecodeMerge::kKernel
+                                                         : DecodeMerge::kInKernel;
+  }();
+  return mode;
 }
 
 #define MOE_DECODE_OVERLOADS(T)                                                               \
   cudaError_t LaunchDecodeAttention(const PagedAttentionParamsT<T>& p,                        \
                                     const int32_t* decode_seqs, int num_decode,               \
-                                    int num_splits, float* workspace, cudaStream_t stream) {  \
-    return DecodeAttention<T>(p, decode_seqs, num_decode, num_splits, workspace, stream);     \
+                                    int num_splits, float* workspace, cudaStream_t stream,    \
+                                    DecodeMerge merge) {                                      \
+    return DecodeAttention<T>(p, decode_seqs, num_decode, num_splits, workspace, merge,       \
+                              stream);                                                        \
   }
 MOE_DECODE_OVERLOADS(bf16)
 MOE_DECODE_OVERLOADS(f16)

@@ -255,6 +255,97 @@ void TimePrefill(Rng& rng, Report& rep, const char* what, const std::vector<Pref
   std::fflush(stdout);
 }
 
+
+// The decode path's two merges of split partials (in-kernel, last block of each (sequence,
+// head); and the merge kernel) on the same inputs: outputs must be bit-identical, the
+// in-kernel merge's counters back at zero after each launch (so a second launch on the
+// same workspace, as a graph replay, gives the same bits), and the result within the
+// bf16 bound of the unsplit kernel. Decode-only batches of 1..4 sequences at contexts 1,
+// 100 and 2000; head_dim 64 and 128 (vector kernel) and 100 (scalar kernel); splits 1, 8,
+// the policy's, 33 and 70 (past the in-kernel merge's 64: the merge kernel serves it).
+void TestDecodeMerge(Rng& rng, Report& rep) {
+  struct Case { int heads, kv_heads, hd; std::vector<int> ctx; };
+  const std::vector<Case> cases = {
+      {16, 16, 64, {128}}, {16, 16, 64, {1}}, {16, 4, 128, {100, 2000}}, {32, 8, 128, {2000, 1, 100, 37}},
+      {16, 16, 128, {100, 100, 100}}, {8, 2, 100, {2000, 5}}, {4, 4, 64, {1, 2, 3, 4}},
+  };
+  const int bs = 16;
+  for (const Case& c : cases) {
+    const int nd = static_cast<int>(c.ctx.size());
+    const int kv_row = c.kv_heads * c.hd;
+    const int64_t Q = int64_t{c.heads} * c.hd;
+    std::vector<kg::CudaAttnSeq> seqs(nd);
+    std::vector<int32_t> tables, dec(nd);
+    int max_ctx = 1;
+    for (int i = 0; i < nd; ++i) {
+      const int blocks = (c.ctx[i] + bs - 1) / bs;
+      seqs[i] = {i, 1, c.ctx[i] - 1, static_cast<int32_t>(tables.size())};
+      for (int b = 0; b < blocks; ++b) tables.push_back(static_cast<int32_t>(tables.size()));
+      dec[i] = i;
+      max_ctx = std::max(max_ctx, c.ctx[i]);
+    }
+    std::shuffle(tables.begin(), tables.end(), rng.gen());  // a permutation of the blocks
+    const size_t cache_elems = tables.size() * bs * kv_row;
+    std::vector<float> kf = rng.Normal(cache_elems), vf = rng.Normal(cache_elems);
+    DevBuf<Bf16> dk(RoundBf16(kf)), dv(RoundBf16(vf)), dout(nd * Q), dref(nd * Q);
+    DevBuf<float> dq(rng.Normal(nd * Q));
+    DevBuf<int32_t> dtables(tables), ddec(dec);
+    DevBuf<kg::CudaAttnSeq> dseqs(seqs);
+    kg::PagedAttentionParams p;
+    p.q = dq.get();
+    p.q_stride = Q;
+    p.num_heads = c.heads;
+    p.num_kv_heads = c.kv_heads;
+    p.head_dim = c.hd;
+    p.block_size = bs;
+    p.k_cache = dk.get();
+    p.v_cache = dv.get();
+    p.seqs = dseqs.get();
+    p.block_tables = dtables.get();
+    p.scale = 1.f / std::sqrt(float(c.hd));
+    p.out = dout.get();
+    p.out_stride = Q;
+    auto bits = [](const std::vector<Bf16>& v) { return Bits(v); };
+    // Unsplit reference (the vector kernel writes out directly; the scalar one merges 1 split).
+    std::vector<float> ref;
+    {
+      DevBuf<float> ws(kg::DecodeWorkspaceFloats(nd, c.heads, c.hd, 1));
+      LAUNCH_OK(kg::LaunchClearDecodeCounters(ws.get(), nullptr));
+      dout.Poison();
+      LAUNCH_OK(kg::LaunchDecodeAttention(p, ddec.get(), nd, 1, ws.get(), nullptr, kg::DecodeMerge::kKernel));
+      ref = ToF32(dout.Download());
+    }
+    const int policy = kg::DecodeNumSplits(max_ctx, c.heads, nd);
+    for (int splits : {1, 8, policy, 33, 70}) {
+      const std::string sh = Shape({{"heads", c.heads}, {"kv", c.kv_heads}, {"hd", c.hd}, {"seqs", nd},
+                                    {"max_ctx", max_ctx}, {"splits", splits}});
+      const size_t wsf = kg::DecodeWorkspaceFloats(nd, c.heads, c.hd, splits);
+      DevBuf<float> ws(wsf);
+      ws.Poison();
+      LAUNCH_OK(kg::LaunchClearDecodeCounters(ws.get(), nullptr));
+      dout.Poison();
+      LAUNCH_OK(kg::LaunchDecodeAttention(p, ddec.get(), nd, splits, ws.get(), nullptr, kg::DecodeMerge::kKernel));
+      const auto two = dout.Download();
+      bool same = true;
+      for (int launch = 0; launch < 2; ++launch) {  // the second reuses the counters
+        dout.Poison();
+        LAUNCH_OK(kg::LaunchDecodeAttention(p, ddec.get(), nd, splits, ws.get(), nullptr, kg::DecodeMerge::kInKernel));
+        same = same && bits(dout.Download()) == bits(two);
+      }
+      std::vector<float> words = ws.Download();
+      bool zero = true;
+      for (int i = 0; i < kg::kDecodeMergeCounters; ++i) {
+        uint32_t u;
+        std::memcpy(&u, &words[i], 4);
+        zero = zero && u == 0;
+      }
+      rep.Check("decode merge in-kernel = kernel (exact)", sh, same ? 0.0 : INFINITY, 0.0);
+      rep.Check("decode merge counters reset", sh, zero ? 0.0 : INFINITY, 0.0);
+      rep.Check("decode split vs unsplit", sh, RelErr(ToF32(two), ref), kBf16Bound);
+    }
+  }
+}
+
 }  // namespace
 
 // Paged attention over a bf16 cache, both paths, against the CPU kernel over an fp32
@@ -401,7 +492,8 @@ void TestAttention(Rng& rng, Report& rep) {
       const int policy_splits = kg::DecodeNumSplits(max_ctx, c.heads, static_cast<int>(dec.size()));
       for (int splits : {kg::DecodeNumSplits(max_ctx), 7, 1, policy_splits, 33}) {
         DevBuf<float> ws(kg::DecodeWorkspaceFloats(static_cast<int>(dec.size()), c.heads, c.hd, splits));
-        ws.Poison();
+        ws.Poison();  // partials NaN; the merge counters must start at zero (paged_attention.h)
+        LAUNCH_OK(kg::LaunchClearDecodeCounters(ws.get(), nullptr));
         dout.Poison();
         LAUNCH_OK(kg::LaunchPrefillAttention(p, dtiles.get(), static_cast<int>(tiles.size() / 2), nullptr));
         LAUNCH_OK(kg::LaunchDecodeAttention(p, ddec.get(), static_cast<int>(dec.size()), splits, ws.get(), nullptr));
@@ -412,6 +504,7 @@ void TestAttention(Rng& rng, Report& rep) {
   TestPrefillTileEdges<__half>(rng, rep, "f16");
   TimePrefill(rng, rep, "2048-token prompt", {{0, 2048}});
   TimePrefill(rng, rep, "64 seqs x 128 tokens", std::vector<PrefillSeq>(64, PrefillSeq{0, 128}));
+  TestDecodeMerge(rng, rep);
 }
 
 }  // namespace moe::gpu_test

@@ -41,7 +41,12 @@ void TestLinear(Rng& rng, Report& rep, cublasHandle_t cublas);
 void TestRouter(Rng& rng, Report& rep);
 void TestPermute(Rng& rng, Report& rep);
 void TestExperts(Rng& rng, Report& rep, cublasHandle_t cublas);
-// kernel_test_attention.cc: the KV-cache write and paged attention, prefill and decode.
+// Also kernel_test_moe.cc, the batch-1 fusions against the launches they replace (exact):
+// router top-k + tiny permute in one launch; the combine fused into the next AddRmsNorm.
+void TestRouterPermuteFused(Rng& rng, Report& rep);
+void TestCombineNormFused(Rng& rng, Report& rep);
+// kernel_test_attention.cc: the KV-cache write and paged attention, prefill and decode
+// (including the decode merge in-kernel against the merge kernel, exact).
 void TestAttention(Rng& rng, Report& rep);
 
 }  // namespace moe::gpu_test

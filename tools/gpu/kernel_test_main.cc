@@ -28,6 +28,8 @@ int main(int argc, char** argv) {
   TestRope(rng, rep);
   TestRouter(rng, rep);
   TestPermute(rng, rep);
+  TestRouterPermuteFused(rng, rep);
+  TestCombineNormFused(rng, rep);
   TestLinear(rng, rep, cublas);
   TestExperts(rng, rep, cublas);
   TestAttention(rng, rep);

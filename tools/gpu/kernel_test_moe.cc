@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -18,7 +19,9 @@
 #include "kernels/cuda/embedding.h"
 #include "kernels/cuda/experts.h"
 #include "kernels/cuda/moe_permute.h"
+#include "kernels/cuda/norm.h"
 #include "kernels/cuda/router.h"
+#include "kernels/cuda/router_permute.h"
 #include "kernels/cuda/small_batch_experts.h"
 #include "tools/gpu/kernel_test_cases.h"
 
@@ -169,6 +172,133 @@ void CheckCombineTyped(Rng& rng, Report& rep) {
       LAUNCH_OK(kg::LaunchMoeCombine(dx.get() + c.offset, dsr.get(), dw.get(), c.T, c.k, c.H, dout.get(), nullptr));
       rep.Check("moe_combine fp16 in", shape, RelErr(dout.Download(), reference(xr)), kF32Bound);
     }
+  }
+}
+
+namespace {
+
+template <typename V>
+bool SameBytes(const std::vector<V>& a, const std::vector<V>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(V)) == 0;
+}
+
+// Host values of a 16-bit type from fp32 (bf16 or fp16), for the fused combine cases.
+template <typename V>
+std::vector<V> HostVals(const std::vector<float>& f) {
+  std::vector<V> r(f.size());
+  for (size_t i = 0; i < f.size(); ++i) {
+    if constexpr (sizeof(V) == 4) {
+      r[i] = f[i];
+    } else {
+      const uint16_t b = std::is_same_v<V, Bf16> ? F32ToBf16(f[i]) : F32ToF16(f[i]);
+      std::memcpy(static_cast<void*>(&r[i]), &b, 2);
+    }
+  }
+  return r;
+}
+
+// LaunchMoeCombineAddRmsNorm (rows R, weight / out T) against LaunchMoeCombine +
+// LaunchAddRmsNorm on the same inputs: residual and output bit-identical. offset: the
+// expert rows start one element in (the unaligned, scalar-load path).
+template <typename R, typename T>
+void CheckCombineNorm(Rng& rng, Report& rep, const char* what, int64_t rows, int k, int n, int offset) {
+  const int64_t S = rows * k;
+  std::vector<float> ex = rng.Normal(S * n + offset, 2.f), x = rng.Normal(rows * n, 3.f), w = rng.Normal(n, 0.5f);
+  std::vector<float> wts = rng.Normal(S);
+  std::vector<int32_t> slot_row(S);
+  for (int64_t i = 0; i < S; ++i) slot_row[i] = static_cast<int32_t>(i);
+  std::shuffle(slot_row.begin(), slot_row.end(), rng.gen());
+  DevBuf<R> dex(HostVals<R>(ex));
+  DevBuf<T> dw(HostVals<T>(w)), dout1(rows * n), dout2(rows * n);
+  DevBuf<int32_t> dsr(slot_row);
+  DevBuf<float> dwts(wts), dres1(x), dres2(x), ddelta(rows * n);
+  dout1.Poison();
+  dout2.Poison();
+  ddelta.Poison();
+  const float eps = 1e-6f;
+  LAUNCH_OK(kg::LaunchMoeCombine(dex.get() + offset, dsr.get(), dwts.get(), rows, k, n, ddelta.get(), nullptr));
+  LAUNCH_OK(kg::LaunchAddRmsNorm(dres1.get(), ddelta.get(), rows, n, dw.get(), eps, dout1.get(), nullptr));
+  LAUNCH_OK(kg::LaunchMoeCombineAddRmsNorm(dex.get() + offset, dsr.get(), dwts.get(), k, dres2.get(), rows, n, dw.get(),
+                                           eps, dout2.get(), nullptr));
+  const bool same = SameBytes(dres1.Download(), dres2.Download()) && SameBytes(dout1.Download(), dout2.Download());
+  rep.Check(std::string("combine+add_rms_norm ") + what + " (exact)",
+            Shape({{"rows", rows}, {"k", k}, {"n", n}, {"offset", offset}}), same ? 0.0 : INFINITY, 0.0);
+}
+
+}  // namespace
+
+// The fused tiny-step routing (LaunchRouterTopKPermuteTiny, LaunchCopyRoutesPermuteTiny)
+// against LaunchRouterSoftmaxTopK + LaunchMoePermute on the same logits: indices, weights
+// (bitwise), counts, offsets, row_token, slot_row and the active list identical, outputs
+// poisoned alike. The model shapes at n = 1..4 (OLMoE E=64 k=8, Qwen3 E=128 k=8, Mixtral
+// E=8 k=2, Qwen2 E=60 k=4), the 32-slot edge and heavy ties.
+void TestRouterPermuteFused(Rng& rng, Report& rep) {
+  struct Case { int64_t n; int E, k; bool renorm, ties; };
+  std::vector<Case> cases;
+  for (int64_t n = 1; n <= 4; ++n) {
+    cases.push_back({n, 64, 8, false, false});
+    cases.push_back({n, 128, 8, true, false});
+    cases.push_back({n, 8, 2, true, false});
+    cases.push_back({n, 60, 4, false, false});
+  }
+  for (const Case& c : {Case{4, 64, 8, false, true}, Case{32, 8, 1, false, false}, Case{2, 512, 16, true, false},
+                        Case{3, 33, 5, true, true}, Case{16, 2, 2, false, false}})
+    cases.push_back(c);
+  for (const Case& c : cases) {
+    const int64_t S = c.n * c.k;
+    std::vector<float> logits = rng.Normal(c.n * c.E, 2.f);
+    if (c.ties) for (auto& l : logits) l = static_cast<float>(rng.Int(-2, 2));
+    DevBuf<float> dl(logits);
+    struct Out {
+      DevBuf<int32_t> idx, counts, offsets, rt, sr, active;
+      DevBuf<float> w;
+      Out(int64_t S, int E) : idx(S), counts(E), offsets(E + 1), rt(S), sr(S), active(E + 1), w(S) {
+        idx.Poison(), counts.Poison(), offsets.Poison(), rt.Poison(), sr.Poison(), active.Poison(), w.Poison();
+      }
+      bool Same(const Out& o) const {
+        return idx.Download() == o.idx.Download() && SameBytes(w.Download(), o.w.Download()) &&
+               counts.Download() == o.counts.Download() && offsets.Download() == o.offsets.Download() &&
+               rt.Download() == o.rt.Download() && sr.Download() == o.sr.Download() &&
+               active.Download() == o.active.Download();
+      }
+    } two(S, c.E), fused(S, c.E), copied(S, c.E);
+    LAUNCH_OK(kg::LaunchRouterSoftmaxTopK(dl.get(), c.n, c.E, c.k, c.renorm, two.idx.get(), two.w.get(), nullptr));
+    LAUNCH_OK(kg::LaunchMoePermute(two.idx.get(), S, c.k, c.E, two.counts.get(), two.offsets.get(), two.rt.get(),
+                                   two.sr.get(), nullptr, two.active.get()));
+    LAUNCH_OK(kg::LaunchRouterTopKPermuteTiny(dl.get(), c.n, c.E, c.k, c.renorm, fused.idx.get(), fused.w.get(),
+                                              fused.counts.get(), fused.offsets.get(), fused.rt.get(), fused.sr.get(),
+                                              fused.active.get(), nullptr));
+    LAUNCH_OK(kg::LaunchCopyRoutesPermuteTiny(two.idx.get(), two.w.get(), c.n, c.E, c.k, copied.idx.get(), copied.w.get(),
+                                              copied.counts.get(), copied.offsets.get(), copied.rt.get(), copied.sr.get(),
+                                              copied.active.get(), nullptr));
+    const std::string shape = Shape({{"n", c.n}, {"E", c.E}, {"k", c.k}, {"renorm", c.renorm}, {"ties", c.ties}});
+    rep.Check("router+permute fused (exact)", shape, fused.Same(two) ? 0.0 : INFINITY, 0.0);
+    rep.Check("copy routes+permute (exact)", shape, copied.Same(two) ? 0.0 : INFINITY, 0.0);
+  }
+  // Past the tiny limit the launchers refuse (the caller keeps the two launches).
+  {
+    DevBuf<float> dl(64 * 5);
+    DevBuf<int32_t> di(40), dc(64), doff(65), drt(40), dsr(40);
+    DevBuf<float> dw(40);
+    const cudaError_t e = kg::LaunchRouterTopKPermuteTiny(dl.get(), 5, 64, 8, false, di.get(), dw.get(), dc.get(),
+                                                          doff.get(), drt.get(), dsr.get(), nullptr, nullptr);
+    rep.Check("router+permute fused refuses n*k>32", "n=5 E=64 k=8", e == cudaErrorInvalidValue ? 0.0 : INFINITY, 0.0);
+  }
+}
+
+// The combine fused into the next AddRmsNorm: every rows / model type pair the runner
+// uses, the vector norm kernel (n % 4 == 0) and the scalar one (odd n, or n past the
+// vector kernel's reach), aligned and unaligned expert rows, k of the model shapes.
+void TestCombineNormFused(Rng& rng, Report& rep) {
+  struct Case { int64_t rows; int k, n, offset; };
+  for (const Case& c : std::vector<Case>{{1, 8, 2048, 0}, {2, 8, 2048, 0}, {4, 4, 3584, 0}, {3, 2, 4096, 0},
+                                         {1, 8, 2048, 1}, {33, 8, 1024, 0}, {5, 4, 4095, 0}, {2, 8, 16388, 0},
+                                         {1, 1, 64, 0}}) {
+    CheckCombineNorm<float, Bf16>(rng, rep, "f32 rows bf16", c.rows, c.k, c.n, c.offset);
+    CheckCombineNorm<Bf16, Bf16>(rng, rep, "bf16 rows bf16", c.rows, c.k, c.n, c.offset);
+    CheckCombineNorm<float, __half>(rng, rep, "f32 rows fp16", c.rows, c.k, c.n, c.offset);
+    CheckCombineNorm<__half, __half>(rng, rep, "fp16 rows fp16", c.rows, c.k, c.n, c.offset);
+    CheckCombineNorm<float, float>(rng, rep, "f32 rows f32", c.rows, c.k, c.n, c.offset);
   }
 }
 
