@@ -396,6 +396,7 @@ int Main(int argc, char** argv) {
     }
     std::printf(")\n");
     dn = r.device_name();
+    dn = dn.substr(0, dn.find(", experts offloaded"));  // the card and dtype; the pass is in each row
     const bool offloaded = r.offload_stats().has_value();
     auto label_row = [&](Row& row) {
       row.cache_fraction = pass.cache_fraction;
