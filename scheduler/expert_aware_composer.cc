@@ -51,12 +51,13 @@ std::vector<bool> ExpertAwareComposer::Select(absl::Span<const DecodeCandidate> 
     if (!taken[i] && !Known(candidates[i])) take(i);
   }
 
-  // 3. Everything fits: everyone, in order.
+  // 3. Everything fits — or what must run already overflows the cache, so deferring the
+  //    rest cannot make this step fit and would only add steps: everyone, in order.
   std::vector<uint64_t> all = u;
   for (size_t i = 0; i < n; ++i) {
     if (!taken[i] && Known(candidates[i])) OrInto(*candidates[i].footprint, &all);
   }
-  if (PopCount(all) <= capacity_) {
+  if (PopCount(all) <= capacity_ || PopCount(u) > capacity_) {
     for (size_t i = 0; i < n && count < max_seqs; ++i) {
       if (!taken[i]) take(i);
     }

@@ -9,8 +9,9 @@
 //   1. every candidate already left out `max_skips` consecutive steps is taken first, in
 //      order (bounded wait: nobody starves);
 //   2. candidates with an unknown footprint are always taken;
-//   3. if the union of every footprint fits the capacity, everyone is taken (what the
-//      scheduler does without expert-aware batching);
+//   3. if the union of every footprint fits the capacity, or the candidates of steps 1-2
+//      alone already overflow it (deferring the rest cannot make this step fit), everyone
+//      is taken (what the scheduler does without expert-aware batching);
 //   4. otherwise the rest are added greedily, smallest growth of the union first (ties:
 //      older first), while the union stays within the capacity; groups whose experts
 //      overlap thus run together, and a group left out runs when its wait reaches the

@@ -3,7 +3,7 @@
 // requests, run to completion once with SchedulerOptions::expert_aware_batching off and
 // once on (expert_cache_slots_override = capacity). In both runs a ModelRunner decorator
 // records, per step, the union of the (MoE layer, expert) keys the step's decode chunks
-// used (ForwardResult::footprints) and replays those steps through an LRU cache of
+// used (ForwardResult::footprints) and replays those steps through an LRU and an LFU cache of
 // `capacity` keys, counting misses. A benchmark: it prints figures, asserts no timing.
 // It exits 1 if the greedy outputs differ between the two modes.
 //
@@ -25,6 +25,7 @@
 #include <memory>
 #include <optional>
 #include <random>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -111,13 +112,46 @@ class LruReplay {
   int64_t misses_ = 0;
 };
 
+// LFU cache over footprint keys (the CUDA offload's default policy): all-time use counts;
+// a miss evicts the resident key with the lowest count that the current step does not use
+// (ties: the lowest key); when every resident key is in use this step it bypasses.
+class LfuReplay {
+ public:
+  explicit LfuReplay(int capacity) : capacity_(capacity) {}
+  void Access(int key, int64_t step) {
+    ++count_[key];
+    last_step_[key] = step;
+    if (resident_.count(key)) return;
+    ++misses_;
+    if (static_cast<int>(resident_.size()) < capacity_) {
+      resident_.insert(key);
+      return;
+    }
+    int victim = -1;
+    for (int k : resident_) {
+      if (last_step_[k] == step) continue;
+      if (victim < 0 || count_[k] < count_[victim] || (count_[k] == count_[victim] && k < victim)) victim = k;
+    }
+    if (victim < 0) return;
+    resident_.erase(victim);
+    resident_.insert(key);
+  }
+  int64_t misses() const { return misses_; }
+
+ private:
+  const int capacity_;
+  std::set<int> resident_;
+  std::unordered_map<int, int64_t> count_, last_step_;
+  int64_t misses_ = 0;
+};
+
 // Forwards everything to `inner`; on each Forward asks for footprints (dropping them from
 // the result when the scheduler did not ask), ORs the decode chunks' footprints into the
 // step's union and replays it through the LRU.
 class RecordingRunner : public engine::ModelRunner {
  public:
   RecordingRunner(engine::ModelRunner* inner, int capacity)
-      : inner_(inner), keys_(inner->expert_footprint_keys()), lru_(capacity) {}
+      : inner_(inner), keys_(inner->expert_footprint_keys()), lru_(capacity), lfu_(capacity) {}
 
   const engine::ModelConfig& config() const override { return inner_->config(); }
   int kv_block_size() const override { return inner_->kv_block_size(); }
@@ -163,6 +197,7 @@ class RecordingRunner : public engine::ModelRunner {
         if ((step[k / 64] >> (k % 64)) & 1) {
           ++distinct_keys_total_;
           lru_.Access(k);
+          lfu_.Access(k, decode_steps_);
         }
       }
     }
@@ -173,11 +208,13 @@ class RecordingRunner : public engine::ModelRunner {
   int64_t decode_tokens() const { return decode_tokens_; }
   int64_t distinct_keys_total() const { return distinct_keys_total_; }
   int64_t misses() const { return lru_.misses(); }
+  int64_t lfu_misses() const { return lfu_.misses(); }
 
  private:
   engine::ModelRunner* const inner_;
   const int keys_;
   LruReplay lru_;
+  LfuReplay lfu_;
   int64_t decode_steps_ = 0;
   int64_t decode_tokens_ = 0;
   int64_t distinct_keys_total_ = 0;
@@ -187,7 +224,7 @@ struct RunResult {
   bool ok = false;
   std::vector<std::vector<int32_t>> tokens;
   SchedulerStats stats;
-  int64_t decode_steps = 0, decode_tokens = 0, distinct_keys_total = 0, misses = 0;
+  int64_t decode_steps = 0, decode_tokens = 0, distinct_keys_total = 0, misses = 0, lfu_misses = 0;
 };
 
 RunResult RunOnce(engine::ModelRunner* cpu, const Flags& f, int capacity, bool aware) {
@@ -257,6 +294,7 @@ RunResult RunOnce(engine::ModelRunner* cpu, const Flags& f, int capacity, bool a
   res.decode_tokens = runner.decode_tokens();
   res.distinct_keys_total = runner.distinct_keys_total();
   res.misses = runner.misses();
+  res.lfu_misses = runner.lfu_misses();
   res.ok = true;
   return res;
 }
@@ -265,10 +303,11 @@ void PrintRow(const char* mode, const RunResult& r) {
   const double mean_keys =
       r.decode_steps ? static_cast<double>(r.distinct_keys_total) / r.decode_steps : 0.0;
   const double per_tok = r.decode_tokens ? static_cast<double>(r.misses) / r.decode_tokens : 0.0;
-  std::printf("%-4s %6lld %12lld %10lld %12.2f %11lld %11.3f %9lld\n", mode,
+  const double lfu_tok = r.decode_tokens ? static_cast<double>(r.lfu_misses) / r.decode_tokens : 0.0;
+  std::printf("%-4s %6lld %12lld %10lld %12.2f %11lld %11.3f %11lld %11.3f %9lld\n", mode,
               static_cast<long long>(r.stats.num_steps), static_cast<long long>(r.decode_steps),
               static_cast<long long>(r.decode_tokens), mean_keys,
-              static_cast<long long>(r.misses), per_tok,
+              static_cast<long long>(r.misses), per_tok, static_cast<long long>(r.lfu_misses), lfu_tok,
               static_cast<long long>(r.stats.expert_aware_deferred_total));
 }
 
@@ -319,8 +358,8 @@ int Main(int argc, char** argv) {
   const RunResult on = RunOnce(cpu.get(), f, capacity, /*aware=*/true);
   if (!on.ok) return 1;
 
-  std::printf("\n%-4s %6s %12s %10s %12s %11s %11s %9s\n", "mode", "steps", "decode_steps",
-              "decode_tok", "keys/step", "lru_misses", "miss/token", "deferred");
+  std::printf("\n%-4s %6s %12s %10s %12s %11s %11s %11s %11s %9s\n", "mode", "steps", "decode_steps",
+              "decode_tok", "keys/step", "lru_misses", "lru/token", "lfu_misses", "lfu/token", "deferred");
   PrintRow("off", off);
   PrintRow("on", on);
   if (!on.stats.expert_aware_active) {
