@@ -24,6 +24,8 @@
 #include "engine/cuda/expert_offload.h"
 #include "engine/model_runner.h"
 #include "engine/models/decoder_weights.h"
+#include "kernels/cuda/experts.h"
+#include "kernels/cuda/norm.h"
 #include "kernels/cuda/paged_attention.h"
 #include "kernels/cuda/sampling.h"
 #include "kernels/cuda/small_batch_experts.h"
@@ -73,6 +75,17 @@ class CudaModelRunner : public ModelRunner {
   absl::Status Validate(const ForwardBatch& batch) const;
   absl::Status Attention(int l, int64_t n);
   absl::Status Ffn(int l, int64_t n);
+  // MOE_COMBINE_FUSED: whether Ffn(l) leaves its MoE combine to the residual-add + RMSNorm
+  // that follows it (AddNormAfter). Not with a shared expert: it adds into delta_ after the
+  // combine.
+  bool CombineDeferred(int l) const {
+    return l >= 0 && w_.layers[l].is_moe && !w_.layers[l].shared.present() && kg::MoeCombineNormFusedDefault();
+  }
+  // Whether the expert rows in eout_ are T (RunExpertsOutT) rather than fp32.
+  bool ExpertRowsInT(int64_t n) const { return !SmallBatchExperts(n) && kg::ExpertsDefaultOutT(); }
+  // x_ += the output of layer prev (-1: none), then RMSNorm(weight) into h_; with a deferred
+  // combine one launch sums the expert rows into x_ and normalises.
+  absl::Status AddNormAfter(int prev, const T* weight, int64_t n);
   // The layer's routing into topk_idx_ / topk_w_: its own gate, or (pre-gated) what the
   // previous MoE layer's pre-gate chose; then its pre-gate's choice for the next MoE layer.
   absl::Status Route(int l, int64_t n);

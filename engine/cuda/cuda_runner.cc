@@ -477,36 +477,15 @@ absl::Status CudaModelRunner<T>::RunLayers(int64_t NT, int64_t R) {
   // Decoupled router: every MoE layer's routing from the embeddings, before layer 0.
   if (decoupled_router()) RET(RouteStep(NT));
   const float eps = config_.rms_norm_eps;
-  // Whether Ffn(prev) left its MoE combine to the norm that follows it (MOE_COMBINE_FUSED;
-  // Ffn tests the same condition: a MoE layer without a shared expert).
-  auto combine_pending = [&](int prev) {
-    return prev >= 0 && w_.layers[prev].is_moe && !w_.layers[prev].shared.present() &&
-           kg::MoeCombineNormFusedDefault();
-  };
-  // The residual add + RMSNorm after layer prev (-1: none) into h_: with a pending combine,
-  // one launch sums the expert rows (fp32, or T when RunExpertsOutT wrote them, as Ffn's
-  // combine picks) into x_ and normalises; else x_ += delta_, then the norm.
-  auto add_norm = [&](int prev, const T* weight) -> absl::Status {
-    const int n = static_cast<int>(H), k = config_.num_experts_per_tok;
-    if (!combine_pending(prev)) {
-      CU(kg::LaunchAddRmsNorm(x_.p, prev >= 0 ? delta_.p : nullptr, NT, n, weight, eps, h_.p, stream_));
-    } else if (!SmallBatchExperts(NT) && kg::ExpertsDefaultOutT()) {
-      CU(kg::LaunchMoeCombineAddRmsNorm(reinterpret_cast<const T*>(eout_.p), slot_row_.p, topk_w_.p, k, x_.p, NT, n,
-                                        weight, eps, h_.p, stream_));
-    } else {
-      CU(kg::LaunchMoeCombineAddRmsNorm(eout_.p, slot_row_.p, topk_w_.p, k, x_.p, NT, n, weight, eps, h_.p, stream_));
-    }
-    return absl::OkStatus();
-  };
   for (int l = 0; l < config_.num_layers; ++l) {
     const DeviceLayer<T>& L = w_.layers[l];
-    RET(add_norm(l - 1, L.input_norm));
+    RET(AddNormAfter(l - 1, L.input_norm, NT));
     RET(Attention(l, NT));
     CU(kg::LaunchAddRmsNorm(x_.p, delta_.p, NT, static_cast<int>(H), L.post_norm, eps, h_.p, stream_));
     RET(Ffn(l, NT));
   }
   // (Without logit rows the final norm runs only to finish a pending combine into x_.)
-  if (R > 0 || combine_pending(config_.num_layers - 1)) RET(add_norm(config_.num_layers - 1, w_.final_norm));
+  if (R > 0 || CombineDeferred(config_.num_layers - 1)) RET(AddNormAfter(config_.num_layers - 1, w_.final_norm, NT));
   if (R > 0) {
     CU(kg::LaunchGatherRows(h_.p, rows_.p, R, H, rows_h_.p, stream_));
     CB(kg::Linear(cublas_, rows_h_.p, R, H, H, w_.lm_head, config_.vocab_size, logits_.p, config_.vocab_size));

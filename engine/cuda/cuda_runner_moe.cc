@@ -81,11 +81,8 @@ absl::Status CudaModelRunner<T>::Ffn(int l, int64_t n) {
                          gu_.p, act_.p, eout_.p);
     if (err != nullptr) return absl::InternalError(absl::StrCat("layer ", l, ": ", err));
   }
-  // MOE_COMBINE_FUSED: RunLayers' next AddRmsNorm does the combine (reading eout_,
-  // slot_row_ and topk_w_ directly); RunLayers tests the same condition. Not with a shared
-  // expert: it adds into delta_ after the combine.
-  if (kg::MoeCombineNormFusedDefault() && !L.shared.present()) return absl::OkStatus();
-  if (!SmallBatchExperts(n) && kg::ExpertsDefaultOutT()) {  // RunExpertsOutT wrote T rows
+  if (CombineDeferred(l)) return absl::OkStatus();  // AddNormAfter(l, ...) combines
+  if (ExpertRowsInT(n)) {
     CU(kg::LaunchMoeCombine(reinterpret_cast<const T*>(eout_.p), slot_row_.p, topk_w_.p, n, k, H, delta_.p, stream_));
   } else {
     CU(kg::LaunchMoeCombine(eout_.p, slot_row_.p, topk_w_.p, n, k, H, delta_.p, stream_));
@@ -96,6 +93,21 @@ absl::Status CudaModelRunner<T>::Ffn(int l, int64_t n) {
     RET(DenseFfn(L.shared, n, shared_out_.p));
     CB(kg::Linear(cublas_, h_.p, n, H, H, L.shared_gate, 1, shared_logit_.p, 1));
     CU(kg::LaunchSigmoidGatedAdd(delta_.p, shared_logit_.p, shared_out_.p, n, H, stream_));
+  }
+  return absl::OkStatus();
+}
+
+template <typename T>
+absl::Status CudaModelRunner<T>::AddNormAfter(int prev, const T* weight, int64_t n) {
+  const int H = static_cast<int>(config_.hidden_size), k = config_.num_experts_per_tok;
+  const float eps = config_.rms_norm_eps;
+  if (!CombineDeferred(prev)) {
+    CU(kg::LaunchAddRmsNorm(x_.p, prev >= 0 ? delta_.p : nullptr, n, H, weight, eps, h_.p, stream_));
+  } else if (ExpertRowsInT(n)) {
+    CU(kg::LaunchMoeCombineAddRmsNorm(reinterpret_cast<const T*>(eout_.p), slot_row_.p, topk_w_.p, k, x_.p, n, H,
+                                      weight, eps, h_.p, stream_));
+  } else {
+    CU(kg::LaunchMoeCombineAddRmsNorm(eout_.p, slot_row_.p, topk_w_.p, k, x_.p, n, H, weight, eps, h_.p, stream_));
   }
   return absl::OkStatus();
 }

@@ -19,6 +19,30 @@ namespace kg = ::moe::kernels::cuda;
 
 namespace {
 
+// Attention over a paged cache of heads x hd queries: q and out rows heads * hd wide, the
+// softmax scale 1 / sqrt(hd).
+template <typename T>
+kg::PagedAttentionParamsT<T> CacheAttnParams(const float* q, int heads, int kv_heads, int hd, int bs, const T* k,
+                                             const T* v, const kg::CudaAttnSeq* seqs, const int32_t* tables,
+                                             int window, T* out) {
+  kg::PagedAttentionParamsT<T> p;
+  p.q = q;
+  p.q_stride = int64_t{heads} * hd;
+  p.num_heads = heads;
+  p.num_kv_heads = kv_heads;
+  p.head_dim = hd;
+  p.block_size = bs;
+  p.k_cache = k;
+  p.v_cache = v;
+  p.seqs = seqs;
+  p.block_tables = tables;
+  p.scale = 1.f / std::sqrt(float(hd));
+  p.sliding_window = window;
+  p.out = out;
+  p.out_stride = int64_t{heads} * hd;
+  return p;
+}
+
 // Selects the prefill kernel for its lifetime through MOE_ATTN_PREFILL (simt: the
 // CUDA-core kernel; otherwise unset: the tensor-core kernel where it applies), then
 // restores the variable.
@@ -152,22 +176,8 @@ struct PrefillBatch {
         num_tiles(static_cast<int>(h.tiles.size() / 2)) {}
 
   kg::PagedAttentionParamsT<T> Params() const {
-    kg::PagedAttentionParamsT<T> p;
-    p.q = dq.get();
-    p.q_stride = int64_t{h.heads} * h.hd;
-    p.num_heads = h.heads;
-    p.num_kv_heads = h.kv_heads;
-    p.head_dim = h.hd;
-    p.block_size = h.bs;
-    p.k_cache = dk.get();
-    p.v_cache = dv.get();
-    p.seqs = dseqs.get();
-    p.block_tables = dtables.get();
-    p.scale = 1.f / std::sqrt(float(h.hd));
-    p.sliding_window = h.window;
-    p.out = dout.get();
-    p.out_stride = int64_t{h.heads} * h.hd;
-    return p;
+    return CacheAttnParams<T>(dq.get(), h.heads, h.kv_heads, h.hd, h.bs, dk.get(), dv.get(), dseqs.get(),
+                              dtables.get(), h.window, dout.get());
   }
   std::vector<float> Run(bool simt) {
     PrefillPathScope path(simt);
@@ -291,20 +301,8 @@ void TestDecodeMerge(Rng& rng, Report& rep) {
     DevBuf<float> dq(rng.Normal(nd * Q));
     DevBuf<int32_t> dtables(tables), ddec(dec);
     DevBuf<kg::CudaAttnSeq> dseqs(seqs);
-    kg::PagedAttentionParams p;
-    p.q = dq.get();
-    p.q_stride = Q;
-    p.num_heads = c.heads;
-    p.num_kv_heads = c.kv_heads;
-    p.head_dim = c.hd;
-    p.block_size = bs;
-    p.k_cache = dk.get();
-    p.v_cache = dv.get();
-    p.seqs = dseqs.get();
-    p.block_tables = dtables.get();
-    p.scale = 1.f / std::sqrt(float(c.hd));
-    p.out = dout.get();
-    p.out_stride = Q;
+    kg::PagedAttentionParams p = CacheAttnParams<Bf16>(dq.get(), c.heads, c.kv_heads, c.hd, bs, dk.get(), dv.get(),
+                                                       dseqs.get(), dtables.get(), 0, dout.get());
     auto bits = [](const std::vector<Bf16>& v) { return Bits(v); };
     // Unsplit reference (the vector kernel writes out directly; the scalar one merges 1 split).
     std::vector<float> ref;
@@ -445,21 +443,8 @@ void TestAttention(Rng& rng, Report& rep) {
         if (std::isfinite(kd[i]) && kd[i] != kc_cache[i]) bad = INFINITY;
       rep.Check("write_kv_cache", Shape({{"T", T}, {"kv_row", kv_row}}), bad, 0.0);
     }
-    kg::PagedAttentionParams p;
-    p.q = dq.get();
-    p.q_stride = Q;
-    p.num_heads = c.heads;
-    p.num_kv_heads = c.kv_heads;
-    p.head_dim = c.hd;
-    p.block_size = bs;
-    p.k_cache = dk.get();
-    p.v_cache = dv.get();
-    p.seqs = dseqs.get();
-    p.block_tables = dtables.get();
-    p.scale = scale;
-    p.sliding_window = c.window;
-    p.out = dout.get();
-    p.out_stride = Q;
+    kg::PagedAttentionParams p = CacheAttnParams<Bf16>(dq.get(), c.heads, c.kv_heads, c.hd, bs, dk.get(), dv.get(),
+                                                       dseqs.get(), dtables.get(), c.window, dout.get());
     const std::string sh = Shape({{"heads", c.heads}, {"kv", c.kv_heads}, {"hd", c.hd}, {"win", c.window}, {"seqs", ns}, {"T", T}});
     // (a) every sequence through the prefill path.
     {
