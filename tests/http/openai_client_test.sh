@@ -15,6 +15,10 @@ if [ -z "$PY" ]; then
 fi
 
 TMP="${TEST_TMPDIR:-$(mktemp -d)}"
+# The background job opens its log files itself; create them first so the poll below never
+# reads a file that does not exist yet (that would end the script under `set -e`).
+: >"$TMP/server.out"
+: >"$TMP/server.err"
 tests/http/test_server tests/data/models/qwen3_moe \
   tests/data/chat_templates/qwen2_5_instruct.jinja >"$TMP/server.out" 2>"$TMP/server.err" &
 PID=$!
@@ -23,7 +27,7 @@ trap cleanup EXIT
 
 PORT=""
 for _ in $(seq 1 300); do
-  PORT=$(sed -n 's/^listening on port \([0-9]*\)$/\1/p' "$TMP/server.out")
+  PORT=$(sed -n 's/^listening on port \([0-9]*\)$/\1/p' "$TMP/server.out" || true)
   [ -n "$PORT" ] && break
   kill -0 "$PID" 2>/dev/null || { cat "$TMP/server.err"; echo "server exited early"; exit 1; }
   sleep 0.1

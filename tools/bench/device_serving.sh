@@ -118,6 +118,7 @@ MAX_QUEUE=$((MAX_QUEUE + 64))
 say "moe_server --device $DEVICE: max_num_seqs $MAX_NUM_SEQS, max_num_batched_tokens" \
   "$MAX_BATCHED_TOKENS, $NUM_KV_BLOCKS KV blocks ($MAX_NUM_SEQS x $BLOCKS_PER_SEQ)," \
   "max_queue $MAX_QUEUE"
+: > "$WORK/server.out"
 # shellcheck disable=SC2086
 "$BIN/moe_server" --model "$MODEL" --device "$DEVICE" --host 127.0.0.1 --http-port 0 \
   --grpc-port 0 --served-model-name bench --max-num-seqs "$MAX_NUM_SEQS" \
