@@ -40,6 +40,7 @@ absl::StatusOr<GenerateResult> GenerateOne(ModelRunner& runner, absl::Span<const
   if (!blocks.ok()) return blocks.status();
 
   Sampler sampler(options.sampling, options.fallback_seed);
+  sampler.SetPromptTokens(prompt);  // for repetition_penalty
   GenerateResult result;
   std::vector<int32_t> seq(prompt.begin(), prompt.end());
   ForwardResult out;

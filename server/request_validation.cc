@@ -1,5 +1,6 @@
 #include "server/request_validation.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -9,6 +10,53 @@ namespace {
 
 absl::Status Invalid(absl::string_view field, absl::string_view why) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", why));
+}
+
+// A float in [lo, hi] (NaN refused).
+absl::Status CheckRange(absl::string_view field, float v, float lo, float hi) {
+  if (v >= lo && v <= hi) return absl::OkStatus();
+  return Invalid(field, absl::StrCat("must be in [", lo, ", ", hi, "], got ", v));
+}
+
+// presence / frequency / repetition penalties, min_p and logit_bias.
+absl::Status ConvertPenalties(const moe::v1::SamplingParams& sp, const ModelLimits& limits,
+                              engine::SamplingParams* out) {
+  if (absl::Status s = CheckRange("sampling.presence_penalty", sp.presence_penalty(), -2.f, 2.f);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s =
+          CheckRange("sampling.frequency_penalty", sp.frequency_penalty(), -2.f, 2.f);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = CheckRange("sampling.min_p", sp.min_p(), 0.f, 1.f); !s.ok()) return s;
+  out->presence_penalty = sp.presence_penalty();
+  out->frequency_penalty = sp.frequency_penalty();
+  out->min_p = sp.min_p();
+  if (sp.has_repetition_penalty()) {
+    const float r = sp.repetition_penalty();
+    if (!(r > 0.f) || std::isinf(r)) {
+      return Invalid("sampling.repetition_penalty",
+                     absl::StrCat("must be a finite number > 0, got ", r));
+    }
+    out->repetition_penalty = r;
+  }
+  for (const auto& [id, bias] : sp.logit_bias()) {
+    if (id < 0 || id >= limits.vocab_size) {
+      return Invalid("sampling.logit_bias", absl::StrCat("token id ", id,
+                                                         " is outside the vocabulary [0, ",
+                                                         limits.vocab_size, ")"));
+    }
+    if (!(bias >= -100.f && bias <= 100.f)) {
+      return Invalid("sampling.logit_bias",
+                     absl::StrCat("the bias of token ", id, " must be in [-100, 100], got ", bias));
+    }
+    out->logit_bias.emplace_back(id, bias);
+  }
+  // Sorted by id: the order a proto map iterates in is unspecified.
+  std::sort(out->logit_bias.begin(), out->logit_bias.end());
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -109,6 +157,7 @@ absl::StatusOr<scheduler::GenerateRequest> ToSchedulerRequest(
     out.stop_token_ids.push_back(id);
   }
   out.ignore_eos = sp.ignore_eos();
+  if (absl::Status s = ConvertPenalties(sp, limits, &out.sampling); !s.ok()) return s;
   return out;
 }
 

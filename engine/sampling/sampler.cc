@@ -92,11 +92,53 @@ absl::Status ValidateSamplingParams(const SamplingParams& p, int vocab_size) {
     return absl::InvalidArgumentError(
         absl::StrCat("vocab_size must be positive, got ", vocab_size));
   }
+  // The range checks below also reject NaN.
+  if (!(p.presence_penalty >= -2.f && p.presence_penalty <= 2.f)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("presence_penalty: must be in [-2, 2], got ", p.presence_penalty));
+  }
+  if (!(p.frequency_penalty >= -2.f && p.frequency_penalty <= 2.f)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("frequency_penalty: must be in [-2, 2], got ", p.frequency_penalty));
+  }
+  if (!(p.repetition_penalty > 0.f) || !std::isfinite(p.repetition_penalty)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "repetition_penalty: must be a finite number > 0, got ", p.repetition_penalty));
+  }
+  if (!(p.min_p >= 0.f && p.min_p <= 1.f)) {
+    return absl::InvalidArgumentError(absl::StrCat("min_p: must be in [0, 1], got ", p.min_p));
+  }
+  for (const auto& [id, bias] : p.logit_bias) {
+    if (id < 0 || id >= vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "logit_bias: token id ", id, " is outside the vocabulary [0, ", vocab_size, ")"));
+    }
+    if (!(bias >= -100.f && bias <= 100.f)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "logit_bias: the bias of token ", id, " must be in [-100, 100], got ", bias));
+    }
+  }
   return absl::OkStatus();
 }
 
 Sampler::Sampler(const SamplingParams& params, uint64_t fallback_seed)
-    : params_(params), rng_(params.has_seed ? params.seed : fallback_seed) {}
+    : params_(params),
+      penalties_(params.logit_bias, params.repetition_penalty, params.frequency_penalty,
+                 params.presence_penalty),
+      rng_(params.has_seed ? params.seed : fallback_seed) {}
+
+void Sampler::SetPromptTokens(absl::Span<const int32_t> prompt) {
+  penalties_.SetPromptTokens(prompt);
+}
+
+const float* Sampler::Clean(const float* x, int64_t n, std::vector<float>* buf, float* m) {
+  bool any_nan;
+  MaxAndNan(x, n, m, &any_nan);
+  if (!any_nan && std::isfinite(*m)) return x;
+  Sanitize(absl::MakeConstSpan(x, static_cast<size_t>(n)), buf);
+  MaxAndNan(buf->data(), n, m, &any_nan);
+  return buf->data();
+}
 
 bool Sampler::Greedy() const {
   const float inv_t = params_.temperature > 0.f ? 1.f / params_.temperature : 0.f;
@@ -119,14 +161,17 @@ SampledToken Sampler::SampleWithUniform(absl::Span<const float> raw_logits,
   const int64_t n = static_cast<int64_t>(raw_logits.size());
   if (n == 0) return out;
 
-  const float* x = raw_logits.data();
+  // x: the raw row (sanitised if need be), for logprobs; s: the row sampled from,
+  // which is x unless bias or penalties apply.
   float m;
-  bool any_nan;
-  MaxAndNan(x, n, &m, &any_nan);
-  if (any_nan || !std::isfinite(m)) {
-    Sanitize(raw_logits, &cleaned_);
-    x = cleaned_.data();
-    MaxAndNan(x, n, &m, &any_nan);
+  const float* x = Clean(raw_logits.data(), n, &cleaned_, &m);
+  const float* s = x;
+  float sm = m;
+  const bool processed = penalties_.active();
+  if (processed) {
+    processed_.assign(raw_logits.begin(), raw_logits.end());
+    penalties_.Apply(processed_.data(), n);
+    s = Clean(processed_.data(), n, &processed_clean_, &sm);
   }
 
   const int want =
@@ -138,20 +183,31 @@ SampledToken Sampler::SampleWithUniform(absl::Span<const float> raw_logits,
   int32_t chosen;
   double total = 0;
   if (greedy) {
-    chosen = FirstIndexOf(x, n, m);  // ties → lowest id; no draw
+    chosen = FirstIndexOf(s, n, sm);  // ties → lowest id; no draw
   } else {
     weights_.resize(n);
-    total = ExpWeights(x, m, inv_t, n, weights_.data());
+    total = ExpWeights(s, sm, inv_t, n, weights_.data());
+    if (params_.min_p > 0.f) {
+      // The most likely token weighs exactly 1, so a token's probability relative to it
+      // is its weight.
+      const float floor_w = params_.min_p;
+      total = 0.0;
+      for (int64_t i = 0; i < n; ++i) {
+        if (weights_[i] < floor_w) weights_[i] = 0.f;
+        total += weights_[i];
+      }
+    }
     chosen = Choose(weights_.data(), n, total, u.value_or(0.0));
-    if (chosen < 0) chosen = FirstIndexOf(x, n, m);
+    if (chosen < 0) chosen = FirstIndexOf(s, n, sm);
   }
   out.token = chosen;
+  if (penalties_.tracks_history()) penalties_.RecordOutput(chosen);
   if (want == 0) return out;
 
-  // log_softmax(x) = x - lse, lse = m + log(sum exp(x - m)); at temperature 1 the sum is
-  // the one just computed for sampling.
-  const float lse = (!greedy && inv_t == 1.f) ? m + static_cast<float>(std::log(total))
-                                              : LogSumExp(x, m, n);
+  // log_softmax(x) = x - lse, lse = m + log(sum exp(x - m)); at temperature 1 with no
+  // processing the sum is the one just computed for sampling.
+  const bool reuse_total = !greedy && inv_t == 1.f && !processed && params_.min_p == 0.f;
+  const float lse = reuse_total ? m + static_cast<float>(std::log(total)) : LogSumExp(x, m, n);
   out.logprob = x[chosen] - lse;
   TopN(x, n, want, &top_);
   out.top_logprobs.reserve(want);

@@ -28,6 +28,11 @@ absl::StatusOr<std::unique_ptr<Generation>> Generation::Submit(
       r.sampling.temperature = req.temperature;
       r.sampling.top_p = req.top_p;
       r.sampling.top_k = req.top_k;
+      r.sampling.presence_penalty = req.presence_penalty;
+      r.sampling.frequency_penalty = req.frequency_penalty;
+      r.sampling.repetition_penalty = req.repetition_penalty;
+      r.sampling.min_p = req.min_p;
+      r.sampling.logit_bias = req.logit_bias;
       if (req.seed.has_value()) {
         r.sampling.has_seed = true;
         r.sampling.seed = static_cast<uint64_t>(*req.seed) + static_cast<uint64_t>(index);

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
 namespace moe::server::http {
@@ -226,6 +227,70 @@ absl::Status ParseStop(const Json& body, OpenAiRequest* r) {
   return absl::OkStatus();
 }
 
+// A float in [lo, hi] (NaN and infinities refused by GetFloat).
+absl::Status GetFloatIn(const Json& obj, const char* key, float lo, float hi, float* out) {
+  if (absl::Status s = GetFloat(obj, key, out); !s.ok()) return s;
+  if (*out < lo || *out > hi) {
+    return FieldError(key, absl::StrCat("must be in [", lo, ", ", hi, "], got ", *out));
+  }
+  return absl::OkStatus();
+}
+
+// OpenAI's logit_bias: {"<token id>": bias, ...}.
+absl::Status ParseLogitBias(const Json& body, OpenAiRequest* r) {
+  const Json* lb = Get(body, "logit_bias");
+  if (lb == nullptr) return absl::OkStatus();
+  if (!lb->is_object()) {
+    return FieldError("logit_bias", "must be an object mapping token ids to biases");
+  }
+  for (auto it = lb->begin(); it != lb->end(); ++it) {
+    int32_t id = -1;
+    if (!absl::SimpleAtoi(it.key(), &id) || id < 0) {
+      return FieldError("logit_bias", absl::StrCat("key \"", it.key(),
+                                                   "\" is not a token id (an integer >= 0)"));
+    }
+    if (!it.value().is_number()) {
+      return FieldError("logit_bias", absl::StrCat("the bias of token ", id, " must be a number"));
+    }
+    const double b = it.value().get<double>();
+    if (!(b >= -100.0 && b <= 100.0)) {
+      return FieldError("logit_bias",
+                        absl::StrCat("the bias of token ", id, " must be in [-100, 100]"));
+    }
+    r->logit_bias.emplace_back(id, static_cast<float>(b));
+  }
+  return absl::OkStatus();
+}
+
+// OpenAI fields whose meaning is not implemented: accepted only where they ask for
+// nothing beyond what we do.
+absl::Status RejectUnsupported(const Json& body, const OpenAiRequest& r) {
+  if (const Json* rf = Get(body, "response_format"); rf != nullptr) {
+    const bool text = rf->is_object() && rf->contains("type") && (*rf)["type"] == "text";
+    if (!text) {
+      return FieldError("response_format", "only {\"type\": \"text\"} is supported");
+    }
+  }
+  for (const char* key : {"tools", "functions"}) {
+    const Json* v = Get(body, key);
+    if (v != nullptr && !(v->is_array() && v->empty())) {
+      return FieldError(key, "tool and function calling are not supported");
+    }
+  }
+  if (const Json* tc = Get(body, "tool_choice"); tc != nullptr && *tc != "none") {
+    return FieldError("tool_choice", "only \"none\" is supported (no tool calling)");
+  }
+  if (const Json* fc = Get(body, "function_call"); fc != nullptr && *fc != "none") {
+    return FieldError("function_call", "only \"none\" is supported (no function calling)");
+  }
+  std::optional<int64_t> best_of;
+  if (absl::Status s = GetInt64(body, "best_of", &best_of); !s.ok()) return s;
+  if (best_of.has_value() && *best_of != r.n) {
+    return FieldError("best_of", "only best_of equal to n is supported");
+  }
+  return absl::OkStatus();
+}
+
 // Fields common to both endpoints.
 absl::Status ParseCommon(const Json& body, OpenAiRequest* r) {
 #define MOE_RETURN_IF_ERROR(expr)         \
@@ -262,6 +327,13 @@ absl::Status ParseCommon(const Json& body, OpenAiRequest* r) {
   MOE_RETURN_IF_ERROR(ParseStop(body, r));
   MOE_RETURN_IF_ERROR(GetBool(body, "ignore_eos", &r->ignore_eos));
   MOE_RETURN_IF_ERROR(GetBool(body, "return_token_ids", &r->return_token_ids));
+  MOE_RETURN_IF_ERROR(GetFloatIn(body, "presence_penalty", -2.f, 2.f, &r->presence_penalty));
+  MOE_RETURN_IF_ERROR(GetFloatIn(body, "frequency_penalty", -2.f, 2.f, &r->frequency_penalty));
+  MOE_RETURN_IF_ERROR(GetFloat(body, "repetition_penalty", &r->repetition_penalty));
+  if (!(r->repetition_penalty > 0)) return FieldError("repetition_penalty", "must be > 0");
+  MOE_RETURN_IF_ERROR(GetFloatIn(body, "min_p", 0.f, 1.f, &r->min_p));
+  MOE_RETURN_IF_ERROR(ParseLogitBias(body, r));
+  MOE_RETURN_IF_ERROR(RejectUnsupported(body, *r));
 #undef MOE_RETURN_IF_ERROR
   return absl::OkStatus();
 }
@@ -282,6 +354,14 @@ absl::StatusOr<OpenAiRequest> ParseCompletionRequest(absl::string_view body) {
   if (logprobs.has_value()) {
     r.logprobs = true;
     r.top_logprobs = *logprobs;
+  }
+  if (const Json* sfx = Get(*j, "suffix"); sfx != nullptr) {
+    if (!sfx->is_string()) return FieldError("suffix", "must be a string");
+    if (!sfx->get<std::string>().empty()) return FieldError("suffix", "is not supported");
+  }
+  if (absl::Status s = GetBool(*j, "echo", &r.echo); !s.ok()) return s;
+  if (r.echo && r.logprobs) {
+    return FieldError("echo", "echo together with logprobs (prompt logprobs) is not supported");
   }
   return r;
 }

@@ -4,7 +4,11 @@
 //
 // Errors are INVALID_ARGUMENT whose message starts with the field at fault and a colon
 // ("max_tokens: must be an integer"), so api_error.h can report it as `param`. Unknown
-// fields are ignored; a null field counts as absent.
+// fields are ignored; a null field counts as absent. Known OpenAI fields whose meaning is
+// not implemented are refused rather than ignored, since a client would notice:
+// response_format other than {"type": "text"}, non-empty tools / functions, tool_choice
+// other than "none", a non-empty completions `suffix`, best_of other than n, and
+// completions `echo` together with `logprobs`.
 //
 // Thread safety: pure functions of their input, no shared state. They never throw and
 // accept any bytes (they are fuzzed).
@@ -13,6 +17,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -56,6 +61,16 @@ struct OpenAiRequest {
   int top_logprobs = 0;
   bool ignore_eos = false;
   bool return_token_ids = false;
+  // Penalties and filters with vLLM's semantics (engine/sampling/sampler.h); ranges are
+  // checked here, logit_bias ids against the vocabulary by the scheduler.
+  float presence_penalty = 0.0f;    // [-2, 2]
+  float frequency_penalty = 0.0f;   // [-2, 2]
+  float repetition_penalty = 1.0f;  // > 0
+  float min_p = 0.0f;               // [0, 1]
+  // OpenAI's {"token id": bias} object, in the body's key order; bias in [-100, 100].
+  std::vector<std::pair<int32_t, float>> logit_bias;
+  // Completions: the returned text starts with the prompt's text.
+  bool echo = false;
 };
 
 absl::StatusOr<OpenAiRequest> ParseCompletionRequest(absl::string_view body);

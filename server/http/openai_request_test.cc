@@ -99,6 +99,108 @@ TEST_CASE("chat messages: content parts flattened, bad shapes named") {
         "logprobs");
 }
 
+TEST_CASE("penalties, min_p and logit_bias parse for both endpoints") {
+  const std::string fields =
+      R"("presence_penalty": 0.5, "frequency_penalty": -1.25, "repetition_penalty": 1.3,
+         "min_p": 0.05, "logit_bias": {"7": 100, "12": -3.5})";
+  auto c = ParseCompletionRequest(R"({"prompt": "x", )" + fields + "}");
+  auto chat = ParseChatRequest(R"({"messages": [{"role": "user", "content": "x"}], )" +
+                               fields + "}");
+  for (const auto* r : {&c, &chat}) {
+    REQUIRE(r->ok());
+    CHECK((*r)->presence_penalty == 0.5f);
+    CHECK((*r)->frequency_penalty == -1.25f);
+    CHECK((*r)->repetition_penalty == Approx(1.3f));
+    CHECK((*r)->min_p == Approx(0.05f));
+    CHECK((*r)->logit_bias == std::vector<std::pair<int32_t, float>>{{7, 100.f}, {12, -3.5f}});
+  }
+  // Defaults change nothing; null counts as absent.
+  auto d = ParseCompletionRequest(
+      R"({"prompt": "x", "frequency_penalty": null, "logit_bias": null, "echo": null})");
+  REQUIRE(d.ok());
+  CHECK(d->presence_penalty == 0.f);
+  CHECK(d->frequency_penalty == 0.f);
+  CHECK(d->repetition_penalty == 1.f);
+  CHECK(d->min_p == 0.f);
+  CHECK(d->logit_bias.empty());
+  CHECK_FALSE(d->echo);
+}
+
+TEST_CASE("penalty ranges and logit_bias shapes are 400s naming the field") {
+  struct Case {
+    const char* fields;
+    const char* param;
+    const char* message;  // the start of the error message
+  };
+  const Case cases[] = {
+      {R"("frequency_penalty": 2.5)", "frequency_penalty",
+       "frequency_penalty: must be in [-2, 2]"},
+      {R"("frequency_penalty": "high")", "frequency_penalty", "frequency_penalty: must be a number"},
+      {R"("presence_penalty": -2.01)", "presence_penalty", "presence_penalty: must be in [-2, 2]"},
+      {R"("repetition_penalty": 0)", "repetition_penalty", "repetition_penalty: must be > 0"},
+      {R"("repetition_penalty": -1)", "repetition_penalty", "repetition_penalty: must be > 0"},
+      {R"("min_p": 1.5)", "min_p", "min_p: must be in [0, 1]"},
+      {R"("min_p": -0.1)", "min_p", "min_p: must be in [0, 1]"},
+      {R"("logit_bias": [1, 2])", "logit_bias", "logit_bias: must be an object"},
+      {R"("logit_bias": {"abc": 1})", "logit_bias", "logit_bias: key \"abc\""},
+      {R"("logit_bias": {"-4": 1})", "logit_bias", "logit_bias: key \"-4\""},
+      {R"("logit_bias": {"1.5": 1})", "logit_bias", "logit_bias: key"},
+      {R"("logit_bias": {"3": "up"})", "logit_bias", "logit_bias: the bias of token 3"},
+      {R"("logit_bias": {"3": 101})", "logit_bias", "logit_bias: the bias of token 3"},
+  };
+  for (const Case& c : cases) {
+    for (bool chat : {false, true}) {
+      const std::string body =
+          chat ? std::string(R"({"messages": [{"role": "user", "content": "x"}], )") + c.fields +
+                     "}"
+               : std::string(R"({"prompt": "x", )") + c.fields + "}";
+      INFO(body);
+      auto r = chat ? ParseChatRequest(body) : ParseCompletionRequest(body);
+      REQUIRE_FALSE(r.ok());
+      const ApiError e = ApiErrorFromStatus(r.status());
+      CHECK(e.http_status == 400);
+      CHECK(e.param == c.param);
+      CHECK(e.message.rfind(c.message, 0) == 0);
+    }
+  }
+}
+
+TEST_CASE("unimplemented OpenAI fields are refused, harmless values accepted") {
+  const char* chat_prefix = R"({"messages": [{"role": "user", "content": "x"}], )";
+  auto chat_ok = [&](const std::string& fields) {
+    INFO(fields);
+    return ParseChatRequest(chat_prefix + fields + "}").ok();
+  };
+  auto chat_param = [&](const std::string& fields) {
+    auto r = ParseChatRequest(chat_prefix + fields + "}");
+    REQUIRE_FALSE(r.ok());
+    return ApiErrorFromStatus(r.status()).param;
+  };
+  CHECK(chat_ok(R"("response_format": {"type": "text"})"));
+  CHECK(chat_ok(R"("response_format": null)"));
+  CHECK(chat_ok(R"("tools": [], "functions": null, "tool_choice": "none")"));
+  CHECK(chat_ok(R"("best_of": 2, "n": 2)"));
+  CHECK(chat_param(R"("response_format": {"type": "json_object"})") == "response_format");
+  CHECK(chat_param(R"("response_format": "text")") == "response_format");
+  CHECK(chat_param(R"("tools": [{"type": "function", "function": {"name": "f"}}])") == "tools");
+  CHECK(chat_param(R"("functions": [{"name": "f"}])") == "functions");
+  CHECK(chat_param(R"("tool_choice": "auto")") == "tool_choice");
+  CHECK(chat_param(R"("best_of": 3)") == "best_of");
+  auto rf = ParseChatRequest(chat_prefix + std::string(R"("response_format": {"type": "json_schema"}})"));
+  CHECK(std::string(rf.status().message()) ==
+        R"(response_format: only {"type": "text"} is supported)");
+
+  CHECK(ParseCompletionRequest(R"({"prompt": "x", "suffix": ""})").ok());
+  CHECK(CompletionError(R"({"prompt": "x", "suffix": "end"})").param == "suffix");
+  CHECK(CompletionError(R"({"prompt": "x", "best_of": 2})").param == "best_of");
+  CHECK(CompletionError(R"({"prompt": "x", "tools": [{}]})").param == "tools");
+  auto echo = ParseCompletionRequest(R"({"prompt": "x", "echo": true})");
+  REQUIRE(echo.ok());
+  CHECK(echo->echo);
+  CHECK(CompletionError(R"({"prompt": "x", "echo": 1})").param == "echo");
+  CHECK(CompletionError(R"({"prompt": "x", "echo": true, "logprobs": 1})").param == "echo");
+}
+
 TEST_CASE("deeply nested bodies are refused without recursion") {
   std::string deep = R"({"prompt": "x", "junk": )" + std::string(100000, '[') +
                      std::string(100000, ']') + "}";

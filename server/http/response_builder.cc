@@ -127,6 +127,14 @@ Json ChatLogprobsContent(const engine::Tokenizer& tok,
   return content;
 }
 
+std::string EchoText(const OpenAiRequest& req, const engine::Tokenizer& tok,
+                     const std::vector<std::vector<int32_t>>& prompts, size_t prompt_index) {
+  if (prompt_index < req.prompt_texts.size()) return req.prompt_texts[prompt_index];
+  if (prompt_index >= prompts.size()) return "";
+  absl::StatusOr<std::string> s = tok.Decode(prompts[prompt_index], false);
+  return s.ok() ? *s : "";
+}
+
 Json CompletionResponse(const ResponseMeta& meta, const OpenAiRequest& req,
                         const engine::Tokenizer& tok,
                         const std::vector<std::vector<int32_t>>& prompts,
@@ -140,7 +148,7 @@ Json CompletionResponse(const ResponseMeta& meta, const OpenAiRequest& req,
   for (const ChoiceResult& c : choices) {
     Json ch;
     ch["index"] = c.index;
-    ch["text"] = c.text;
+    ch["text"] = req.echo ? EchoText(req, tok, prompts, c.index / req.n) + c.text : c.text;
     if (req.logprobs) {
       size_t offset = 0;
       ch["logprobs"] = CompletionLogprobsJson(tok, c.logprobs, req.top_logprobs, &offset);

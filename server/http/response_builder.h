@@ -61,7 +61,12 @@ Json CompletionLogprobsJson(const engine::Tokenizer& tok,
 Json ChatLogprobsContent(const engine::Tokenizer& tok,
                          const std::vector<engine::SampledToken>& lps, int top_n);
 
-// Whole (non-streaming) responses. `prompts` holds each prompt's ids (choice i used
+// The text `echo` puts before prompt `prompt_index`'s completion: the prompt as sent
+// when it was text, else its token ids decoded (special tokens kept).
+std::string EchoText(const OpenAiRequest& req, const engine::Tokenizer& tok,
+                     const std::vector<std::vector<int32_t>>& prompts, size_t prompt_index);
+
+// Whole (non-streaming) responses. With `echo`, completion texts start with EchoText. `prompts` holds each prompt's ids (choice i used
 // prompt i / n).
 Json CompletionResponse(const ResponseMeta& meta, const OpenAiRequest& req,
                         const engine::Tokenizer& tok,

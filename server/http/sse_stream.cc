@@ -36,6 +36,9 @@ class SseStream {
       started_ = true;
       last_write_ = absl::Now();
       if (req_.kind == ApiKind::kChat && !SendRoleChunks(sink)) return Abandon();
+      if (req_.kind == ApiKind::kCompletion && req_.echo && !SendEchoChunks(sink)) {
+        return Abandon();
+      }
     }
     int index = 0;
     scheduler::StreamEvent ev;
@@ -87,6 +90,17 @@ class SseStream {
       Json chunk = ChatChunk(meta_, req_, std::move(choice));
       if (req_.return_token_ids && i == 0) chunk["prompt_token_ids"] = IdsJson(prompts_[0]);
       if (!Send(sink, chunk)) return false;
+    }
+    return true;
+  }
+
+  // Completions with echo: each choice's first chunk is its prompt's text.
+  bool SendEchoChunks(httplib::DataSink& sink) {
+    for (int i = 0; i < gen_->num_choices(); ++i) {
+      scheduler::StreamEvent echo;
+      echo.kind = scheduler::StreamEvent::Kind::kTokens;
+      echo.text = EchoText(req_, tok_, prompts_, static_cast<size_t>(i / req_.n));
+      if (!Send(sink, Chunk(Choice(i, &echo, nullptr, nullptr)))) return false;
     }
     return true;
   }

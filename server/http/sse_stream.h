@@ -1,5 +1,6 @@
 // Streams a Generation to the client as Server-Sent Events in OpenAI's framing:
 // `data: {chunk}\n\n` per delta, an optional usage chunk, then `data: [DONE]\n\n`.
+// Completions with `echo` send each choice's prompt text as its first chunk.
 // Text arrives already held back by the scheduler's stop-string matcher, so no byte of
 // a stop string is ever sent.
 //

@@ -4,6 +4,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <set>
+
 #include <httplib.h>
 
 #include <catch2/catch.hpp>
@@ -280,6 +283,140 @@ TEST_CASE("stream_options.include_usage ends with a usage chunk") {
   CHECK(last["usage"]["total_tokens"] ==
         last["usage"]["prompt_tokens"].get<int>() + 6);
   for (size_t i = 0; i + 1 < chunks.size(); ++i) CHECK(chunks[i]["usage"].is_null());
+}
+
+TEST_CASE("logit_bias +100 makes greedy emit that token every step, in both APIs") {
+  const int port = Env().gateway->port();
+  Json req = {{"prompt", "The quick brown fox"}, {"max_tokens", 10}, {"temperature", 0},
+              {"ignore_eos", true}, {"return_token_ids", true},
+              {"logit_bias", {{"123", 100}}}};
+  Reply r = Post(port, "/v1/completions", req.dump());
+  REQUIRE(r.status == 200);
+  CHECK(Ids(r.json["choices"][0]["token_ids"]) == std::vector<int32_t>(10, 123));
+  // Sampling at temperature 1 with a seed is forced too.
+  req["temperature"] = 1.0;
+  req["seed"] = 5;
+  r = Post(port, "/v1/completions", req.dump());
+  REQUIRE(r.status == 200);
+  CHECK(Ids(r.json["choices"][0]["token_ids"]) == std::vector<int32_t>(10, 123));
+
+  Json chat = {{"messages", Json::array({{{"role", "user"}, {"content", "Hi"}}})},
+               {"max_tokens", 6}, {"temperature", 0}, {"ignore_eos", true},
+               {"return_token_ids", true}, {"logit_bias", {{"456", 100}}}};
+  Reply c = Post(port, "/v1/chat/completions", chat.dump());
+  REQUIRE(c.status == 200);
+  CHECK(Ids(c.json["choices"][0]["token_ids"]) == std::vector<int32_t>(6, 456));
+}
+
+TEST_CASE("a large frequency_penalty stops greedy repeating tokens") {
+  const int port = Env().gateway->port();
+  auto has_repeat = [](const std::vector<int32_t>& ids) {
+    return std::set<int32_t>(ids.begin(), ids.end()).size() < ids.size();
+  };
+  Json req = {{"prompt", "Hello"}, {"max_tokens", 32}, {"temperature", 0},
+              {"ignore_eos", true}, {"return_token_ids", true}};
+  Reply plain = Post(port, "/v1/completions", req.dump());
+  REQUIRE(plain.status == 200);
+  const std::vector<int32_t> base = Ids(plain.json["choices"][0]["token_ids"]);
+  REQUIRE(base.size() == 32);
+  REQUIRE(has_repeat(base));  // otherwise the penalty has nothing to prevent
+
+  req["frequency_penalty"] = 2.0;
+  req["presence_penalty"] = 2.0;
+  Reply pen = Post(port, "/v1/completions", req.dump());
+  REQUIRE(pen.status == 200);
+  const std::vector<int32_t> ids = Ids(pen.json["choices"][0]["token_ids"]);
+  REQUIRE(ids.size() == 32);
+  CHECK_FALSE(has_repeat(ids));
+  // The first token has no history to penalise: it is the unpenalised one.
+  CHECK(ids[0] == base[0]);
+
+  // repetition_penalty counts the prompt: a prompt made of the unpenalised greedy
+  // continuation's first tokens changes the continuation.
+  Json rep = {{"prompt", base}, {"max_tokens", 8}, {"temperature", 0}, {"ignore_eos", true},
+              {"return_token_ids", true}};
+  Reply a = Post(port, "/v1/completions", rep.dump());
+  rep["repetition_penalty"] = 100.0;
+  Reply b = Post(port, "/v1/completions", rep.dump());
+  REQUIRE(a.status == 200);
+  REQUIRE(b.status == 200);
+  const std::vector<int32_t> with_rep = Ids(b.json["choices"][0]["token_ids"]);
+  for (int32_t t : with_rep) {
+    INFO(t);
+    CHECK(std::find(base.begin(), base.end(), t) == base.end());  // no prompt token reused
+  }
+}
+
+TEST_CASE("echo puts the prompt text first, streamed as the first chunk") {
+  const int port = Env().gateway->port();
+  const std::string prompt = "The quick brown fox";
+  Json req = {{"prompt", prompt}, {"max_tokens", 6}, {"temperature", 0}, {"ignore_eos", true}};
+  Reply plain = Post(port, "/v1/completions", req.dump());
+  REQUIRE(plain.status == 200);
+  const std::string generated = plain.json["choices"][0]["text"];
+  req["echo"] = true;
+  Reply r = Post(port, "/v1/completions", req.dump());
+  REQUIRE(r.status == 200);
+  CHECK(r.json["choices"][0]["text"] == prompt + generated);
+  CHECK(r.json["usage"]["completion_tokens"] == 6);
+
+  req["stream"] = true;
+  Reply s = Post(port, "/v1/completions", req.dump());
+  REQUIRE(s.status == 200);
+  auto chunks = SseChunks(s.body);
+  REQUIRE(chunks.size() >= 2);
+  CHECK(chunks[0]["choices"][0]["text"] == prompt);
+  std::string text;
+  for (const Json& c : chunks) text += c["choices"][0]["text"].get<std::string>();
+  CHECK(text == prompt + generated);
+
+  // Token-id prompts echo their decoded text.
+  auto enc = Env().model.tokenizer->Encode(prompt, false);
+  REQUIRE(enc.ok());
+  Json ids_req = {{"prompt", *enc}, {"max_tokens", 2}, {"echo", true}, {"ignore_eos", true}};
+  Reply ids = Post(port, "/v1/completions", ids_req.dump());
+  REQUIRE(ids.status == 200);
+  CHECK(absl::StartsWith(ids.json["choices"][0]["text"].get<std::string>(), prompt));
+}
+
+TEST_CASE("bad penalties and unsupported OpenAI fields are 400s naming the field") {
+  const int port = Env().gateway->port();
+  const std::pair<std::string, std::string> cases[] = {
+      {R"({"prompt": "x", "frequency_penalty": 3})", "frequency_penalty"},
+      {R"({"prompt": "x", "presence_penalty": -2.5})", "presence_penalty"},
+      {R"({"prompt": "x", "repetition_penalty": 0})", "repetition_penalty"},
+      {R"({"prompt": "x", "min_p": 2})", "min_p"},
+      {R"({"prompt": "x", "logit_bias": {"x": 1}})", "logit_bias"},
+      {R"({"prompt": "x", "logit_bias": {"5000": 1}})", "logit_bias"},  // vocab 1000
+      {R"({"prompt": "x", "suffix": "tail"})", "suffix"},
+      {R"({"prompt": "x", "best_of": 4})", "best_of"},
+      {R"({"prompt": "x", "echo": true, "logprobs": 2})", "echo"},
+  };
+  for (const auto& [body, param] : cases) {
+    INFO(body);
+    Reply r = Post(port, "/v1/completions", body);
+    CHECK(r.status == 400);
+    CHECK(r.json["error"]["type"] == "invalid_request_error");
+    CHECK(r.json["error"]["param"] == param);
+  }
+  const std::string msgs = R"("messages": [{"role": "user", "content": "x"}])";
+  const std::pair<std::string, std::string> chat_cases[] = {
+      {R"("response_format": {"type": "json_object"})", "response_format"},
+      {R"("tools": [{"type": "function", "function": {"name": "f"}}])", "tools"},
+      {R"("tool_choice": "required")", "tool_choice"},
+      {R"("frequency_penalty": -3)", "frequency_penalty"},
+  };
+  for (const auto& [fields, param] : chat_cases) {
+    const std::string body = "{" + msgs + ", " + fields + "}";
+    INFO(body);
+    Reply r = Post(port, "/v1/chat/completions", body);
+    CHECK(r.status == 400);
+    CHECK(r.json["error"]["param"] == param);
+  }
+  Reply ok = Post(port, "/v1/chat/completions",
+                  "{" + msgs + R"(, "max_tokens": 2, "response_format": {"type": "text"},
+                  "tools": [], "tool_choice": "none"})");
+  CHECK(ok.status == 200);
 }
 
 TEST_CASE("bad requests are 400s naming the field, in OpenAI's error shape") {

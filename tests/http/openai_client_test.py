@@ -82,6 +82,28 @@ def main():
     check(chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 8,
           "include_usage: the last chunk carries usage")
 
+    # Sampling fields the client sends natively: logit_bias forces a token, penalties and
+    # echo are honoured, tools are refused.
+    forced = client.completions.create(model=MODEL, prompt="Hello", max_tokens=5,
+                                       logit_bias={"321": 100}, temperature=0,
+                                       extra_body={"ignore_eos": True, "return_token_ids": True})
+    check(forced.choices[0].token_ids == [321] * 5, "logit_bias +100 forces the token")
+    pen = client.completions.create(model=MODEL, prompt="Hello", max_tokens=20,
+                                    frequency_penalty=2.0, presence_penalty=2.0, temperature=0,
+                                    extra_body={"ignore_eos": True, "return_token_ids": True})
+    ids = pen.choices[0].token_ids
+    check(len(set(ids)) == len(ids) == 20, "frequency/presence penalties: no repeated token")
+    echoed = client.completions.create(model=MODEL, prompt="Hello", max_tokens=4, echo=True,
+                                       **GREEDY)
+    check(echoed.choices[0].text.startswith("Hello"), "echo starts with the prompt")
+    try:
+        client.chat.completions.create(
+            model=MODEL, messages=messages,
+            tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}])
+        check(False, "tools raise")
+    except openai.BadRequestError as e:
+        check(e.param == "tools", "tools: BadRequestError naming tools")
+
     # Errors raise the right exception classes.
     try:
         client.completions.create(model=MODEL, prompt="x", temperature="hot")

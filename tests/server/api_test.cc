@@ -78,8 +78,23 @@ TEST_CASE("Invalid requests get INVALID_ARGUMENT naming the field") {
   ExpectInvalid(*t.stub, with([](auto* s) { s->set_top_p(-0.1f); }), "sampling.top_p");
   ExpectInvalid(*t.stub, with([](auto* s) { s->add_stop_token_ids(5000); }),
                 "sampling.stop_token_ids");
+  ExpectInvalid(*t.stub, with([](auto* s) { s->set_frequency_penalty(2.5f); }),
+                "sampling.frequency_penalty");
+  ExpectInvalid(*t.stub, with([](auto* s) { s->set_presence_penalty(-3.f); }),
+                "sampling.presence_penalty");
+  ExpectInvalid(*t.stub, with([](auto* s) { s->set_repetition_penalty(0.f); }),
+                "sampling.repetition_penalty");
+  ExpectInvalid(*t.stub, with([](auto* s) { s->set_min_p(1.5f); }), "sampling.min_p");
+  ExpectInvalid(*t.stub, with([](auto* s) { (*s->mutable_logit_bias())[1000] = 1.f; }),
+                "sampling.logit_bias");  // vocab 1000
+  ExpectInvalid(*t.stub, with([](auto* s) { (*s->mutable_logit_bias())[3] = 150.f; }),
+                "sampling.logit_bias");
   // The server still serves valid requests afterwards.
   REQUIRE(Stream(*t.stub, GreedyIds({1, 2, 3}, 3)).tokens.size() == 3);
+  // ...and applies logit_bias: +100 on one token makes greedy emit only it.
+  moe::v1::GenerateRequest forced = with([](auto* s) { (*s->mutable_logit_bias())[7] = 100.f; });
+  forced.mutable_sampling()->set_max_tokens(4);
+  CHECK(Stream(*t.stub, forced).tokens == std::vector<int32_t>(4, 7));
 }
 
 TEST_CASE("ModelInfo, Tokenize and Detokenize describe the loaded model") {
