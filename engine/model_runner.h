@@ -170,6 +170,12 @@ class ModelRunner {
   // pre-gates: use ForwardResult::footprints' estimate). Called from the engine thread
   // between Forward calls; must not block on the device for long.
   virtual bool TokenFootprint(int32_t token, ExpertFootprint* out) { return false; }
+  // The footprint keys (same bit layout as ExpertFootprint) resident in the GPU expert
+  // cache after the last Forward, so expert-aware batching can prefer sequences whose
+  // experts are already there. Fills `bits` (ceil(expert_footprint_keys() / 64) words) and
+  // returns true where the runner knows; false otherwise (no offload, or not tracked).
+  // Engine thread, between Forward calls; host bookkeeping only, never waits on the device.
+  virtual bool ResidentExpertKeys(std::vector<uint64_t>* bits) const { return false; }
 };
 
 }  // namespace moe::engine

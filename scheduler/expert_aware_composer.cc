@@ -7,10 +7,13 @@ namespace {
 
 bool Known(const DecodeCandidate& c) { return c.footprint != nullptr && !c.footprint->empty(); }
 
-// Keys of `fp` not yet in `u` (u is at least as long as fp).
-int Growth(const std::vector<uint64_t>& fp, const std::vector<uint64_t>& u) {
+// Keys of `fp` in neither `u` nor `r` (u is at least as long as fp; r may be shorter).
+int NewKeys(const std::vector<uint64_t>& fp, const std::vector<uint64_t>& u,
+            absl::Span<const uint64_t> r) {
   int n = 0;
-  for (size_t w = 0; w < fp.size(); ++w) n += __builtin_popcountll(fp[w] & ~u[w]);
+  for (size_t w = 0; w < fp.size(); ++w) {
+    n += __builtin_popcountll(fp[w] & ~u[w] & ~(w < r.size() ? r[w] : 0));
+  }
   return n;
 }
 
@@ -27,7 +30,8 @@ int PopCount(absl::Span<const uint64_t> bits) {
 }
 
 std::vector<bool> ExpertAwareComposer::Select(absl::Span<const DecodeCandidate> candidates,
-                                              int max_seqs) const {
+                                              int max_seqs,
+                                              absl::Span<const uint64_t> resident) const {
   const size_t n = candidates.size();
   std::vector<bool> taken(n, false);
   if (n == 0 || max_seqs < 1) return taken;
@@ -41,6 +45,12 @@ std::vector<bool> ExpertAwareComposer::Select(absl::Span<const DecodeCandidate> 
     taken[i] = true;
     ++count;
     if (Known(candidates[i])) OrInto(*candidates[i].footprint, &u);
+  };
+  auto take_rest = [&] {
+    for (size_t i = 0; i < n && count < max_seqs; ++i) {
+      if (!taken[i]) take(i);
+    }
+    return taken;
   };
 
   // 1. Bounded wait, then 2. unknown footprints (nothing to decide on).
@@ -57,33 +67,69 @@ std::vector<bool> ExpertAwareComposer::Select(absl::Span<const DecodeCandidate> 
   for (size_t i = 0; i < n; ++i) {
     if (!taken[i] && Known(candidates[i])) OrInto(*candidates[i].footprint, &all);
   }
-  if (PopCount(all) <= capacity_ || PopCount(u) > capacity_) {
+  const int all_size = PopCount(all);
+  if (all_size <= capacity_ || PopCount(u) > capacity_) return take_rest();
+
+  // 4. Free candidates: every key resident or already in the union (no new miss).
+  for (bool grew = true; grew && count < max_seqs;) {
+    grew = false;
     for (size_t i = 0; i < n && count < max_seqs; ++i) {
-      if (!taken[i]) take(i);
+      if (taken[i] || NewKeys(*candidates[i].footprint, u, resident) > 0) continue;
+      take(i);
+      grew = true;
     }
-    return taken;
   }
 
-  // 4. Greedy by smallest growth of the union (ties: older, i.e. lower index), within the
-  //    capacity; 5. at least one.
-  int size = PopCount(u);
-  while (count < max_seqs) {
-    int best = -1, best_growth = 0;
+  // 5. The rest in greedy order, fewest new misses first (ties: older), while the union
+  //    fits; each prefix of that order is a possible step. Run the one with the lowest
+  //    estimated cost per token, unless everyone together costs no more per token.
+  //    Unknown footprints run whatever is chosen and their cost is unknown: tokens count
+  //    known footprints only.
+  int known = 0, known_all = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (!Known(candidates[i])) continue;
+    if (taken[i]) ++known;
+    if (static_cast<int>(i) < max_seqs) ++known_all;
+  }
+  const double all_cost = StepCostPerToken(all, resident, known_all);
+  std::vector<size_t> order;
+  std::vector<bool> ordered = taken;
+  std::vector<uint64_t> pu = u;
+  double best_cost = known > 0 ? StepCostPerToken(pu, resident, known) : all_cost;
+  size_t best_len = 0;
+  while (count + static_cast<int>(order.size()) < max_seqs) {
+    int best = -1, best_new = 0;
     for (size_t i = 0; i < n; ++i) {
-      if (taken[i]) continue;
-      const int g = Growth(*candidates[i].footprint, u);
-      if (best < 0 || g < best_growth) {
+      if (ordered[i]) continue;
+      const int g = NewKeys(*candidates[i].footprint, pu, resident);
+      if (best < 0 || g < best_new) {
         best = static_cast<int>(i);
-        best_growth = g;
+        best_new = g;
       }
     }
     if (best < 0) break;
-    if (size + best_growth > capacity_ && count > 0) break;
-    take(static_cast<size_t>(best));
-    size += best_growth;
-    if (size > capacity_) break;  // the lone first pick does not fit: it runs alone
+    ordered[best] = true;
+    order.push_back(static_cast<size_t>(best));
+    OrInto(*candidates[best].footprint, &pu);
+    if (PopCount(pu) > capacity_) break;
+    const double c = StepCostPerToken(pu, resident, known + static_cast<int>(order.size()));
+    if (c < best_cost) {
+      best_cost = c;
+      best_len = order.size();
+    }
   }
+  if (best_len == 0 && count == 0) return take_rest();  // nothing cheaper fits
+  if (!(best_cost < all_cost)) return take_rest();
+  for (size_t k = 0; k < best_len; ++k) take(order[k]);
   return taken;
+}
+
+double ExpertAwareComposer::StepCostPerToken(const std::vector<uint64_t>& u,
+                                             absl::Span<const uint64_t> resident,
+                                             int tokens) const {
+  int misses = NewKeys(u, std::vector<uint64_t>(u.size(), 0), resident);
+  misses += std::max(0, PopCount(u) - capacity_);
+  return (1.0 + miss_cost_steps_ * misses) / std::max(1, tokens);
 }
 
 }  // namespace moe::scheduler

@@ -188,7 +188,9 @@ TEST_CASE("two groups that fit apart run apart, with fewer misses than everyone 
 }
 
 TEST_CASE("sequences with unknown footprints always run") {
-  ExpertAwareComposer composer(/*capacity_keys=*/4);
+  // A miss priced at a whole step: running the two known ones apart pays.
+  ExpertAwareComposer composer(/*capacity_keys=*/4, ExpertAwareComposer::kDefaultMaxSkips,
+                               /*miss_cost_steps=*/1.0);
   SimSeq big{Range(0, 4)}, other{Range(4, 8)}, unknown1{{}}, unknown2{{}};
   std::vector<SimSeq*> seqs = {&big, &unknown1, &other, &unknown2};
   for (int step = 0; step < 10; ++step) {
@@ -235,6 +237,55 @@ TEST_CASE("at least one runs, and never more than max_seqs") {
   CHECK(taken == std::vector<bool>{true, true, true, true, false, true});
   taken = composer.Select(Candidates(gs), 2);
   CHECK(std::count(taken.begin(), taken.end(), true) == 2);
+}
+
+TEST_CASE("the experts already in the cache decide which group runs first") {
+  // Two groups of two sequences, 8 keys each; the cache holds 8 keys: one group's.
+  const int capacity = 8;
+  SimSeq a0{Range(0, 6)}, a1{Range(2, 8)}, b0{Range(8, 14)}, b1{Range(10, 16)};
+  std::vector<SimSeq*> seqs = {&a0, &b0, &a1, &b1};
+  ExpertAwareComposer composer(capacity, /*max_skips=*/4, /*miss_cost_steps=*/1.0);
+  const std::vector<bool> group_a = {true, false, true, false};
+  const std::vector<bool> group_b = {false, true, false, true};
+  // Nothing known to be resident: the older group (a0 is oldest).
+  CHECK(composer.Select(Candidates(seqs), 64) == group_a);
+  // Group b's experts are cached: b runs (no misses at all), a waits.
+  const std::vector<uint64_t> b_cached = Range(8, 16);
+  CHECK(composer.Select(Candidates(seqs), 64, b_cached) == group_b);
+  // a's experts cached: a runs.
+  CHECK(composer.Select(Candidates(seqs), 64, Range(0, 8)) == group_a);
+}
+
+TEST_CASE("sequences whose experts are all resident are free and always run") {
+  // Capacity 8 but 16 keys resident (e.g. a cache larger than the composer was told):
+  // every candidate is free, so nobody waits even though the union overflows.
+  ExpertAwareComposer composer(/*capacity_keys=*/8, /*max_skips=*/4, /*miss_cost_steps=*/1.0);
+  SimSeq a{Range(0, 6)}, b{Range(8, 14)}, c{Range(4, 12)};
+  std::vector<SimSeq*> seqs = {&a, &b, &c};
+  CHECK(composer.Select(Candidates(seqs), 64, Range(0, 16)) == std::vector<bool>(3, true));
+  // Keys 0..7 resident: a is free; c would add 4 misses and b 6, overflowing the cache:
+  // a runs alone.
+  CHECK(composer.Select(Candidates(seqs), 64, Range(0, 8)) ==
+        std::vector<bool>{true, false, false});
+}
+
+TEST_CASE("the price of a miss decides whether deferring pays") {
+  // Two disjoint groups that overflow the cache together (16 keys, capacity 8).
+  SimSeq a0{Range(0, 6)}, a1{Range(2, 8)}, b0{Range(8, 14)}, b1{Range(10, 16)};
+  std::vector<SimSeq*> seqs = {&a0, &b0, &a1, &b1};
+  // Everyone: 1 step + 16 misses + 8 beyond capacity for 4 tokens; group a: 1 step + 8
+  // misses for 2 tokens. Per token: (1 + 24r) / 4 against (1 + 8r) / 2: deferring pays
+  // for r > 1/8.
+  for (double r : {0.0, 0.05, 0.1}) {
+    INFO("miss_cost_steps " << r);
+    CHECK(ExpertAwareComposer(8, 4, r).Select(Candidates(seqs), 64) ==
+          std::vector<bool>(4, true));
+  }
+  for (double r : {0.15, 0.2, 1.0, 10.0}) {
+    INFO("miss_cost_steps " << r);
+    CHECK(ExpertAwareComposer(8, 4, r).Select(Candidates(seqs), 64) ==
+          std::vector<bool>{true, false, true, false});
+  }
 }
 
 }  // namespace

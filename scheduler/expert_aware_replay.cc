@@ -4,8 +4,13 @@
 // once on (expert_cache_slots_override = capacity). In both runs a ModelRunner decorator
 // records, per step, the union of the (MoE layer, expert) keys the step's decode chunks
 // used (ForwardResult::footprints) and replays those steps through an LRU and an LFU cache of
-// `capacity` keys, counting misses. A benchmark: it prints figures, asserts no timing.
-// It exits 1 if the greedy outputs differ between the two modes.
+// `capacity` keys, counting misses. The 'on' runs are repeated per cache policy (the
+// decorator's ResidentExpertKeys reports that policy's simulated contents, so the composer
+// sees what the cache it is judged against holds) and per miss price r = t_miss / t_step
+// in {0.05, 0.2, 1} (SchedulerOptions::expert_aware_miss_cost_steps); every row prints the
+// estimated decode time steps + r x misses (units of t_step) at each r, and a last line
+// compares 'on' priced at r with 'off' at the same r. A benchmark: it prints figures,
+// asserts no timing. It exits 1 if the greedy outputs differ between any two runs.
 //
 //   bazel build //scheduler:expert_aware_replay
 //   (from the repository root) bazel-bin/scheduler/expert_aware_replay
@@ -104,6 +109,9 @@ class LruReplay {
     pos_[key] = order_.begin();
   }
   int64_t misses() const { return misses_; }
+  void Resident(std::vector<uint64_t>* bits) const {
+    for (int k : order_) (*bits)[k / 64] |= uint64_t{1} << (k % 64);
+  }
 
  private:
   const int capacity_;
@@ -137,6 +145,9 @@ class LfuReplay {
     resident_.insert(key);
   }
   int64_t misses() const { return misses_; }
+  void Resident(std::vector<uint64_t>* bits) const {
+    for (int k : resident_) (*bits)[k / 64] |= uint64_t{1} << (k % 64);
+  }
 
  private:
   const int capacity_;
@@ -145,13 +156,18 @@ class LfuReplay {
   int64_t misses_ = 0;
 };
 
+// Which simulated cache's contents the runner reports as ResidentExpertKeys.
+enum class Residency { kNone, kLru, kLfu };
+
 // Forwards everything to `inner`; on each Forward asks for footprints (dropping them from
 // the result when the scheduler did not ask), ORs the decode chunks' footprints into the
-// step's union and replays it through the LRU.
+// step's union and replays it through the LRU and the LFU. ResidentExpertKeys reports the
+// contents of the one named by `residency` (the cache the run is judged against).
 class RecordingRunner : public engine::ModelRunner {
  public:
-  RecordingRunner(engine::ModelRunner* inner, int capacity)
-      : inner_(inner), keys_(inner->expert_footprint_keys()), lru_(capacity), lfu_(capacity) {}
+  RecordingRunner(engine::ModelRunner* inner, int capacity, Residency residency)
+      : inner_(inner), keys_(inner->expert_footprint_keys()), residency_(residency),
+        lru_(capacity), lfu_(capacity) {}
 
   const engine::ModelConfig& config() const override { return inner_->config(); }
   int kv_block_size() const override { return inner_->kv_block_size(); }
@@ -165,6 +181,16 @@ class RecordingRunner : public engine::ModelRunner {
   int32_t expert_cache_slots() const override { return inner_->expert_cache_slots(); }
   bool TokenFootprint(int32_t token, engine::ExpertFootprint* out) override {
     return inner_->TokenFootprint(token, out);
+  }
+  bool ResidentExpertKeys(std::vector<uint64_t>* bits) const override {
+    if (residency_ == Residency::kNone) return false;
+    bits->assign((keys_ + 63) / 64, 0);
+    if (residency_ == Residency::kLru) {
+      lru_.Resident(bits);
+    } else {
+      lfu_.Resident(bits);
+    }
+    return true;
   }
 
   absl::Status Forward(const engine::ForwardBatch& batch, engine::ForwardResult* out) override {
@@ -213,6 +239,7 @@ class RecordingRunner : public engine::ModelRunner {
  private:
   engine::ModelRunner* const inner_;
   const int keys_;
+  const Residency residency_;
   LruReplay lru_;
   LfuReplay lfu_;
   int64_t decode_steps_ = 0;
@@ -227,14 +254,18 @@ struct RunResult {
   int64_t decode_steps = 0, decode_tokens = 0, distinct_keys_total = 0, misses = 0, lfu_misses = 0;
 };
 
-RunResult RunOnce(engine::ModelRunner* cpu, const Flags& f, int capacity, bool aware) {
+// One run to completion; `aware`: expert-aware batching on, seeing `residency`'s contents
+// and pricing a miss at `miss_cost_steps`.
+RunResult RunOnce(engine::ModelRunner* cpu, const Flags& f, int capacity, bool aware,
+                  Residency residency, double miss_cost_steps) {
   RunResult res;
-  RecordingRunner runner(cpu, capacity);
+  RecordingRunner runner(cpu, capacity, residency);
   SchedulerOptions opts;
   opts.max_num_seqs = f.requests;
   opts.num_sampling_threads = 1;
   opts.expert_aware_batching = aware;
   opts.expert_aware_max_skips = f.max_skips;
+  opts.expert_aware_miss_cost_steps = miss_cost_steps;
   opts.expert_cache_slots_override = capacity;
   const int vocab = cpu->config().vocab_size;
   std::mt19937_64 rng(f.seed);
@@ -299,16 +330,28 @@ RunResult RunOnce(engine::ModelRunner* cpu, const Flags& f, int capacity, bool a
   return res;
 }
 
-void PrintRow(const char* mode, const RunResult& r) {
+// Misses of the cache `policy` judges against (the one the run's composer saw).
+int64_t Misses(const RunResult& r, Residency policy) {
+  return policy == Residency::kLru ? r.misses : r.lfu_misses;
+}
+
+// Estimated decode time in units of t_step: steps x t_step + misses x t_miss.
+double EstSteps(const RunResult& r, Residency policy, double ratio) {
+  return static_cast<double>(r.stats.num_steps) + ratio * static_cast<double>(Misses(r, policy));
+}
+
+void PrintRow(const std::string& mode, const RunResult& r, Residency policy,
+              const std::vector<double>& ratios) {
   const double mean_keys =
       r.decode_steps ? static_cast<double>(r.distinct_keys_total) / r.decode_steps : 0.0;
-  const double per_tok = r.decode_tokens ? static_cast<double>(r.misses) / r.decode_tokens : 0.0;
-  const double lfu_tok = r.decode_tokens ? static_cast<double>(r.lfu_misses) / r.decode_tokens : 0.0;
-  std::printf("%-4s %6lld %12lld %10lld %12.2f %11lld %11.3f %11lld %11.3f %9lld\n", mode,
-              static_cast<long long>(r.stats.num_steps), static_cast<long long>(r.decode_steps),
-              static_cast<long long>(r.decode_tokens), mean_keys,
-              static_cast<long long>(r.misses), per_tok, static_cast<long long>(r.lfu_misses), lfu_tok,
+  const int64_t m = Misses(r, policy);
+  const double per_tok = r.decode_tokens ? static_cast<double>(m) / r.decode_tokens : 0.0;
+  std::printf("%-12s %6lld %10lld %10.2f %8lld %10.3f %9lld", mode.c_str(),
+              static_cast<long long>(r.stats.num_steps), static_cast<long long>(r.decode_tokens),
+              mean_keys, static_cast<long long>(m), per_tok,
               static_cast<long long>(r.stats.expert_aware_deferred_total));
+  for (double ratio : ratios) std::printf(" %11.1f", EstSteps(r, policy, ratio));
+  std::printf("\n");
 }
 
 int Main(int argc, char** argv) {
@@ -353,21 +396,39 @@ int Main(int argc, char** argv) {
               f.requests, f.max_tokens, static_cast<unsigned long long>(f.seed), f.max_skips,
               capacity, f.capacity_fraction);
 
-  const RunResult off = RunOnce(cpu.get(), f, capacity, /*aware=*/false);
+  const std::vector<double> ratios = {0.05, 0.2, 1.0};
+  const RunResult off = RunOnce(cpu.get(), f, capacity, /*aware=*/false, Residency::kNone, 0);
   if (!off.ok) return 1;
-  const RunResult on = RunOnce(cpu.get(), f, capacity, /*aware=*/true);
-  if (!on.ok) return 1;
-
-  std::printf("\n%-4s %6s %12s %10s %12s %11s %11s %11s %11s %9s\n", "mode", "steps", "decode_steps",
-              "decode_tok", "keys/step", "lru_misses", "lru/token", "lfu_misses", "lfu/token", "deferred");
-  PrintRow("off", off);
-  PrintRow("on", on);
-  if (!on.stats.expert_aware_active) {
-    std::printf("note: expert-aware batching was not active in the 'on' run\n");
+  bool same = true;
+  // Per cache policy: off, then on (seeing that cache) pricing a miss at each ratio. Times
+  // are in units of t_step; the fair comparison is on at ratio r against off at r.
+  for (Residency policy : {Residency::kLru, Residency::kLfu}) {
+    const char* name = policy == Residency::kLru ? "LRU" : "LFU";
+    std::printf("\n%s cache (the composer sees its contents)\n", name);
+    std::printf("%-12s %6s %10s %10s %8s %10s %9s", "mode", "steps", "decode_tok", "keys/step",
+                "misses", "miss/token", "deferred");
+    for (double ratio : ratios) std::printf("   est@%-5.2f", ratio);
+    std::printf("\n");
+    PrintRow("off", off, policy, ratios);
+    std::string verdict;
+    for (double ratio : ratios) {
+      const RunResult on = RunOnce(cpu.get(), f, capacity, /*aware=*/true, policy, ratio);
+      if (!on.ok) return 1;
+      char mode[32];
+      std::snprintf(mode, sizeof(mode), "on r=%.2f", ratio);
+      PrintRow(mode, on, policy, ratios);
+      if (!on.stats.expert_aware_active) std::printf("note: expert-aware batching not active\n");
+      for (size_t i = 0; same && i < off.tokens.size(); ++i) {
+        same = i < on.tokens.size() && off.tokens[i] == on.tokens[i];
+      }
+      const double a = EstSteps(off, policy, ratio), b = EstSteps(on, policy, ratio);
+      char v[96];
+      std::snprintf(v, sizeof(v), "  r=%.2f: %+.1f%%", ratio, 100.0 * (b - a) / a);
+      verdict += v;
+    }
+    std::printf("est. time, on (priced at r) vs off, at t_miss/t_step = r:%s\n", verdict.c_str());
   }
 
-  bool same = off.tokens.size() == on.tokens.size();
-  for (size_t i = 0; same && i < off.tokens.size(); ++i) same = off.tokens[i] == on.tokens[i];
   std::printf("\ngreedy outputs identical across modes: %s\n", same ? "yes" : "NO");
   return same ? 0 : 1;
 }

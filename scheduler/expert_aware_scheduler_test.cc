@@ -142,6 +142,60 @@ TEST_CASE("expert-aware batching stays off where every expert is resident") {
   for (const auto& t : run.tokens) CHECK(t.size() == static_cast<size_t>(kMaxTokens));
 }
 
+// Forwards to the CPU runner and reports every footprint key as resident in the cache.
+class AllResidentRunner : public engine::ModelRunner {
+ public:
+  explicit AllResidentRunner(engine::ModelRunner* inner) : inner_(inner) {}
+  const engine::ModelConfig& config() const override { return inner_->config(); }
+  int kv_block_size() const override { return inner_->kv_block_size(); }
+  int num_kv_blocks() const override { return inner_->num_kv_blocks(); }
+  std::string device_name() const override { return inner_->device_name(); }
+  absl::Status Forward(const engine::ForwardBatch& b, engine::ForwardResult* out) override {
+    return inner_->Forward(b, out);
+  }
+  int32_t expert_footprint_keys() const override { return inner_->expert_footprint_keys(); }
+  bool TokenFootprint(int32_t token, engine::ExpertFootprint* out) override {
+    return inner_->TokenFootprint(token, out);
+  }
+  bool ResidentExpertKeys(std::vector<uint64_t>* bits) const override {
+    ++calls;
+    bits->assign((expert_footprint_keys() + 63) / 64, ~uint64_t{0});
+    return true;
+  }
+  mutable int calls = 0;  // engine thread only; read after the scheduler is gone
+
+ private:
+  engine::ModelRunner* const inner_;
+};
+
+TEST_CASE("expert-aware batching defers nobody whose experts the cache already holds") {
+  Model m = LoadRouterModel();
+  const int capacity = 2 * m.config.num_layers * m.config.num_experts_per_tok - 2;
+  SchedulerOptions off;
+  const Run base = Generate(m.runner.get(), m.config.vocab_size, off);
+  AllResidentRunner resident(m.runner.get());
+  SchedulerOptions on;
+  on.expert_aware_batching = true;
+  on.expert_cache_slots_override = capacity;  // the same capacity that defers above
+  on.expert_aware_miss_cost_steps = 10;       // misses priced high: deferring would pay
+  const Run run = Generate(&resident, m.config.vocab_size, on);
+  CHECK(run.stats.expert_aware_active);
+  CHECK(resident.calls > 0);
+  CHECK(run.stats.expert_aware_deferred_total == 0);
+  CHECK(run.stats.num_steps == base.stats.num_steps);
+  CHECK(run.tokens == base.tokens);
+}
+
+TEST_CASE("a negative expert_aware_miss_cost_steps is refused at Start, by name") {
+  Model m = LoadRouterModel();
+  SchedulerOptions o;
+  o.expert_aware_miss_cost_steps = -0.5;
+  Scheduler s(m.runner.get(), o);
+  absl::Status st = s.Start();
+  CHECK(st.code() == absl::StatusCode::kFailedPrecondition);
+  CHECK(std::string(st.message()).find("expert_aware_miss_cost_steps") != std::string::npos);
+}
+
 TEST_CASE("a negative expert_aware_max_skips is refused at Start, by name") {
   Model m = LoadRouterModel();
   SchedulerOptions o;

@@ -14,13 +14,15 @@ bool AdmissionPolicy::CanAdmit(const Sequence& seq, int chunk_tokens, int num_ru
 
 BatchComposer::BatchComposer(BatchLimits limits) : limits_(limits), admission_(limits) {
   if (limits_.expert_cache_keys > 0) {
-    expert_aware_ = std::make_unique<ExpertAwareComposer>(limits_.expert_cache_keys,
-                                                          limits_.expert_aware_max_skips);
+    expert_aware_ = std::make_unique<ExpertAwareComposer>(
+        limits_.expert_cache_keys, limits_.expert_aware_max_skips,
+        limits_.expert_aware_miss_cost_steps);
   }
 }
 
 std::vector<Sequence*> BatchComposer::DeferredDecodes(
-    const std::vector<std::unique_ptr<Sequence>>& running) const {
+    const std::vector<std::unique_ptr<Sequence>>& running,
+    absl::Span<const uint64_t> resident_keys) const {
   std::vector<Sequence*> deferred;
   if (expert_aware_ == nullptr) return deferred;
   std::vector<Sequence*> decodes;
@@ -32,7 +34,7 @@ std::vector<Sequence*> BatchComposer::DeferredDecodes(
   }
   // Decodes come first in the step's token budget, one token each.
   const int max_seqs = std::min(limits_.max_num_seqs, limits_.max_num_batched_tokens);
-  const std::vector<bool> taken = expert_aware_->Select(candidates, max_seqs);
+  const std::vector<bool> taken = expert_aware_->Select(candidates, max_seqs, resident_keys);
   for (size_t i = 0; i < decodes.size(); ++i) {
     if (!taken[i]) deferred.push_back(decodes[i]);
   }
@@ -66,9 +68,10 @@ void BatchComposer::Preempt(Sequence* victim, std::vector<std::unique_ptr<Sequen
 
 StepPlan BatchComposer::Compose(std::vector<std::unique_ptr<Sequence>>* running,
                                 std::deque<std::unique_ptr<Sequence>>* waiting,
-                                KvBlockManager* kv, int64_t* next_admit_order) const {
+                                KvBlockManager* kv, int64_t* next_admit_order,
+                                absl::Span<const uint64_t> resident_keys) const {
   StepPlan plan;
-  std::vector<Sequence*> deferred = DeferredDecodes(*running);
+  std::vector<Sequence*> deferred = DeferredDecodes(*running, resident_keys);
   auto is_deferred = [&deferred](Sequence* s) {
     return std::binary_search(deferred.begin(), deferred.end(), s);
   };

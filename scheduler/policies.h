@@ -18,6 +18,7 @@
 #include <memory>
 #include <vector>
 
+#include "absl/types/span.h"
 #include "scheduler/expert_aware_composer.h"
 #include "scheduler/kv_block_manager.h"
 #include "scheduler/sequence.h"
@@ -31,6 +32,7 @@ struct BatchLimits {
   // expert cache of this many footprint keys (Sequence::expert_footprint); 0: off.
   int expert_cache_keys = 0;
   int expert_aware_max_skips = ExpertAwareComposer::kDefaultMaxSkips;
+  double expert_aware_miss_cost_steps = ExpertAwareComposer::kDefaultMissCostSteps;
 };
 
 class AdmissionPolicy {
@@ -78,17 +80,21 @@ class BatchComposer {
   // and none is free. Reserves the KV blocks every scheduled chunk needs.
   // `next_admit_order` numbers admissions. With expert-aware batching, decode-ready
   // sequences the ExpertAwareComposer leaves out do not run this step (their
-  // expert_skips grows; every sequence that runs has it reset to 0).
+  // expert_skips grows; every sequence that runs has it reset to 0); `resident_keys` are
+  // the footprint keys the expert cache holds now (ModelRunner::ResidentExpertKeys;
+  // empty: unknown).
   StepPlan Compose(std::vector<std::unique_ptr<Sequence>>* running,
                    std::deque<std::unique_ptr<Sequence>>* waiting, KvBlockManager* kv,
-                   int64_t* next_admit_order) const;
+                   int64_t* next_admit_order,
+                   absl::Span<const uint64_t> resident_keys = {}) const;
 
  private:
   void Preempt(Sequence* victim, std::vector<std::unique_ptr<Sequence>>* running,
                std::deque<std::unique_ptr<Sequence>>* waiting, KvBlockManager* kv) const;
   // The decode-ready sequences of `running` that expert-aware batching leaves out this
   // step, sorted by address (for binary_search); empty when it is off.
-  std::vector<Sequence*> DeferredDecodes(const std::vector<std::unique_ptr<Sequence>>& running) const;
+  std::vector<Sequence*> DeferredDecodes(const std::vector<std::unique_ptr<Sequence>>& running,
+                                         absl::Span<const uint64_t> resident_keys) const;
 
   BatchLimits limits_;
   AdmissionPolicy admission_;

@@ -23,6 +23,7 @@ BatchLimits LimitsFrom(const SchedulerOptions& o, const engine::ModelRunner& run
   l.max_num_batched_tokens = o.max_num_batched_tokens;
   l.expert_cache_keys = ExpertAwareCapacity(o, runner);
   l.expert_aware_max_skips = std::max(0, o.expert_aware_max_skips);
+  l.expert_aware_miss_cost_steps = std::max(0.0, o.expert_aware_miss_cost_steps);
   return l;
 }
 
@@ -96,6 +97,9 @@ absl::Status Scheduler::Start() {
   }
   if (options_.expert_aware_max_skips < 0) {
     return absl::FailedPreconditionError("expert_aware_max_skips: must be >= 0");
+  }
+  if (!(options_.expert_aware_miss_cost_steps >= 0)) {
+    return absl::FailedPreconditionError("expert_aware_miss_cost_steps: must be >= 0");
   }
   if (options_.expert_cache_slots_override < 0) {
     return absl::FailedPreconditionError("expert_cache_slots_override: must be >= 0");
@@ -306,9 +310,12 @@ void Scheduler::RunStep(StepTiming* timing) {
   SchedulerHostPhases& phases = timing->phases;
   Clock::time_point t = Clock::now();
   StepPlan plan;
+  // Expert-aware batching prefers decodes whose experts the cache already holds.
+  std::vector<uint64_t> resident;
+  if (expert_aware_ && !runner_->ResidentExpertKeys(&resident)) resident.clear();
   {
     absl::MutexLock lock(&mu_);
-    plan = composer_.Compose(&running_, &waiting_, &kv_, &next_admit_order_);
+    plan = composer_.Compose(&running_, &waiting_, &kv_, &next_admit_order_, resident);
     stats_.num_preemptions += plan.num_preempted;
     stats_.expert_aware_deferred_total += plan.num_expert_deferred;
     stats_.expert_aware_max_consecutive_skips =

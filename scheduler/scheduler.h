@@ -89,6 +89,11 @@ struct SchedulerOptions {
   // sampling give the same tokens); only the step each token is computed in changes.
   bool expert_aware_batching = false;
   int expert_aware_max_skips = 4;
+  // What one expert-cache miss costs, in decode steps (t_miss / t_step: the host->GPU copy
+  // of one expert over the time of a step that misses nothing). Expert-aware batching
+  // defers decodes only when the misses it expects to save outweigh the extra step at this
+  // price; 0 never defers (except to keep the cache's own experts). >= 0.
+  double expert_aware_miss_cost_steps = 0.2;
   // > 0: the expert cache capacity in (MoE layer, expert) keys, replacing the runner's
   // expert_cache_slots() (tests, experiments).
   int expert_cache_slots_override = 0;

@@ -221,6 +221,7 @@ void Server::LoadAndServe(ServerOptions options, ModelSource source) {
     so.max_num_batched_tokens = options.max_num_batched_tokens;
     so.expert_aware_batching = options.expert_aware_batching;
     so.expert_aware_max_skips = options.expert_aware_max_skips;
+    so.expert_aware_miss_cost_steps = options.expert_aware_miss_cost_steps;
     so.max_queue = options.max_queue;
     so.make_text_decoder = MakeDetokenizerFactory(model->tokenizer.get());
     so.on_request_finished = metrics_->SchedulerHook();

@@ -61,6 +61,7 @@ absl::StatusOr<ServerOptions> ApplyConfigJson(absl::string_view text, const std:
     else if (k == "max_num_batched_tokens") s = Read(v, k, origin, &o.max_num_batched_tokens);
     else if (k == "expert_aware_batching") s = Read(v, k, origin, &o.expert_aware_batching);
     else if (k == "expert_aware_max_skips") s = Read(v, k, origin, &o.expert_aware_max_skips);
+    else if (k == "expert_aware_miss_cost_steps") s = Read(v, k, origin, &o.expert_aware_miss_cost_steps);
     else if (k == "num_kv_blocks") s = Read(v, k, origin, &o.num_kv_blocks);
     else if (k == "kv_cache_mb") s = Read(v, k, origin, &o.kv_cache_mb);
     else if (k == "max_queue") s = Read(v, k, origin, &o.max_queue);
@@ -113,6 +114,7 @@ absl::StatusOr<ServerOptions> ParseServerFlags(int argc, char** argv) {
   app.add_option("--max-num-batched-tokens", flags.max_num_batched_tokens, "tokens per step at most");
   app.add_flag("--expert-aware-batching", flags.expert_aware_batching, "with a bounded GPU expert cache (offload), run decodes whose experts fit the cache together and defer the rest a step (outputs unchanged)");
   app.add_option("--expert-aware-max-skips", flags.expert_aware_max_skips, "expert-aware batching: consecutive steps a decode may be deferred at most");
+  app.add_option("--expert-aware-miss-cost-steps", flags.expert_aware_miss_cost_steps, "expert-aware batching: what one expert-cache miss costs, in decode steps (t_miss / t_step); decodes are deferred only where the misses saved pay for the extra step");
   app.add_option("--num-kv-blocks", flags.num_kv_blocks, "KV cache blocks (16 tokens each); 0 = from --kv-cache-mb");
   app.add_option("--kv-cache-mb", flags.kv_cache_mb, "KV cache size when --num-kv-blocks is 0");
   app.add_option("--max-queue", flags.max_queue, "waiting requests before RESOURCE_EXHAUSTED");
@@ -162,6 +164,7 @@ absl::StatusOr<ServerOptions> ParseServerFlags(int argc, char** argv) {
   if (set("--max-num-batched-tokens")) o.max_num_batched_tokens = flags.max_num_batched_tokens;
   if (set("--expert-aware-batching")) o.expert_aware_batching = flags.expert_aware_batching;
   if (set("--expert-aware-max-skips")) o.expert_aware_max_skips = flags.expert_aware_max_skips;
+  if (set("--expert-aware-miss-cost-steps")) o.expert_aware_miss_cost_steps = flags.expert_aware_miss_cost_steps;
   if (set("--num-kv-blocks")) o.num_kv_blocks = flags.num_kv_blocks;
   if (set("--kv-cache-mb")) o.kv_cache_mb = flags.kv_cache_mb;
   if (set("--max-queue")) o.max_queue = flags.max_queue;
@@ -212,6 +215,7 @@ absl::Status ValidateServerOptions(const ServerOptions& o) {
   if (o.max_num_seqs < 1) return bad("max_num_seqs", "must be >= 1");
   if (o.max_num_batched_tokens < 1) return bad("max_num_batched_tokens", "must be >= 1");
   if (o.expert_aware_max_skips < 0) return bad("expert_aware_max_skips", "must be >= 0");
+  if (!(o.expert_aware_miss_cost_steps >= 0)) return bad("expert_aware_miss_cost_steps", "must be >= 0");
   if (o.num_kv_blocks < 0) return bad("num_kv_blocks", "must be >= 0");
   if (o.kv_cache_mb < 1) return bad("kv_cache_mb", "must be >= 1");
   if (o.max_queue < 0) return bad("max_queue", "must be >= 0");

@@ -37,6 +37,9 @@ struct ServerOptions {
   // expert_aware_max_skips consecutive steps.
   bool expert_aware_batching = false;
   int expert_aware_max_skips = 4;
+  // What one expert-cache miss costs in decode steps (t_miss / t_step): expert-aware
+  // batching defers only where the misses it expects to save pay for the extra step.
+  double expert_aware_miss_cost_steps = 0.2;  // >= 0
   int num_kv_blocks = 0;        // 0: derived from kv_cache_mb
   int kv_cache_mb = 256;
   int max_queue = 256;

@@ -104,6 +104,16 @@ TEST_CASE("Expert-aware batching flags parse, from flags and the config file") {
   REQUIRE(from_json.ok());
   REQUIRE(from_json->expert_aware_batching);
   REQUIRE(from_json->expert_aware_max_skips == 6);
+  REQUIRE(defaults->expert_aware_miss_cost_steps == Approx(0.2));
+  auto cost = Parse({"--model", "/m", "--expert-aware-miss-cost-steps", "0.05"});
+  REQUIRE(cost.ok());
+  REQUIRE(cost->expert_aware_miss_cost_steps == Approx(0.05));
+  auto bad_cost = Parse({"--model", "/m", "--expert-aware-miss-cost-steps", "-1"});
+  REQUIRE(bad_cost.status().code() == absl::StatusCode::kInvalidArgument);
+  REQUIRE(std::string(bad_cost.status().message()).rfind("expert_aware_miss_cost_steps", 0) == 0);
+  auto cost_json = ApplyConfigJson(R"({"expert_aware_miss_cost_steps": 1.5})", "cfg.json", {});
+  REQUIRE(cost_json.ok());
+  REQUIRE(cost_json->expert_aware_miss_cost_steps == Approx(1.5));
   auto help = Parse({"--help"});
   REQUIRE(help.status().code() == absl::StatusCode::kCancelled);
   REQUIRE(std::string(help.status().message()).find("--expert-aware-batching") != std::string::npos);

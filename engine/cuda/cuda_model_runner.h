@@ -70,6 +70,8 @@ class CudaModelRunner : public ModelRunner {
   int32_t expert_footprint_keys() const override;
   int32_t expert_cache_slots() const override;
   bool TokenFootprint(int32_t token, ExpertFootprint* out) override;
+  // The offload's slot table, as footprint keys; false without offload.
+  bool ResidentExpertKeys(std::vector<uint64_t>* bits) const override;
 
  private:
   absl::Status Validate(const ForwardBatch& batch) const;

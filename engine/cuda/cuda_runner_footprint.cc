@@ -45,6 +45,14 @@ int32_t CudaModelRunner<T>::expert_cache_slots() const {
 }
 
 template <typename T>
+bool CudaModelRunner<T>::ResidentExpertKeys(std::vector<uint64_t>* bits) const {
+  if (!offload_ || expert_footprint_keys() <= 0) return false;
+  bits->assign((static_cast<size_t>(expert_footprint_keys()) + 63) / 64, 0);
+  offload_->ResidentKeys(bits);
+  return true;
+}
+
+template <typename T>
 absl::Status CudaModelRunner<T>::BeginFootprints(const ForwardBatch& batch, int64_t n) {
   footprints_on_ = batch.want_footprints && expert_footprint_keys() > 0;
   record_routes_ = footprints_on_ && !decoupled_router();

@@ -199,6 +199,18 @@ absl::Status ExpertOffload::Acquire(int32_t layer, absl::Span<const int32_t> exp
   return absl::OkStatus();
 }
 
+void ExpertOffload::ResidentKeys(std::vector<uint64_t>* bits) const {
+  const ExpertCache& cache = prefetcher_->cache();
+  const int32_t e = config_.grid.num_experts;
+  for (size_t m = 0; m < config_.moe_layers.size(); ++m) {
+    for (int32_t x = 0; x < e; ++x) {
+      if (cache.Lookup({config_.moe_layers[m], x}) < 0) continue;
+      const size_t key = m * static_cast<size_t>(e) + static_cast<size_t>(x);
+      if (key / 64 < bits->size()) (*bits)[key / 64] |= uint64_t{1} << (key % 64);
+    }
+  }
+}
+
 absl::Status ExpertOffload::Release() { return prefetcher_->ReleaseLayer(); }
 
 absl::Status ExpertOffload::Predict(int32_t layer, absl::Span<const int32_t> experts, bool exact) {

@@ -99,6 +99,10 @@ class ExpertOffload {
   absl::Status EndStep();
 
   int32_t num_slots() const { return config_.num_slots; }
+  // Expert-aware batching: sets bit (moe_index * num_experts + expert) of `bits` (sized by
+  // the caller to cover moe_layers x num_experts keys) for every expert that holds a slot
+  // now, ready or still filling. Host bookkeeping only (the slot table); engine thread.
+  void ResidentKeys(std::vector<uint64_t>* bits) const;
   // Seconds the compute stream waited for copies in the last completed step.
   double last_step_stall_s() const { return last_step_stall_s_; }
   uint64_t bytes_per_expert() const { return bytes_per_expert_; }
