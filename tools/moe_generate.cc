@@ -2,7 +2,8 @@
 //
 //   moe_generate --model DIR [--device auto|cpu|cuda] (--prompt TEXT | --prompt-ids 1,2,3)
 //                [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]
-//                [--logprobs K] [--ignore-eos] [--json]
+//                [--presence-penalty P] [--frequency-penalty F] [--repetition-penalty R]
+//                [--min-p M] [--logit-bias ID:BIAS,...] [--logprobs K] [--ignore-eos] [--json]
 //
 // Text mode streams the text as it is generated. With --json it prints one object:
 //   {"prompt_ids": [...], "token_ids": [...], "text": "...",
@@ -35,6 +36,8 @@ int main(int argc, char** argv) {
   std::string model_dir, device = "auto", prompt, prompt_ids_arg;
   int max_tokens = 16, top_k = 0, logprobs = 0;
   float temperature = 0.f, top_p = 1.f;
+  float presence_penalty = 0.f, frequency_penalty = 0.f, repetition_penalty = 1.f, min_p = 0.f;
+  std::string logit_bias_arg;
   int64_t seed = -1;
   bool json = false, ignore_eos = false;
   app.add_option("--model", model_dir, "Hugging Face model directory")->required();
@@ -48,6 +51,11 @@ int main(int argc, char** argv) {
   app.add_option("--temperature", temperature, "0 = greedy");
   app.add_option("--top-k", top_k, "0 = disabled");
   app.add_option("--top-p", top_p, "nucleus sampling mass, 1 = disabled");
+  app.add_option("--presence-penalty", presence_penalty, "subtracted once from tokens already generated, [-2, 2]");
+  app.add_option("--frequency-penalty", frequency_penalty, "subtracted per occurrence in the output, [-2, 2]");
+  app.add_option("--repetition-penalty", repetition_penalty, "> 0; 1 = off; divides positive logits of prompt/output tokens");
+  app.add_option("--min-p", min_p, "drop tokens below min_p x the top token's probability, [0, 1]");
+  app.add_option("--logit-bias", logit_bias_arg, "ID:BIAS pairs, comma separated, bias in [-100, 100]");
   app.add_option("--seed", seed, "sampling seed (default: random)");
   app.add_option("--logprobs", logprobs, "top-n logprobs per generated token");
   app.add_flag("--ignore-eos", ignore_eos, "do not stop at the model's eos tokens");
@@ -86,6 +94,19 @@ int main(int argc, char** argv) {
   options.sampling.top_k = top_k;
   options.sampling.top_p = top_p;
   options.sampling.logprobs = logprobs;
+  options.sampling.presence_penalty = presence_penalty;
+  options.sampling.frequency_penalty = frequency_penalty;
+  options.sampling.repetition_penalty = repetition_penalty;
+  options.sampling.min_p = min_p;
+  for (absl::string_view pair : absl::StrSplit(logit_bias_arg, ',', absl::SkipWhitespace())) {
+    std::vector<absl::string_view> parts = absl::StrSplit(pair, ':');
+    int32_t id;
+    float bias;
+    if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &id) || !absl::SimpleAtof(parts[1], &bias)) {
+      return Fail("logit-bias: '" + std::string(pair) + "' is not ID:BIAS");
+    }
+    options.sampling.logit_bias.emplace_back(id, bias);
+  }
   if (seed >= 0) {
     options.sampling.has_seed = true;
     options.sampling.seed = static_cast<uint64_t>(seed);

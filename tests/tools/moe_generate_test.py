@@ -58,6 +58,21 @@ check(a.returncode == 0 and a.stdout == b.stdout, "same seed gives the same toke
 t = run(["--model", m, "--prompt", "The cat", "--max-tokens", "4"])
 check(t.returncode == 0 and len(t.stdout.strip()) > 0, "text mode prints a continuation")
 
+# Logit bias and penalties reach the sampler: +100 on one id makes greedy emit only it;
+# a frequency penalty changes a greedy continuation that repeats a token.
+g = run(["--model", m, "--prompt", "The cat", "--max-tokens", "6", "--ignore-eos", "--json",
+         "--logit-bias", "7:100"])
+check(g.returncode == 0 and json.loads(g.stdout)["token_ids"] == [7] * 6, "logit-bias 7:100 forces token 7")
+plain = run(["--model", m, "--prompt", "The cat", "--max-tokens", "24", "--ignore-eos", "--json"])
+pen = run(["--model", m, "--prompt", "The cat", "--max-tokens", "24", "--ignore-eos", "--json",
+           "--frequency-penalty", "2", "--presence-penalty", "2"])
+if plain.returncode == 0 and pen.returncode == 0:
+    p_ids, q_ids = json.loads(plain.stdout)["token_ids"], json.loads(pen.stdout)["token_ids"]
+    check(len(set(p_ids)) < len(p_ids), "unpenalised greedy output repeats a token (the next check means something)")
+    check(q_ids != p_ids, "frequency/presence penalties change a repeating greedy continuation")
+else:
+    check(False, f"penalty runs failed: {plain.stderr!r} {pen.stderr!r}")
+
 # Bad input: clear message, non-zero exit, no crash.
 for args, needle in [
     (["--model", "/nonexistent-dir", "--prompt", "x"], "config.json"),
@@ -66,6 +81,9 @@ for args, needle in [
     (["--model", m, "--prompt", "x", "--max-tokens", "0"], "max_tokens"),
     (["--model", m, "--prompt", "x", "--device", "tpu"], "device"),
     (["--model", m, "--prompt", "x", "--dtype", "fp8"], "dtype"),
+    (["--model", m, "--prompt", "x", "--frequency-penalty", "3"], "frequency_penalty"),
+    (["--model", m, "--prompt", "x", "--repetition-penalty", "0"], "repetition_penalty"),
+    (["--model", m, "--prompt", "x", "--logit-bias", "1:200"], "logit_bias"),
 ]:
     r = run(args)
     check(r.returncode not in (0,) and r.returncode > 0 and needle in r.stderr,
