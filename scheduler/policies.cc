@@ -5,11 +5,13 @@
 
 namespace moe::scheduler {
 
-bool AdmissionPolicy::CanAdmit(const Sequence& seq, int chunk_tokens, int num_running,
-                               const KvBlockManager& kv) const {
+bool AdmissionPolicy::CanAdmit(const Sequence& seq, const PrefixMatch& match, int chunk_tokens,
+                               int num_running, const KvBlockManager& kv) const {
   if (num_running >= limits_.max_num_seqs) return false;
   if (chunk_tokens <= 0) return false;
-  return kv.ExtraBlocksFor(seq.id, chunk_tokens) <= kv.num_free_blocks();
+  const int blocks = kv.ExtraBlocksFor(seq.id, match.num_tokens + chunk_tokens) -
+                     static_cast<int>(match.blocks.size()) + match.num_evictable;
+  return blocks <= kv.num_free_blocks();
 }
 
 BatchComposer::BatchComposer(BatchLimits limits) : limits_(limits), admission_(limits) {
@@ -119,11 +121,24 @@ StepPlan BatchComposer::Compose(std::vector<std::unique_ptr<Sequence>>* running,
 
     // 3. Admissions, first come first served (a preempted sequence is at the front).
     //    None in a step that had to preempt: memory is short.
+    //    A cached prefix (prefix caching) is attached, not prefilled.
     while (plan.num_preempted == 0 && budget > 0 && !waiting->empty()) {
+      if (static_cast<int>(running->size()) >= limits_.max_num_seqs) break;  // skip the lookup
       Sequence* s = waiting->front().get();
-      const int n = std::min(s->pending(), budget);
-      if (!admission_.CanAdmit(*s, n, static_cast<int>(running->size()), *kv)) break;
-      kv->Reserve(s->id, n);
+      const PrefixMatch match = kv->FindPrefix(s->tokens);
+      const int n = std::min(s->pending() - match.num_tokens, budget);
+      if (!admission_.CanAdmit(*s, match, n, static_cast<int>(running->size()), *kv)) break;
+      if (kv->prefix_caching()) {
+        if (s->num_preemptions == 0) {
+          plan.prefix_cache_queries += static_cast<int64_t>(s->tokens.size());
+          plan.prefix_cache_hits += match.num_tokens;
+        } else {
+          plan.prefix_cache_preempted_hits += match.num_tokens;
+        }
+      }
+      kv->AttachPrefix(s->id, match);
+      s->num_computed = match.num_tokens;
+      kv->Reserve(s->id, s->num_computed + n);
       s->admit_order = (*next_admit_order)++;
       running->push_back(std::move(waiting->front()));
       waiting->pop_front();

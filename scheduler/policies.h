@@ -1,5 +1,7 @@
 // The scheduler's decisions, as small classes (one decision each):
-//   AdmissionPolicy   – may the head of the waiting queue start now?
+//   AdmissionPolicy   – may the head of the waiting queue start now? (With prefix
+//                       caching, its cached prefix blocks are attached at admission and
+//                       only the rest is prefilled.)
 //   PreemptionPolicy  – which running sequence gives its blocks back?
 //   BatchComposer     – which sequences run this step, with how many tokens each:
 //                       decodes first (oldest first), then prefill chunks of running
@@ -38,9 +40,12 @@ struct BatchLimits {
 class AdmissionPolicy {
  public:
   explicit AdmissionPolicy(BatchLimits limits) : limits_(limits) {}
-  // True when `seq` may join the running set with a first chunk of `chunk_tokens`.
-  bool CanAdmit(const Sequence& seq, int chunk_tokens, int num_running,
-                const KvBlockManager& kv) const;
+  // True when `seq` may join the running set with a first chunk of `chunk_tokens` after
+  // the cached prefix `match` (KvBlockManager::FindPrefix; empty: none): its blocks
+  // beyond the match, plus the matched blocks that are evictable now (attaching them
+  // takes them out of the free count), must fit in the free blocks.
+  bool CanAdmit(const Sequence& seq, const PrefixMatch& match, int chunk_tokens,
+                int num_running, const KvBlockManager& kv) const;
 
  private:
   BatchLimits limits_;
@@ -63,6 +68,13 @@ struct StepPlan {
   std::vector<ScheduledChunk> chunks;
   int num_tokens = 0;
   int num_preempted = 0;
+  // Prefix caching, over the sequences admitted this step for the first time (not
+  // re-admissions after preemption, as vLLM counts): tokens looked up, and tokens found
+  // cached (not prefilled).
+  int64_t prefix_cache_queries = 0;
+  int64_t prefix_cache_hits = 0;
+  // The same over re-admissions after preemption.
+  int64_t prefix_cache_preempted_hits = 0;
   // Expert-aware batching: decode-ready sequences left out of this step, and the largest
   // Sequence::expert_skips among them after this step (0 when none).
   int num_expert_deferred = 0;
@@ -75,7 +87,9 @@ class BatchComposer {
   explicit BatchComposer(BatchLimits limits);
 
   // Builds the next step. May move sequences between `waiting` and `running`: admits
-  // from the front of `waiting`, and preempts running sequences (blocks freed,
+  // from the front of `waiting` (attaching each one's cached prefix from
+  // KvBlockManager::FindPrefix when prefix caching is on, so num_computed starts at the
+  // matched length), and preempts running sequences (blocks freed,
   // num_computed reset, requeued at the front of `waiting`) when a decode needs a block
   // and none is free. Reserves the KV blocks every scheduled chunk needs.
   // `next_admit_order` numbers admissions. With expert-aware batching, decode-ready

@@ -64,7 +64,7 @@ Scheduler::Scheduler(engine::ModelRunner* runner, SchedulerOptions options)
       expert_aware_(ExpertAwareCapacity(options_, *runner) > 0),
       composer_(LimitsFrom(options_, *runner)),
       kv_(options_.num_kv_blocks > 0 ? options_.num_kv_blocks : runner->num_kv_blocks(),
-          runner->kv_block_size()) {
+          runner->kv_block_size(), options_.enable_prefix_caching) {
   if (!options_.eos_token_ids.empty()) {
     eos_ids_ = options_.eos_token_ids;
   } else {
@@ -73,6 +73,7 @@ Scheduler::Scheduler(engine::ModelRunner* runner, SchedulerOptions options)
   stats_.expert_aware_active = expert_aware_;
   stats_.num_kv_blocks = kv_.num_blocks();
   stats_.num_free_kv_blocks = kv_.num_free_blocks();
+  stats_.prefix_caching = kv_.prefix_caching();
   int threads = options_.num_sampling_threads;
   if (threads <= 0) {
     threads = std::min(kMaxAutoSamplingThreads,
@@ -317,6 +318,9 @@ void Scheduler::RunStep(StepTiming* timing) {
     absl::MutexLock lock(&mu_);
     plan = composer_.Compose(&running_, &waiting_, &kv_, &next_admit_order_, resident);
     stats_.num_preemptions += plan.num_preempted;
+    stats_.prefix_cache_queries_total += plan.prefix_cache_queries;
+    stats_.prefix_cache_hits_total += plan.prefix_cache_hits;
+    stats_.prefix_cache_preempted_hits_total += plan.prefix_cache_preempted_hits;
     stats_.expert_aware_deferred_total += plan.num_expert_deferred;
     stats_.expert_aware_max_consecutive_skips =
         std::max(stats_.expert_aware_max_consecutive_skips, plan.max_expert_skips);
@@ -385,6 +389,8 @@ void Scheduler::RunStep(StepTiming* timing) {
   for (size_t i = 0; i < plan.chunks.size(); ++i) {
     const ScheduledChunk& c = plan.chunks[i];
     c.seq->num_computed += c.num_tokens;
+    // Blocks this step completed become reusable by later requests (prefix caching).
+    kv_.RegisterComputed(c.seq->id, c.seq->tokens, c.seq->num_computed);
     if (!c.wants_logits) continue;
     if (out.row_begin[i + 1] - out.row_begin[i] != 1) {
       Fail(c.seq, absl::InternalError("model runner returned no logits row"));
@@ -596,6 +602,7 @@ void Scheduler::PublishStats(const StepTiming* timing, double iteration_s) {
   }
   stats_.num_running = static_cast<int>(running_.size());
   stats_.num_free_kv_blocks = kv_.num_free_blocks();
+  stats_.num_cached_kv_blocks = kv_.num_evictable_blocks();
   idle_ = running_.empty() && waiting_.empty();
 }
 

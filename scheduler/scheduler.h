@@ -97,6 +97,12 @@ struct SchedulerOptions {
   // > 0: the expert cache capacity in (MoE layer, expert) keys, replacing the runner's
   // expert_cache_slots() (tests, experiments).
   int expert_cache_slots_override = 0;
+  // Automatic prefix caching (kv_block_manager.h, prefix_cache.h): computed full KV
+  // blocks are kept, content-addressed, after their request ends, and a request whose
+  // tokens start with them attaches them instead of prefilling those positions. Outputs
+  // are unchanged; only prefill work (and time to first token) shrinks. On by default,
+  // as in vLLM V1.
+  bool enable_prefix_caching = true;
 };
 
 // Upper bounds (seconds, ascending; +Inf implicit) of SchedulerStats'
@@ -119,7 +125,16 @@ struct SchedulerStats {
   int num_waiting = 0;
   int num_running = 0;
   int num_kv_blocks = 0;
-  int num_free_kv_blocks = 0;
+  int num_free_kv_blocks = 0;  // free + evictable (cached prefix) blocks
+  // Prefix caching: whether it is on; free blocks that still hold a matchable prefix;
+  // tokens looked up and tokens found cached at first admission (vLLM's
+  // prefix_cache_queries / prefix_cache_hits); cached tokens reused by re-admissions
+  // after preemption (not in the two before).
+  bool prefix_caching = false;
+  int num_cached_kv_blocks = 0;
+  int64_t prefix_cache_queries_total = 0;
+  int64_t prefix_cache_hits_total = 0;
+  int64_t prefix_cache_preempted_hits_total = 0;
   int64_t num_steps = 0;  // ModelRunner::Forward calls (failed steps included)
   int64_t num_preemptions = 0;
   int64_t num_finished = 0;

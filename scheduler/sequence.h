@@ -3,7 +3,9 @@
 //
 // Preemption by recompute only resets num_computed to 0 (and frees the blocks): the
 // generated tokens stay in `tokens`, so on re-admission they are prefilled as if they
-// were prompt and generation continues where it stopped. The sampler keeps its generator
+// were prompt and generation continues where it stopped. With prefix caching, admission
+// (first or re-admission) sets num_computed to the length of the cached prefix it
+// attached (KvBlockManager::FindPrefix), and only the rest is prefilled. The sampler keeps its generator
 // state, so greedy and seeded outputs are unchanged by preemption.
 //
 // Thread safety: owned by the scheduler; touched by the engine thread only, except the

@@ -222,6 +222,7 @@ void Server::LoadAndServe(ServerOptions options, ModelSource source) {
     so.expert_aware_batching = options.expert_aware_batching;
     so.expert_aware_max_skips = options.expert_aware_max_skips;
     so.expert_aware_miss_cost_steps = options.expert_aware_miss_cost_steps;
+    so.enable_prefix_caching = options.enable_prefix_caching;
     so.max_queue = options.max_queue;
     so.make_text_decoder = MakeDetokenizerFactory(model->tokenizer.get());
     so.on_request_finished = metrics_->SchedulerHook();
@@ -261,9 +262,9 @@ void Server::LoadAndServe(ServerOptions options, ModelSource source) {
   }
   SetHealth(grpc_server_.get(), true);
   spdlog::info("serving on {} (health SERVING): {} KV blocks of {} tokens, max_num_seqs {}, "
-               "max_num_batched_tokens {}",
+               "max_num_batched_tokens {}, prefix caching {}",
                address_, ctx.num_kv_blocks, scheduler_->kv_block_size(), options.max_num_seqs,
-               options.max_num_batched_tokens);
+               options.max_num_batched_tokens, options.enable_prefix_caching ? "on" : "off");
 }
 
 absl::Status Server::WaitUntilReady(absl::Duration timeout) {

@@ -62,6 +62,7 @@ absl::StatusOr<ServerOptions> ApplyConfigJson(absl::string_view text, const std:
     else if (k == "expert_aware_batching") s = Read(v, k, origin, &o.expert_aware_batching);
     else if (k == "expert_aware_max_skips") s = Read(v, k, origin, &o.expert_aware_max_skips);
     else if (k == "expert_aware_miss_cost_steps") s = Read(v, k, origin, &o.expert_aware_miss_cost_steps);
+    else if (k == "enable_prefix_caching") s = Read(v, k, origin, &o.enable_prefix_caching);
     else if (k == "num_kv_blocks") s = Read(v, k, origin, &o.num_kv_blocks);
     else if (k == "kv_cache_mb") s = Read(v, k, origin, &o.kv_cache_mb);
     else if (k == "max_queue") s = Read(v, k, origin, &o.max_queue);
@@ -115,6 +116,7 @@ absl::StatusOr<ServerOptions> ParseServerFlags(int argc, char** argv) {
   app.add_flag("--expert-aware-batching", flags.expert_aware_batching, "with a bounded GPU expert cache (offload), run decodes whose experts fit the cache together and defer the rest a step (outputs unchanged)");
   app.add_option("--expert-aware-max-skips", flags.expert_aware_max_skips, "expert-aware batching: consecutive steps a decode may be deferred at most");
   app.add_option("--expert-aware-miss-cost-steps", flags.expert_aware_miss_cost_steps, "expert-aware batching: what one expert-cache miss costs, in decode steps (t_miss / t_step); decodes are deferred only where the misses saved pay for the extra step");
+  app.add_flag("--enable-prefix-caching,!--no-enable-prefix-caching", flags.enable_prefix_caching, "automatic prefix caching (default on): reuse the KV cache of a prompt prefix an earlier request computed (shared system prompts, multi-turn chats) instead of prefilling it again; outputs unchanged");
   app.add_option("--num-kv-blocks", flags.num_kv_blocks, "KV cache blocks (16 tokens each); 0 = from --kv-cache-mb");
   app.add_option("--kv-cache-mb", flags.kv_cache_mb, "KV cache size when --num-kv-blocks is 0");
   app.add_option("--max-queue", flags.max_queue, "waiting requests before RESOURCE_EXHAUSTED");
@@ -165,6 +167,7 @@ absl::StatusOr<ServerOptions> ParseServerFlags(int argc, char** argv) {
   if (set("--expert-aware-batching")) o.expert_aware_batching = flags.expert_aware_batching;
   if (set("--expert-aware-max-skips")) o.expert_aware_max_skips = flags.expert_aware_max_skips;
   if (set("--expert-aware-miss-cost-steps")) o.expert_aware_miss_cost_steps = flags.expert_aware_miss_cost_steps;
+  if (set("--enable-prefix-caching")) o.enable_prefix_caching = flags.enable_prefix_caching;
   if (set("--num-kv-blocks")) o.num_kv_blocks = flags.num_kv_blocks;
   if (set("--kv-cache-mb")) o.kv_cache_mb = flags.kv_cache_mb;
   if (set("--max-queue")) o.max_queue = flags.max_queue;

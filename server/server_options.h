@@ -40,6 +40,9 @@ struct ServerOptions {
   // What one expert-cache miss costs in decode steps (t_miss / t_step): expert-aware
   // batching defers only where the misses it expects to save pay for the extra step.
   double expert_aware_miss_cost_steps = 0.2;  // >= 0
+  // Automatic prefix caching (scheduler/prefix_cache.h): requests reuse the KV blocks of
+  // a prompt prefix an earlier request computed. Outputs are unchanged.
+  bool enable_prefix_caching = true;
   int num_kv_blocks = 0;        // 0: derived from kv_cache_mb
   int kv_cache_mb = 256;
   int max_queue = 256;

@@ -120,10 +120,36 @@ TEST_CASE("Expert-aware batching flags parse, from flags and the config file") {
   REQUIRE(std::string(help.status().message()).find("--expert-aware-max-skips") != std::string::npos);
 }
 
+TEST_CASE("Prefix caching is on by default and can be turned off by flag or config") {
+  auto defaults = Parse({"--model", "/m"});
+  REQUIRE(defaults.ok());
+  REQUIRE(defaults->enable_prefix_caching);
+  auto off = Parse({"--model", "/m", "--no-enable-prefix-caching"});
+  REQUIRE(off.ok());
+  REQUIRE_FALSE(off->enable_prefix_caching);
+  auto on = Parse({"--model", "/m", "--enable-prefix-caching"});
+  REQUIRE(on.ok());
+  REQUIRE(on->enable_prefix_caching);
+  // The last of the two flags wins.
+  auto last = Parse({"--model", "/m", "--enable-prefix-caching", "--no-enable-prefix-caching"});
+  REQUIRE(last.ok());
+  REQUIRE_FALSE(last->enable_prefix_caching);
+  auto json_off = ApplyConfigJson(R"({"enable_prefix_caching": false})", "cfg.json", {});
+  REQUIRE(json_off.ok());
+  REQUIRE_FALSE(json_off->enable_prefix_caching);
+  auto bad = ApplyConfigJson(R"({"enable_prefix_caching": "yes"})", "cfg.json", {});
+  REQUIRE(bad.status().code() == absl::StatusCode::kInvalidArgument);
+  REQUIRE(std::string(bad.status().message()).find("enable_prefix_caching") != std::string::npos);
+  auto help = Parse({"--help"});
+  REQUIRE(std::string(help.status().message()).find("--enable-prefix-caching") != std::string::npos);
+  REQUIRE(std::string(help.status().message()).find("--no-enable-prefix-caching") != std::string::npos);
+}
+
 TEST_CASE("The shipped configs/server.json parses") {
   auto o = ApplyConfigFile("configs/server.json", {});
   REQUIRE(o.ok());
   REQUIRE(o->grpc_port == 50051);
+  REQUIRE(o->enable_prefix_caching);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <map>
 #include <optional>
 #include <set>
 #include <utility>
@@ -24,6 +25,13 @@ uint64_t HashHistory(const int32_t* tokens, size_t n) {
   for (size_t i = 0; i < n; ++i) mix(static_cast<uint32_t>(tokens[i]));
   mix(n);
   return h;
+}
+
+// The running hash of a token prefix: the slot at position p holds that of [0, p].
+uint64_t ExtendPrefixHash(uint64_t h, int32_t token) {
+  h ^= static_cast<uint32_t>(token) + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+  h *= 0xff51afd7ed558ccdull;
+  return h ^ (h >> 33);
 }
 
 // Logits with a clear maximum at the reference token and a deterministic spread below
@@ -111,7 +119,19 @@ int64_t FakeModelRunner::num_device_declined() const {
 
 absl::Status FakeModelRunner::CheckBatch(const engine::ForwardBatch& batch) const {
   const int B = options_.kv_block_size;
-  std::set<int32_t> used;  // a block in two tables of one batch is a bug
+  std::map<int32_t, int64_t> written;  // block -> the one sequence writing it this step
+  for (const auto& s : batch.seqs) {
+    const int64_t end = s.start_pos + static_cast<int64_t>(s.tokens.size());
+    for (int64_t b = s.start_pos / B; b < (end + B - 1) / B; ++b) {
+      if (b >= static_cast<int64_t>(s.block_table.size())) break;  // reported below
+      auto [it, fresh] = written.emplace(s.block_table[b], s.seq_id);
+      if (!fresh && it->second != s.seq_id) {
+        return absl::InternalError(absl::StrCat("block ", s.block_table[b],
+                                                " written by seqs ", it->second, " and ",
+                                                s.seq_id, " in one batch"));
+      }
+    }
+  }
   std::set<int64_t> ids;
   for (const auto& s : batch.seqs) {
     if (!ids.insert(s.seq_id).second) {
@@ -127,12 +147,20 @@ absl::Status FakeModelRunner::CheckBatch(const engine::ForwardBatch& batch) cons
           "block table of seq ", s.seq_id, " (", s.block_table.size(),
           " blocks) does not cover ", end, " positions"));
     }
+    std::set<int32_t> in_table;
     for (int32_t b : s.block_table) {
       if (b < 0 || b >= options_.num_kv_blocks) {
         return absl::InvalidArgumentError(absl::StrCat("block index ", b, " out of range"));
       }
-      if (!used.insert(b).second) {
-        return absl::InternalError(absl::StrCat("block ", b, " used twice in one batch"));
+      if (!in_table.insert(b).second) {
+        return absl::InternalError(absl::StrCat("block ", b, " twice in seq ", s.seq_id,
+                                                "'s table"));
+      }
+      auto w = written.find(b);
+      if (w != written.end() && w->second != s.seq_id) {
+        return absl::InternalError(absl::StrCat("block ", b, " of seq ", s.seq_id,
+                                                " is written by seq ", w->second,
+                                                " in the same batch"));
       }
     }
     for (int32_t t : s.tokens) {
@@ -169,27 +197,28 @@ absl::Status FakeModelRunner::Forward(const engine::ForwardBatch& batch,
     out->row_begin.push_back(rows);
     rec.seq_ids.push_back(s.seq_id);
     rec.chunk_tokens.push_back(static_cast<int>(s.tokens.size()));
+    rec.start_pos.push_back(s.start_pos);
     rec.num_tokens += static_cast<int>(s.tokens.size());
-    // Write this chunk's tokens into the cache.
-    for (size_t i = 0; i < s.tokens.size(); ++i) {
-      const int32_t pos = s.start_pos + static_cast<int32_t>(i);
-      Slot& slot = cache_[static_cast<size_t>(s.block_table[pos / B]) * B + pos % B];
-      slot = Slot{s.tokens[i], pos, s.seq_id};
-      ++writes;
-    }
-    if (s.logits == engine::SequenceChunk::Logits::kNone) continue;
-    // Read the whole history back through the block table, checking every slot.
+    // Read the cached history back through the block table, checking every slot holds
+    // this sequence's prefix; then write the chunk after it.
     const int32_t end = s.start_pos + static_cast<int32_t>(s.tokens.size());
     history.clear();
+    uint64_t h = 0;
     for (int32_t pos = 0; pos < end; ++pos) {
-      const Slot& slot = cache_[static_cast<size_t>(s.block_table[pos / B]) * B + pos % B];
-      if (slot.pos != pos || slot.owner != s.seq_id) {
+      Slot& slot = cache_[static_cast<size_t>(s.block_table[pos / B]) * B + pos % B];
+      const int32_t token = pos < s.start_pos ? slot.token : s.tokens[pos - s.start_pos];
+      h = ExtendPrefixHash(h, token);
+      if (pos >= s.start_pos) {
+        slot = Slot{token, pos, s.seq_id, h};
+        ++writes;
+      } else if (slot.pos != pos || slot.prefix_hash != h) {
         return absl::InternalError(absl::StrCat(
             "KV cache corrupt: seq ", s.seq_id, " position ", pos, " reads a slot written by seq ",
-            slot.owner, " at position ", slot.pos));
+            slot.owner, " at position ", slot.pos, slot.pos == pos ? " for another prefix" : ""));
       }
-      history.push_back(slot.token);
+      history.push_back(token);
     }
+    if (s.logits == engine::SequenceChunk::Logits::kNone) continue;
     const int32_t first = s.logits == engine::SequenceChunk::Logits::kAll ? s.start_pos : end - 1;
     for (int32_t p = first; p < end; ++p) {
       out->logits.resize(static_cast<size_t>(rows + 1) * V);

@@ -2,10 +2,16 @@
 // of the paged KV cache it is given.
 //
 // The "KV cache" stores, per physical block slot, the token id written there, the
-// position it was written at and the sequence that wrote it. Logits for a position are
-// computed from the sequence's history *as read back from the cache* through the block
-// table, so a block-manager bug (a block shared by two live sequences, a wrong table, a
-// stale slot) changes the output or fails the step with INTERNAL. The next token under
+// position it was written at, the sequence that wrote it and a hash of the whole token
+// prefix [0, position] it was computed for (real KV depends on every earlier token).
+// Each chunk first reads its sequence's cached positions back through the block table
+// and checks every slot's position and prefix hash; logits are computed from the history
+// *as read back from the cache*. So a block-manager bug (a wrong table, a stale slot, a
+// block written by another live sequence, a prefix-cache block reused for a different
+// prefix) fails the step with INTERNAL or changes the output, while blocks legitimately
+// shared by prefix caching (same prefix, read-only) pass. A block written by one chunk
+// and read by another chunk of the same step is an error, as is a table holding a block
+// twice. The next token under
 // greedy sampling is ReferenceNextToken(history), so tests can compute expected outputs
 // independently of the scheduler.
 //
@@ -43,6 +49,7 @@ struct RecordedStep {
   int num_tokens = 0;
   std::vector<int64_t> seq_ids;
   std::vector<int> chunk_tokens;
+  std::vector<int> start_pos;  // of each chunk
 };
 
 class FakeModelRunner : public engine::ModelRunner {
@@ -79,6 +86,7 @@ class FakeModelRunner : public engine::ModelRunner {
     int32_t token = -1;
     int32_t pos = -1;
     int64_t owner = -1;
+    uint64_t prefix_hash = 0;  // of tokens [0, pos] of the sequence that wrote it
   };
   absl::Status CheckBatch(const engine::ForwardBatch& batch) const;
 

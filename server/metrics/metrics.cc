@@ -90,6 +90,7 @@ std::string Metrics::Render(const scheduler::SchedulerStats* stats) const {
                         "counter");
   metrics::AppendSample(&out, "vllm:num_preemptions_total", base,
                         stats ? static_cast<double>(stats->num_preemptions) : 0);
+  AppendPrefixCache(stats, &out);
   prompt_tokens_.Render(&out);
   generation_tokens_.Render(&out);
   request_success_.Render(&out);
@@ -106,6 +107,31 @@ std::string Metrics::Render(const scheduler::SchedulerStats* stats) const {
     AppendOffloadMetrics(*stats->offload, base, &out);
   }
   return out;
+}
+
+void Metrics::AppendPrefixCache(const scheduler::SchedulerStats* stats, std::string* out) const {
+  const metrics::Labels base = Base();
+  auto sample = [&](const char* name, const char* help, const char* type, double v) {
+    metrics::AppendHeader(out, name, help, type);
+    metrics::AppendSample(out, name, base, v);
+  };
+  const scheduler::SchedulerStats none;
+  const scheduler::SchedulerStats& s = stats != nullptr ? *stats : none;
+  const double queries = static_cast<double>(s.prefix_cache_queries_total);
+  const double hits = static_cast<double>(s.prefix_cache_hits_total);
+  sample("vllm:prefix_cache_queries_total",
+         "Prefix cache queries, in terms of number of queried tokens.", "counter", queries);
+  sample("vllm:prefix_cache_hits_total",
+         "Prefix cache hits, in terms of number of cached tokens.", "counter", hits);
+  sample("moe_prefix_cache_hit_rate",
+         "Prefix cache hits / queries (tokens) since start; 0 before any query.", "gauge",
+         queries > 0 ? hits / queries : 0.0);
+  sample("moe_prefix_cache_preempted_hits_total",
+         "Cached tokens reused by requests re-admitted after preemption.", "counter",
+         static_cast<double>(s.prefix_cache_preempted_hits_total));
+  sample("moe_kv_blocks_cached",
+         "Free KV blocks still holding a reusable prompt prefix (evicted only when needed).",
+         "gauge", s.num_cached_kv_blocks);
 }
 
 void Metrics::AppendSchedulerTiming(const scheduler::SchedulerStats* stats,

@@ -41,7 +41,17 @@ class Metrics {
 
   // Prometheus text. `stats` gives the gauges (running / waiting requests, KV cache usage),
   // vllm:num_preemptions_total and the moe_scheduler_* step timing; null (model still
-  // loading) renders them as 0. When stats->offload is set (a runner that offloads
+  // loading) renders them as 0. Prefix caching (from `stats` too):
+  //   vllm:prefix_cache_queries_total  counter, tokens looked up in the prefix cache when
+  //                                    a request is first admitted (its prompt length)
+  //   vllm:prefix_cache_hits_total     counter, of those, tokens found cached (not
+  //                                    prefilled); hit rate = rate(hits) / rate(queries)
+  //   moe_prefix_cache_hit_rate        gauge, hits / queries since start (0 before any)
+  //   moe_prefix_cache_preempted_hits_total  counter, cached tokens reused by requests
+  //                                    re-admitted after preemption (not in the above)
+  //   moe_kv_blocks_cached             gauge, free KV blocks still holding a reusable
+  //                                    prefix (counted free in vllm:kv_cache_usage_perc)
+  // All are 0 with prefix caching off. When stats->offload is set (a runner that offloads
   // experts), the moe_expert_* / moe_prefetch_* / moe_predictor_* families follow
   // (offload_metrics.h); otherwise they are absent.
   std::string Render(const scheduler::SchedulerStats* stats) const;
@@ -53,6 +63,8 @@ class Metrics {
   // moe_scheduler_* (steps, forward / host seconds, last step's sequences, host time
   // per step histogram); zeros when `stats` is null.
   void AppendSchedulerTiming(const scheduler::SchedulerStats* stats, std::string* out) const;
+  // The prefix-cache families above; zeros when `stats` is null.
+  void AppendPrefixCache(const scheduler::SchedulerStats* stats, std::string* out) const;
 
   const std::string model_name_;
   metrics::CounterFamily prompt_tokens_;

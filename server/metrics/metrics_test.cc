@@ -52,6 +52,27 @@ TEST_CASE("metrics render vLLM names with model_name and move with finished requ
   CHECK(Has(text, "vllm:num_requests_running" + lbl + " 0.0\n"));
 }
 
+TEST_CASE("metrics render the prefix cache counters vLLM users dashboard") {
+  Metrics m("m");
+  const std::string lbl = "{model_name=\"m\"}";
+  std::string text = m.Render(nullptr);
+  CHECK(Has(text, "# TYPE vllm:prefix_cache_queries_total counter\n"));
+  CHECK(Has(text, "# TYPE vllm:prefix_cache_hits_total counter\n"));
+  CHECK(Has(text, "moe_prefix_cache_hit_rate" + lbl + " 0.0\n"));
+  scheduler::SchedulerStats st;
+  st.prefix_caching = true;
+  st.prefix_cache_queries_total = 400;
+  st.prefix_cache_hits_total = 300;
+  st.prefix_cache_preempted_hits_total = 32;
+  st.num_cached_kv_blocks = 7;
+  text = m.Render(&st);
+  CHECK(Has(text, "vllm:prefix_cache_queries_total" + lbl + " 400.0\n"));
+  CHECK(Has(text, "vllm:prefix_cache_hits_total" + lbl + " 300.0\n"));
+  CHECK(Has(text, "moe_prefix_cache_hit_rate" + lbl + " 0.75\n"));
+  CHECK(Has(text, "moe_prefix_cache_preempted_hits_total" + lbl + " 32.0\n"));
+  CHECK(Has(text, "moe_kv_blocks_cached" + lbl + " 7.0\n"));
+}
+
 TEST_CASE("metrics render the scheduler's step timing") {
   Metrics m("m");
   const std::string lbl = "{model_name=\"m\"}";
@@ -169,6 +190,36 @@ TEST_CASE("offload metrics appear only when the runner reports them, with its va
   runner.set_offload_stats(std::nullopt);
   st = sched.GetStats();
   CHECK_FALSE(Has(m.Render(&st), "moe_expert"));
+}
+
+TEST_CASE("prefix cache metrics follow a scheduler whose requests share a prefix") {
+  scheduler::testing::FakeModelRunner runner(scheduler::testing::FakeRunnerOptions{});
+  scheduler::Scheduler sched(&runner, scheduler::SchedulerOptions{});  // caching on
+  REQUIRE(sched.Start().ok());
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < 40; ++i) prompt.push_back((i * 5 + 3) % 64);  // 2 full blocks + 8
+  for (int r = 0; r < 2; ++r) {
+    scheduler::GenerateRequest req;
+    req.prompt = prompt;
+    req.max_tokens = 2;
+    auto h = sched.Submit(std::move(req));
+    REQUIRE(h.ok());
+    scheduler::StreamEvent ev;
+    while ((*h)->Next(&ev, absl::Seconds(10)) && ev.kind == scheduler::StreamEvent::Kind::kTokens) {
+    }
+    REQUIRE(ev.kind == scheduler::StreamEvent::Kind::kComplete);
+    REQUIRE(sched.WaitUntilIdle(absl::Seconds(10)));
+  }
+  absl::SleepFor(absl::Milliseconds(30));  // the engine's final stats publication
+  const scheduler::SchedulerStats st = sched.GetStats();
+  Metrics m("m");
+  const std::string text = m.Render(&st);
+  const std::string lbl = "{model_name=\"m\"}";
+  CHECK(Has(text, "vllm:prefix_cache_queries_total" + lbl + " 80.0\n"));
+  CHECK(Has(text, "vllm:prefix_cache_hits_total" + lbl + " 32.0\n"));
+  CHECK(Has(text, "moe_prefix_cache_hit_rate" + lbl + " 0.4\n"));
+  CHECK(Has(text, "moe_kv_blocks_cached" + lbl + " 2.0\n"));
+  CHECK(Has(text, "vllm:kv_cache_usage_perc" + lbl + " 0.0\n"));  // cached blocks are free
 }
 
 }  // namespace
