@@ -7,11 +7,9 @@
 
 #include <catch2/catch.hpp>
 
-#include "engine/cpu/cpu_runner.h"
-#include "engine/loader/checkpoint.h"
-#include "engine/loader/model_config.h"
 #include "engine/model_runner.h"
 #include "scheduler/scheduler.h"
+#include "scheduler/testing/cpu_test_model.h"
 
 namespace moe::scheduler {
 namespace {
@@ -20,31 +18,11 @@ constexpr char kRouterModel[] = "tests/data/models/trained/router";
 constexpr int kRequests = 8;
 constexpr int kMaxTokens = 24;
 
-struct Model {
-  engine::ModelConfig config;
-  std::unique_ptr<engine::Checkpoint> ckpt;
-  std::unique_ptr<engine::ModelRunner> runner;
-};
-
-Model LoadRouterModel() {
-  Model m;
-  auto cfg = engine::LoadModelConfig(kRouterModel);
-  INFO(cfg.status().ToString());
-  REQUIRE(cfg.ok());
-  m.config = *cfg;
-  auto ck = engine::Checkpoint::Open(kRouterModel);
-  INFO(ck.status().ToString());
-  REQUIRE(ck.ok());
-  m.ckpt = *std::move(ck);
-  engine::RunnerOptions o;
-  o.kv_block_size = 16;
-  o.num_kv_blocks = 64;
-  o.num_threads = 2;
-  auto r = engine::CreateCpuRunner(*m.ckpt, m.config, o);
-  INFO(r.status().ToString());
-  REQUIRE(r.ok());
-  m.runner = *std::move(r);
-  return m;
+testing::CpuTestModel LoadRouterModel() {
+  auto m = testing::LoadCpuTestModel(kRouterModel, 64);
+  INFO(m.status().ToString());
+  REQUIRE(m.ok());
+  return *std::move(m);
 }
 
 struct Run {
@@ -96,7 +74,7 @@ Run Generate(engine::ModelRunner* runner, int vocab, SchedulerOptions opts) {
 }
 
 TEST_CASE("expert-aware batching on the router model: same tokens, deferred decodes, bounded") {
-  Model m = LoadRouterModel();
+  testing::CpuTestModel m = LoadRouterModel();
   const int keys = m.runner->expert_footprint_keys();
   REQUIRE(keys == m.config.num_layers * m.config.num_experts);
   // One decode token uses layers x k keys; the cache holds about two tokens' worth.
@@ -133,7 +111,7 @@ TEST_CASE("expert-aware batching on the router model: same tokens, deferred deco
 }
 
 TEST_CASE("expert-aware batching stays off where every expert is resident") {
-  Model m = LoadRouterModel();
+  testing::CpuTestModel m = LoadRouterModel();
   SchedulerOptions on;
   on.expert_aware_batching = true;  // no override: the CPU runner's expert_cache_slots() is 0
   const Run run = Generate(m.runner.get(), m.config.vocab_size, on);
@@ -169,7 +147,7 @@ class AllResidentRunner : public engine::ModelRunner {
 };
 
 TEST_CASE("expert-aware batching defers nobody whose experts the cache already holds") {
-  Model m = LoadRouterModel();
+  testing::CpuTestModel m = LoadRouterModel();
   const int capacity = 2 * m.config.num_layers * m.config.num_experts_per_tok - 2;
   SchedulerOptions off;
   const Run base = Generate(m.runner.get(), m.config.vocab_size, off);
@@ -187,7 +165,7 @@ TEST_CASE("expert-aware batching defers nobody whose experts the cache already h
 }
 
 TEST_CASE("a negative expert_aware_miss_cost_steps is refused at Start, by name") {
-  Model m = LoadRouterModel();
+  testing::CpuTestModel m = LoadRouterModel();
   SchedulerOptions o;
   o.expert_aware_miss_cost_steps = -0.5;
   Scheduler s(m.runner.get(), o);
@@ -197,7 +175,7 @@ TEST_CASE("a negative expert_aware_miss_cost_steps is refused at Start, by name"
 }
 
 TEST_CASE("a negative expert_aware_max_skips is refused at Start, by name") {
-  Model m = LoadRouterModel();
+  testing::CpuTestModel m = LoadRouterModel();
   SchedulerOptions o;
   o.expert_aware_max_skips = -1;
   Scheduler s(m.runner.get(), o);

@@ -8,11 +8,9 @@
 
 #include <catch2/catch.hpp>
 
-#include "engine/cpu/cpu_runner.h"
-#include "engine/loader/checkpoint.h"
-#include "engine/loader/model_config.h"
 #include "engine/model_runner.h"
 #include "scheduler/scheduler.h"
+#include "scheduler/testing/cpu_test_model.h"
 
 namespace moe::scheduler {
 namespace {
@@ -21,31 +19,11 @@ constexpr char kModel[] = "tests/data/models/trained/standard";
 constexpr int kMaxTokens = 16;
 constexpr int kPrefixLen = 100;  // 6 full blocks of 16, and 4 tokens
 
-struct Model {
-  engine::ModelConfig config;
-  std::unique_ptr<engine::Checkpoint> ckpt;
-  std::unique_ptr<engine::ModelRunner> runner;
-};
-
-Model LoadModel() {
-  Model m;
-  auto cfg = engine::LoadModelConfig(kModel);
-  INFO(cfg.status().ToString());
-  REQUIRE(cfg.ok());
-  m.config = *cfg;
-  auto ck = engine::Checkpoint::Open(kModel);
-  INFO(ck.status().ToString());
-  REQUIRE(ck.ok());
-  m.ckpt = *std::move(ck);
-  engine::RunnerOptions o;
-  o.kv_block_size = 16;
-  o.num_kv_blocks = 96;
-  o.num_threads = 2;
-  auto r = engine::CreateCpuRunner(*m.ckpt, m.config, o);
-  INFO(r.status().ToString());
-  REQUIRE(r.ok());
-  m.runner = *std::move(r);
-  return m;
+testing::CpuTestModel LoadModel() {
+  auto m = testing::LoadCpuTestModel(kModel, 96);
+  INFO(m.status().ToString());
+  REQUIRE(m.ok());
+  return *std::move(m);
 }
 
 std::vector<int32_t> Ids(int len, int salt, int vocab) {
@@ -116,7 +94,7 @@ Run Generate(engine::ModelRunner* runner, const std::vector<Request>& requests, 
 }
 
 TEST_CASE("prefix caching on the CPU runner: same outputs, fewer prompt tokens computed") {
-  Model m = LoadModel();
+  testing::CpuTestModel m = LoadModel();
   const int vocab = m.config.vocab_size;
   const std::vector<int32_t> system = Ids(kPrefixLen, 1, vocab);
   auto with_tail = [&](int len, int salt) {
