@@ -202,6 +202,8 @@ class Scheduler {
   int kv_block_size() const { return block_size_; }
   int max_model_len() const { return max_model_len_; }
   int max_num_seqs() const { return options_.max_num_seqs; }
+  // Requests that may wait at once; a submission beyond it is ResourceExhausted.
+  int max_queue() const { return options_.max_queue; }
 
  private:
   void EngineLoop();

@@ -113,7 +113,15 @@ absl::StatusOr<scheduler::GenerateRequest> ToSchedulerRequest(
   if (sp.has_max_tokens() && sp.max_tokens() <= 0) {
     return Invalid("sampling.max_tokens", absl::StrCat("must be > 0, got ", sp.max_tokens()));
   }
-  out.max_tokens = sp.has_max_tokens() ? sp.max_tokens() : kDefaultMaxTokens;
+  // The default never overflows the context: it shrinks to the room the prompt leaves
+  // (which the check above makes at least 1), as vLLM clamps it.
+  out.max_tokens = kDefaultMaxTokens;
+  if (sp.has_max_tokens()) {
+    out.max_tokens = sp.max_tokens();
+  } else if (limits.context_length > 0) {
+    out.max_tokens = static_cast<int>(std::min<int64_t>(
+        kDefaultMaxTokens, limits.context_length - static_cast<int64_t>(out.prompt.size())));
+  }
   const int64_t total = static_cast<int64_t>(out.prompt.size()) + out.max_tokens;
   if (limits.context_length > 0 && total > limits.context_length) {
     return Invalid("sampling.max_tokens",
@@ -132,7 +140,8 @@ absl::StatusOr<scheduler::GenerateRequest> ToSchedulerRequest(
   }
   out.sampling.top_p = sp.top_p() == 0.f ? 1.f : sp.top_p();
   if (sp.top_k() < -1) {
-    return Invalid("sampling.top_k", absl::StrCat("must be >= 0 (0 = disabled), got ", sp.top_k()));
+    return Invalid("sampling.top_k",
+                   absl::StrCat("must be >= -1 (0 and -1 = disabled), got ", sp.top_k()));
   }
   out.sampling.top_k = sp.top_k();
   if (sp.logprobs() < 0 || sp.logprobs() > 20) {

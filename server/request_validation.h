@@ -21,6 +21,7 @@ struct ModelLimits {
   int max_prompt_tokens = 0;  // 0: only the context limits the prompt
 };
 
+// max_tokens when the request leaves it unset, lowered to the room the prompt leaves.
 inline constexpr int kDefaultMaxTokens = 16;
 
 // `tokenizer` may be null only when requests carry token_ids. `deadline` comes from the

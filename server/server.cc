@@ -145,6 +145,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::BuildAndStart(const ServerOption
     ho.max_body_bytes = static_cast<size_t>(options.max_body_mb) << 20;
     ho.max_stream_buffer_tokens = options.max_stream_buffer_tokens;
     ho.max_prompt_tokens = options.max_prompt_tokens;
+    ho.enable_auto_tool_choice = options.enable_auto_tool_choice;
+    ho.tool_call_parser = options.tool_call_parser;
     ho.tls_cert_file = options.tls_cert;
     ho.tls_key_file = options.tls_key;
     if (!options.chat_template.empty()) {

@@ -57,6 +57,8 @@ absl::StatusOr<ServerOptions> ApplyConfigJson(absl::string_view text, const std:
     else if (k == "api_key") s = Read(v, k, origin, &o.api_key);
     else if (k == "chat_template") s = Read(v, k, origin, &o.chat_template);
     else if (k == "served_model_name") s = Read(v, k, origin, &o.served_model_name);
+    else if (k == "enable_auto_tool_choice") s = Read(v, k, origin, &o.enable_auto_tool_choice);
+    else if (k == "tool_call_parser") s = Read(v, k, origin, &o.tool_call_parser);
     else if (k == "max_num_seqs") s = Read(v, k, origin, &o.max_num_seqs);
     else if (k == "max_num_batched_tokens") s = Read(v, k, origin, &o.max_num_batched_tokens);
     else if (k == "expert_aware_batching") s = Read(v, k, origin, &o.expert_aware_batching);
@@ -111,6 +113,8 @@ absl::StatusOr<ServerOptions> ParseServerFlags(int argc, char** argv) {
   app.add_option("--api-key", flags.api_key, "require this key on both frontends (default: $MOE_API_KEY)");
   app.add_option("--chat-template", flags.chat_template, "Jinja chat template file overriding the tokenizer's");
   app.add_option("--served-model-name", flags.served_model_name, "model name clients use (default: the model directory)");
+  app.add_flag("--enable-auto-tool-choice", flags.enable_auto_tool_choice, "chat tool calling: requests with tools and tool_choice \"auto\" get the model's tool calls back as tool_calls (needs --tool-call-parser)");
+  app.add_option("--tool-call-parser", flags.tool_call_parser, "how tool calls are read from the model's output: hermes (<tool_call>{...}</tool_call>, Qwen2.5/Qwen3 templates)");
   app.add_option("--max-num-seqs", flags.max_num_seqs, "sequences per step at most");
   app.add_option("--max-num-batched-tokens", flags.max_num_batched_tokens, "tokens per step at most");
   app.add_flag("--expert-aware-batching", flags.expert_aware_batching, "with a bounded GPU expert cache (offload), run decodes whose experts fit the cache together and defer the rest a step (outputs unchanged)");
@@ -159,6 +163,8 @@ absl::StatusOr<ServerOptions> ParseServerFlags(int argc, char** argv) {
   if (set("--api-key")) o.api_key = flags.api_key;
   if (set("--chat-template")) o.chat_template = flags.chat_template;
   if (set("--served-model-name")) o.served_model_name = flags.served_model_name;
+  if (set("--enable-auto-tool-choice")) o.enable_auto_tool_choice = flags.enable_auto_tool_choice;
+  if (set("--tool-call-parser")) o.tool_call_parser = flags.tool_call_parser;
   if (o.api_key.empty()) {
     if (const char* env = std::getenv("MOE_API_KEY"); env != nullptr) o.api_key = env;
   }
@@ -230,6 +236,13 @@ absl::Status ValidateServerOptions(const ServerOptions& o) {
   if (o.tls_cert.empty() != o.tls_key.empty()) {
     return bad(o.tls_cert.empty() ? "tls_cert" : "tls_key",
                "--tls-cert and --tls-key must be given together");
+  }
+  if (!o.tool_call_parser.empty() && o.tool_call_parser != "hermes") {
+    return bad("tool_call_parser",
+               absl::StrCat("unknown parser \"", o.tool_call_parser, "\"; the only one is hermes"));
+  }
+  if (o.enable_auto_tool_choice && o.tool_call_parser.empty()) {
+    return bad("tool_call_parser", "--enable-auto-tool-choice requires --tool-call-parser hermes");
   }
   if (o.log_format != "text" && o.log_format != "json") {
     return bad("log_format", "must be text or json");

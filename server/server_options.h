@@ -30,6 +30,11 @@ struct ServerOptions {
   std::string api_key;          // both frontends require it when set (or $MOE_API_KEY)
   std::string chat_template;    // file overriding the tokenizer's chat template
   std::string served_model_name;  // name in /v1/models; default: the model directory
+  // vLLM's tool calling flags: parse chat completions for tool calls when a request
+  // sends tools with tool_choice "auto". The parser must be named; "hermes" is the only
+  // one ("" = none).
+  bool enable_auto_tool_choice = false;
+  std::string tool_call_parser;
   int max_num_seqs = 64;
   int max_num_batched_tokens = 512;
   // Expert-aware batching (scheduler/expert_aware_composer.h): with a bounded GPU expert

@@ -145,6 +145,32 @@ TEST_CASE("Prefix caching is on by default and can be turned off by flag or conf
   REQUIRE(std::string(help.status().message()).find("--no-enable-prefix-caching") != std::string::npos);
 }
 
+TEST_CASE("Tool calling flags: hermes is the only parser, auto choice needs one") {
+  auto defaults = Parse({"--model", "/m"});
+  REQUIRE(defaults.ok());
+  REQUIRE_FALSE(defaults->enable_auto_tool_choice);
+  REQUIRE(defaults->tool_call_parser.empty());
+  auto on = Parse({"--model", "/m", "--enable-auto-tool-choice", "--tool-call-parser", "hermes"});
+  REQUIRE(on.ok());
+  REQUIRE(on->enable_auto_tool_choice);
+  REQUIRE(on->tool_call_parser == "hermes");
+  auto unknown = Parse({"--model", "/m", "--enable-auto-tool-choice", "--tool-call-parser", "mistral"});
+  REQUIRE(unknown.status().code() == absl::StatusCode::kInvalidArgument);
+  REQUIRE(std::string(unknown.status().message()).rfind("tool_call_parser", 0) == 0);
+  REQUIRE(std::string(unknown.status().message()).find("mistral") != std::string::npos);
+  auto no_parser = Parse({"--model", "/m", "--enable-auto-tool-choice"});
+  REQUIRE(no_parser.status().code() == absl::StatusCode::kInvalidArgument);
+  REQUIRE(std::string(no_parser.status().message()).rfind("tool_call_parser", 0) == 0);
+  auto from_json = ApplyConfigJson(R"({"enable_auto_tool_choice": true, "tool_call_parser": "hermes"})",
+                                   "cfg.json", {});
+  REQUIRE(from_json.ok());
+  REQUIRE(from_json->enable_auto_tool_choice);
+  REQUIRE(from_json->tool_call_parser == "hermes");
+  auto help = Parse({"--help"});
+  REQUIRE(std::string(help.status().message()).find("--enable-auto-tool-choice") != std::string::npos);
+  REQUIRE(std::string(help.status().message()).find("--tool-call-parser") != std::string::npos);
+}
+
 TEST_CASE("The shipped configs/server.json parses") {
   auto o = ApplyConfigFile("configs/server.json", {});
   REQUIRE(o.ok());

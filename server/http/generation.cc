@@ -1,5 +1,6 @@
 #include "server/http/generation.h"
 
+#include <algorithm>
 #include <mutex>
 #include <random>
 
@@ -18,6 +19,15 @@ absl::StatusOr<std::unique_ptr<Generation>> Generation::Submit(
     scheduler::Scheduler* scheduler, const OpenAiRequest& req,
     const std::vector<std::vector<int32_t>>& prompts, const std::string& id_prefix,
     int max_buffered_tokens) {
+  // Each (prompt, choice) pair is one queued sequence: a request with more of them than
+  // the queue holds could never be admitted, so it is a client error, not a 429 to retry.
+  const int64_t sequences = static_cast<int64_t>(prompts.size()) * req.n;
+  if (sequences > scheduler->max_queue()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        req.n > 1 ? "n" : "prompt", ": the request makes ", sequences,
+        " sequences (prompts x n) but the server queues at most ", scheduler->max_queue(),
+        " (--max-queue)"));
+  }
   std::unique_ptr<Generation> g(new Generation());
   for (size_t p = 0; p < prompts.size(); ++p) {
     for (int i = 0; i < req.n; ++i) {
@@ -46,7 +56,9 @@ absl::StatusOr<std::unique_ptr<Generation>> Generation::Submit(
         r.max_tokens = std::max(1, scheduler->max_model_len() -
                                        static_cast<int>(prompts[p].size()));
       } else {
-        r.max_tokens = 16;
+        // OpenAI's default of 16, within the room the context leaves (as vLLM clamps it).
+        r.max_tokens = std::max(
+            1, std::min(16, scheduler->max_model_len() - static_cast<int>(prompts[p].size())));
       }
       r.stop_strings = req.stop;
       r.stop_token_ids = req.stop_token_ids;

@@ -21,8 +21,9 @@ namespace moe::server::http {
 class Generation {
  public:
   // Submits prompts.size() * req.n requests (choice index = prompt * n + i). Without
-  // max_tokens, completions get 16 tokens and chat the rest of the context. If any
-  // Submit fails, the ones already submitted are cancelled and its error is returned.
+  // max_tokens, completions get 16 tokens (fewer when the context has less room left)
+  // and chat the rest of the context. If any Submit fails, the ones already submitted
+  // are cancelled and its error is returned.
   // Each choice's handle buffers at most `max_buffered_tokens` untaken tokens (0 =
   // unbounded; see RequestHandle).
   static absl::StatusOr<std::unique_ptr<Generation>> Submit(

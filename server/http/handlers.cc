@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "server/http/connection_watch.h"
 #include "server/http/generation.h"
 #include "server/http/response_builder.h"
 #include "server/http/sse_stream.h"
@@ -24,6 +25,18 @@ bool CheckModel(const ServingState& s, const std::string& model, httplib::Respon
 
 int64_t UnixNow() { return absl::ToUnixSeconds(absl::Now()); }
 
+// How often a non-streaming request checks that its client is still connected.
+constexpr absl::Duration kDisconnectPoll = absl::Milliseconds(100);
+
+// The chat template's extra variables: the request's chat_template_kwargs plus `tools`
+// (rendered even with tool_choice "none", as vLLM does).
+Json TemplateKwargs(const Json& kwargs, const Json& tools) {
+  if (tools.is_null()) return kwargs;
+  Json out = kwargs.is_object() ? kwargs : Json::object();
+  out["tools"] = tools;
+  return out;
+}
+
 }  // namespace
 
 void SendJson(httplib::Response& res, int status, const std::string& body) {
@@ -44,10 +57,22 @@ void HandleGenerate(const ServingState& s, ApiKind kind, const httplib::Request&
   OpenAiRequest req = *std::move(parsed);
   if (!CheckModel(s, req.model, res)) return;
 
+  if (kind == ApiKind::kChat && !req.tools.is_null() && req.tool_choice == "auto") {
+    if (!s.enable_auto_tool_choice) {
+      return SendError(res, MakeApiError(400, "invalid_request_error",
+                                         "tools: \"auto\" tool choice requires "
+                                         "--enable-auto-tool-choice and --tool-call-parser to "
+                                         "be set",
+                                         "tools"));
+    }
+    req.parse_tool_calls = true;
+  }
+
   std::vector<std::vector<int32_t>> prompts;
   if (kind == ApiKind::kChat) {
-    absl::StatusOr<std::vector<int32_t>> ids =
-        s.prompts->ChatPrompt(req.messages, req.add_generation_prompt, req.chat_template_kwargs);
+    absl::StatusOr<std::vector<int32_t>> ids = s.prompts->ChatPrompt(
+        req.messages, req.add_generation_prompt,
+        TemplateKwargs(req.chat_template_kwargs, req.tools), req.continue_final_message);
     if (!ids.ok()) return SendError(res, ApiErrorFromStatus(ids.status()));
     prompts.push_back(*std::move(ids));
   } else {
@@ -56,6 +81,21 @@ void HandleGenerate(const ServingState& s, ApiKind kind, const httplib::Request&
     prompts = *std::move(p);
   }
 
+  // A prompt that fills the context leaves no room for even one token: name the prompt,
+  // not max_tokens (which the client may not even have set).
+  const int context = s.scheduler->max_model_len();
+  for (const auto& p : prompts) {
+    if (static_cast<int>(p.size()) >= context) {
+      const std::string field = kind == ApiKind::kChat ? "messages" : "prompt";
+      return SendError(res, MakeApiError(400, "invalid_request_error",
+                                         absl::StrCat(field, ": the prompt is ", p.size(),
+                                                      " tokens; the model's context is ",
+                                                      context,
+                                                      " tokens, leaving no room for a "
+                                                      "completion: shorten the prompt"),
+                                         field));
+    }
+  }
   if (s.max_prompt_tokens > 0) {
     for (const auto& p : prompts) {
       if (static_cast<int>(p.size()) > s.max_prompt_tokens) {
@@ -90,8 +130,19 @@ void HandleGenerate(const ServingState& s, ApiKind kind, const httplib::Request&
   for (size_t i = 0; i < choices.size(); ++i) choices[i].index = static_cast<int>(i);
   int index = 0;
   scheduler::StreamEvent ev;
+  // A client that hangs up stops its choices (as vLLM aborts them), not only streams.
+  const ConnectionWatch watch(http_req);
+  absl::Time next_check = absl::Now() + kDisconnectPoll;
   while (!(*gen)->all_finished()) {
-    if (!(*gen)->Next(&index, &ev, absl::Milliseconds(200))) continue;
+    if (absl::Now() >= next_check) {
+      next_check = absl::Now() + kDisconnectPoll;
+      if (watch.ClientGone()) {
+        (*gen)->CancelAll();  // ~Generation collects the aborts for the metrics
+        return SendError(res, MakeApiError(499, "invalid_request_error",
+                                           "the client closed the connection"));
+      }
+    }
+    if (!(*gen)->Next(&index, &ev, kDisconnectPoll)) continue;
     ChoiceResult& c = choices[index];
     switch (ev.kind) {
       case scheduler::StreamEvent::Kind::kTokens:
@@ -128,7 +179,8 @@ void HandleTokenize(const ServingState& s, const httplib::Request& http_req,
     }
   } else {
     absl::StatusOr<std::string> text =
-        s.prompts->RenderChat(req->messages, req->add_generation_prompt, nullptr);
+        s.prompts->RenderChat(req->messages, req->add_generation_prompt,
+                              TemplateKwargs(nullptr, req->tools));
     if (!text.ok()) return SendError(res, ApiErrorFromStatus(text.status()));
     ids = s.tokenizer->Encode(*text, req->add_special_tokens);
   }
@@ -160,7 +212,8 @@ void HandleDetokenize(const ServingState& s, const httplib::Request& http_req,
   SendJson(res, 200, Dump(out));
 }
 
-void HandleModels(const ServingState& s, httplib::Response& res) {
+namespace {
+Json ModelJson(const ServingState& s) {
   Json m;
   m["id"] = s.model_name;
   m["object"] = "model";
@@ -169,10 +222,23 @@ void HandleModels(const ServingState& s, httplib::Response& res) {
   m["root"] = s.model_name;
   m["parent"] = nullptr;
   m["max_model_len"] = s.scheduler->max_model_len();
+  return m;
+}
+}  // namespace
+
+void HandleModels(const ServingState& s, httplib::Response& res) {
   Json out;
   out["object"] = "list";
-  out["data"] = Json::array({std::move(m)});
+  out["data"] = Json::array({ModelJson(s)});
   SendJson(res, 200, Dump(out));
+}
+
+void HandleModel(const ServingState& s, const std::string& id, httplib::Response& res) {
+  if (id != s.model_name) {
+    CheckModel(s, id, res);  // sends the 404
+    return;
+  }
+  SendJson(res, 200, Dump(ModelJson(s)));
 }
 
 }  // namespace moe::server::http

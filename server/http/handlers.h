@@ -1,6 +1,9 @@
 // Request handlers of the OpenAI-compatible routes, given a loaded model. Each parses the
 // body (openai_request.h), builds prompts, submits to the scheduler and answers with a
 // JSON body or an SSE stream; every failure is an OpenAI-shaped error (api_error.h).
+// A prompt that fills the model's context is a 400 naming the prompt ("prompt" or
+// "messages"). A non-streaming request whose client hangs up is cancelled within
+// ~100 ms (connection_watch.h), as a stream's is on its next write.
 //
 // Thread safety: handlers run on HTTP worker threads concurrently; ServingState is
 // immutable while shared (the scheduler, tokenizer and metrics are thread-safe).
@@ -30,6 +33,10 @@ struct ServingState {
   Metrics* metrics = nullptr;  // may be null
   int max_stream_buffer_tokens = 0;  // per choice; 0 = unbounded
   int max_prompt_tokens = 0;         // 0 = the context is the only limit
+  // --enable-auto-tool-choice (with the hermes parser): chat requests with tools and
+  // tool_choice "auto" get their completions parsed for tool calls; without it they get
+  // 400, as from vLLM.
+  bool enable_auto_tool_choice = false;
 };
 
 void SendJson(httplib::Response& res, int status, const std::string& body);
@@ -44,5 +51,7 @@ void HandleDetokenize(const ServingState& s, const httplib::Request& req,
                       httplib::Response& res);
 // GET /v1/models.
 void HandleModels(const ServingState& s, httplib::Response& res);
+// GET /v1/models/{id}: the model object, or 404 model_not_found for another id.
+void HandleModel(const ServingState& s, const std::string& id, httplib::Response& res);
 
 }  // namespace moe::server::http

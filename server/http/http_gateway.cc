@@ -8,9 +8,13 @@
 #include <httplib.h>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "server/chat_template/chat_template.h"
 #include "server/http/handlers.h"
+#include "server/http/request_body.h"
 #include "server/http/worker_pool.h"
 
 namespace moe::server::http {
@@ -35,6 +39,26 @@ constexpr int kListenBacklog = 4096;
 
 bool IsOpenRoute(const std::string& path) { return path == "/health" || path == "/metrics"; }
 
+// Keep-alive requests per connection before httplib closes it (its default is 5).
+constexpr size_t kKeepAliveMaxRequests = 1000;
+
+// A route's path pattern: the path, with or without one trailing slash.
+std::string Route(const std::string& path) { return path + "/?"; }
+
+// The methods a path answers to ("" for an unknown path), for 405 and OPTIONS.
+std::string AllowedMethods(std::string path) {
+  if (path.size() > 1 && path.back() == '/') path.pop_back();
+  for (const char* post : {"/v1/completions", "/v1/chat/completions", "/tokenize",
+                           "/detokenize"}) {
+    if (path == post) return "POST, OPTIONS";
+  }
+  if (path == "/v1/models" || path == "/health" || path == "/metrics" ||
+      absl::StartsWith(path, "/v1/models/")) {
+    return "GET, HEAD, OPTIONS";
+  }
+  return "";
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<HttpGateway>> HttpGateway::Start(const HttpGatewayOptions& options,
@@ -44,6 +68,15 @@ absl::StatusOr<std::unique_ptr<HttpGateway>> HttpGateway::Start(const HttpGatewa
     if (!t.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("chat_template: ", t.status().message()));
     }
+  }
+  if (!options.tool_call_parser.empty() && options.tool_call_parser != "hermes") {
+    return absl::InvalidArgumentError(absl::StrCat("tool_call_parser: unknown parser \"",
+                                                   options.tool_call_parser,
+                                                   "\"; the only one is hermes"));
+  }
+  if (options.enable_auto_tool_choice && options.tool_call_parser.empty()) {
+    return absl::InvalidArgumentError(
+        "tool_call_parser: --enable-auto-tool-choice requires --tool-call-parser hermes");
   }
   std::unique_ptr<HttpGateway> g(new HttpGateway());
   g->options_ = options;
@@ -65,6 +98,22 @@ absl::StatusOr<std::unique_ptr<HttpGateway>> HttpGateway::Start(const HttpGatewa
   g->pool_ = std::make_shared<WorkerPool>(threads, threads);
   g->server_->new_task_queue = [pool = g->pool_] { return new SharedTaskQueue(pool); };
   g->server_->set_payload_max_length(options.max_body_bytes);
+  g->server_->set_keep_alive_max_count(kKeepAliveMaxRequests);
+  // "Expect: 100-continue" with a body over the limit: refuse before the client sends it.
+  g->server_->set_expect_100_continue_handler(
+      [limit = options.max_body_bytes](const httplib::Request& req, httplib::Response& res) {
+        uint64_t declared = 0;
+        if (absl::SimpleAtoi(req.get_header_value("Content-Length"), &declared) &&
+            declared > limit) {
+          res.set_header("Connection", "close");
+          SendError(res, MakeApiError(413, "invalid_request_error",
+                                      absl::StrCat("body: request body exceeds the server's "
+                                                   "size limit of ", limit, " bytes"),
+                                      "body"));
+          return 413;
+        }
+        return 100;
+      });
   // Debian's compiled cpp-httplib listens with a backlog of 5: under a burst of new
   // connections the kernel then drops handshakes and clients see read errors. Remember
   // the listening socket so the backlog can be raised once it is bound.
@@ -89,6 +138,9 @@ absl::StatusOr<std::unique_ptr<HttpGateway>> HttpGateway::Start(const HttpGatewa
   if (listen_fd->load() >= 0) ::listen(listen_fd->load(), kListenBacklog);
   httplib::Server* server = g->server_.get();
   g->thread_ = std::thread([server] { server->listen_after_bind(); });
+  // httplib's stop() does nothing until the listener loop has started, so a Stop() right
+  // after Start() could leave the thread listening and the join hanging: wait for the loop.
+  for (int i = 0; i < 5000 && !server->is_running(); ++i) absl::SleepFor(absl::Milliseconds(1));
   return g;
 }
 
@@ -106,6 +158,7 @@ absl::Status HttpGateway::SetReady(const HttpServingContext& ctx) {
   state->metrics = metrics_;
   state->max_stream_buffer_tokens = options_.max_stream_buffer_tokens;
   state->max_prompt_tokens = options_.max_prompt_tokens;
+  state->enable_auto_tool_choice = options_.enable_auto_tool_choice;
   absl::StatusOr<std::unique_ptr<PromptBuilder>> prompts =
       PromptBuilder::Create(ctx.tokenizer, options_.chat_template);
   if (!prompts.ok()) return prompts.status();
@@ -152,7 +205,8 @@ std::shared_ptr<const ServingState> HttpGateway::Ready(httplib::Response& res) c
 void HttpGateway::RegisterRoutes() {
   httplib::Server& svr = *server_;
   svr.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-    if (options_.api_key.empty() || IsOpenRoute(req.path)) {
+    // OPTIONS carries no credentials (browsers' CORS preflights never do).
+    if (options_.api_key.empty() || IsOpenRoute(req.path) || req.method == "OPTIONS") {
       return httplib::Server::HandlerResponse::Unhandled;
     }
     const std::string auth = req.get_header_value("Authorization");
@@ -169,7 +223,13 @@ void HttpGateway::RegisterRoutes() {
   // request) get an OpenAI-shaped body.
   svr.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
-    if (res.status == 404) {
+    const std::string allowed = AllowedMethods(req.path);
+    if (res.status == 404 && !allowed.empty()) {
+      res.set_header("Allow", allowed);
+      SendError(res, MakeApiError(405, "invalid_request_error",
+                                  absl::StrCat("method ", req.method, " is not allowed on ",
+                                               req.path, "; use ", allowed)));
+    } else if (res.status == 404) {
       SendError(res, MakeApiError(404, "not_found_error",
                                   absl::StrCat("no route for ", req.method, " ", req.path)));
     } else if (res.status == 413) {
@@ -193,7 +253,18 @@ void HttpGateway::RegisterRoutes() {
         SendError(res, MakeApiError(500, "internal_server_error", what));
       });
 
-  svr.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
+  // CORS preflights and OPTIONS probes: which methods a route takes.
+  svr.Options(".*", [](const httplib::Request& req, httplib::Response& res) {
+    const std::string allowed = AllowedMethods(req.path);
+    if (allowed.empty()) {
+      SendError(res, MakeApiError(404, "not_found_error",
+                                  absl::StrCat("no route for OPTIONS ", req.path)));
+      return;
+    }
+    res.status = 204;
+    res.set_header("Allow", allowed);
+  });
+  svr.Get(Route("/health"), [this](const httplib::Request&, httplib::Response& res) {
     bool ready = false;
     {
       absl::MutexLock lock(&mu_);
@@ -205,7 +276,7 @@ void HttpGateway::RegisterRoutes() {
       SendJson(res, 503, ready ? R"({"status":"draining"})" : R"({"status":"loading"})");
     }
   });
-  svr.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+  svr.Get(Route("/metrics"), [this](const httplib::Request&, httplib::Response& res) {
     if (metrics_ == nullptr) {
       SendError(res, MakeApiError(404, "not_found_error", "metrics are disabled"));
       return;
@@ -220,20 +291,45 @@ void HttpGateway::RegisterRoutes() {
     res.set_content(metrics_->Render(s != nullptr ? &stats : nullptr),
                     "text/plain; version=0.0.4; charset=utf-8");
   });
-  svr.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
+  svr.Get(Route("/v1/models"), [this](const httplib::Request&, httplib::Response& res) {
     if (auto s = Ready(res)) HandleModels(*s, res);
   });
-  svr.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
-    if (auto s = Ready(res)) HandleGenerate(*s, ApiKind::kCompletion, req, res);
+  svr.Get(R"(/v1/models/(.+?)/?)", [this](const httplib::Request& req, httplib::Response& res) {
+    if (auto s = Ready(res)) HandleModel(*s, req.matches[1].str(), res);
   });
-  svr.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
-    if (auto s = Ready(res)) HandleGenerate(*s, ApiKind::kChat, req, res);
+  PostRoute("/v1/completions", [](const ServingState& s, const httplib::Request& req,
+                                  httplib::Response& res) {
+    HandleGenerate(s, ApiKind::kCompletion, req, res);
   });
-  svr.Post("/tokenize", [this](const httplib::Request& req, httplib::Response& res) {
-    if (auto s = Ready(res)) HandleTokenize(*s, req, res);
+  PostRoute("/v1/chat/completions", [](const ServingState& s, const httplib::Request& req,
+                                       httplib::Response& res) {
+    HandleGenerate(s, ApiKind::kChat, req, res);
   });
-  svr.Post("/detokenize", [this](const httplib::Request& req, httplib::Response& res) {
-    if (auto s = Ready(res)) HandleDetokenize(*s, req, res);
+  PostRoute("/tokenize", HandleTokenize);
+  PostRoute("/detokenize", HandleDetokenize);
+}
+
+void HttpGateway::PostRoute(const std::string& path, BodyHandler handler) {
+  server_->Post(Route(path), [this, handler](const httplib::Request& req, httplib::Response& res,
+                                             const httplib::ContentReader& reader) {
+    // The body is read whatever follows, so a keep-alive connection stays in step.
+    httplib::Request with_body = req;
+    const absl::Status read =
+        ReadLimitedBody(req, reader, options_.max_body_bytes, &with_body.body);
+    if (!read.ok()) {
+      // The rest of the body may be unread: the connection cannot carry another request.
+      res.set_header("Connection", "close");
+      if (read.code() == absl::StatusCode::kResourceExhausted) {
+        return SendError(res, MakeApiError(413, "invalid_request_error",
+                                           std::string(read.message()), "body"));
+      }
+      if (read.code() == absl::StatusCode::kUnimplemented) {
+        return SendError(res, MakeApiError(415, "invalid_request_error",
+                                           std::string(read.message()), "body"));
+      }
+      return SendError(res, ApiErrorFromStatus(read));
+    }
+    if (auto s = Ready(res)) handler(*s, with_body, res);
   });
 }
 

@@ -2,8 +2,10 @@
 //   POST /v1/completions, POST /v1/chat/completions (JSON or SSE streaming)
 //   GET  /v1/models, GET /health, GET /metrics (Prometheus text)
 //   POST /tokenize, POST /detokenize (vLLM shapes)
-// Errors use OpenAI's {"error": {...}} shape, unknown routes included (404); bodies over
-// max_body_bytes get 413.
+// Errors use OpenAI's {"error": {...}} shape, unknown routes included (404); a known
+// route asked with another method gets 405 with an Allow header, OPTIONS gets 204 with
+// it; routes also answer with one trailing slash, and GET /v1/models/{id} retrieves the
+// model. Bodies over max_body_bytes get 413, however they are encoded (chunked, gzip).
 //
 // Lifecycle: Start() binds the port at once, before the model is loaded: /health answers
 // 503 and the model routes 503 until SetReady(). StopAccepting() (draining) turns them
@@ -19,6 +21,7 @@
 
 #include <atomic>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -33,6 +36,7 @@
 
 namespace httplib {
 class Server;
+struct Request;
 struct Response;
 }  // namespace httplib
 
@@ -60,6 +64,11 @@ struct HttpGatewayOptions {
   // Prompts longer than this (in tokens) get 400 naming the prompt field; 0 = the
   // context is the only limit.
   int max_prompt_tokens = 0;
+  // vLLM's --enable-auto-tool-choice / --tool-call-parser: chat requests with tools and
+  // tool_choice "auto" get tool calls parsed from their completions (tool_call_parser.h);
+  // without it such requests get 400. "hermes" is the only parser ("" = none chosen).
+  bool enable_auto_tool_choice = false;
+  std::string tool_call_parser;
   // PEM files: when both are set the listener speaks HTTPS only.
   std::string tls_cert_file;
   std::string tls_key_file;
@@ -76,7 +85,9 @@ class HttpGateway {
  public:
   // Binds and starts serving. `metrics` (may be null) must outlive the gateway; /metrics
   // answers 404 without it. Errors: UNAVAILABLE naming "http_port" when the port cannot
-  // be bound; INVALID_ARGUMENT naming "chat_template" when the override does not parse.
+  // be bound; INVALID_ARGUMENT naming "chat_template" when the override does not parse,
+  // or "tool_call_parser" when it is not "hermes" (or missing with
+  // enable_auto_tool_choice).
   static absl::StatusOr<std::unique_ptr<HttpGateway>> Start(const HttpGatewayOptions& options,
                                                             Metrics* metrics);
   ~HttpGateway();  // Stop()
@@ -95,7 +106,12 @@ class HttpGateway {
 
  private:
   HttpGateway() = default;
+  using BodyHandler = std::function<void(const ServingState&, const httplib::Request&,
+                                         httplib::Response&)>;
   void RegisterRoutes();
+  // A POST route (trailing slash optional) whose body is read with the size limit
+  // (request_body.h), then handed to `handler` once the model is ready.
+  void PostRoute(const std::string& path, BodyHandler handler);
   // The serving state, or null (503 sent) when not ready or draining.
   std::shared_ptr<const ServingState> Ready(httplib::Response& res) const;
 

@@ -87,6 +87,14 @@ absl::Status GetInt64(const Json& obj, const char* key, std::optional<int64_t>* 
     *out = static_cast<int64_t>(u);
     return absl::OkStatus();
   }
+  if (v->is_number_float()) {
+    // 3.0 is 3, as vLLM's pydantic models read it; 2^64 arrives as a float too.
+    const double d = v->get<double>();
+    if (std::trunc(d) != d) return FieldError(key, "must be an integer");
+    if (!(d >= -0x1p63 && d < 0x1p63)) return FieldError(key, "is out of range");
+    *out = static_cast<int64_t>(d);
+    return absl::OkStatus();
+  }
   if (!v->is_number_integer()) return FieldError(key, "must be an integer");
   *out = v->get<int64_t>();
   return absl::OkStatus();
@@ -165,6 +173,34 @@ absl::Status ParsePrompt(const Json& body, OpenAiRequest* r) {
   return absl::OkStatus();
 }
 
+// An assistant message's `tool_calls` (as the API returns them): each needs
+// function.name; `arguments` JSON strings become objects, as vLLM hands them to chat
+// templates (some render them with `tojson`).
+absl::Status ParseMessageToolCalls(const std::string& where, Json* msg) {
+  auto calls = msg->find("tool_calls");
+  if (calls == msg->end() || calls->is_null()) return absl::OkStatus();
+  if (!calls->is_array()) return FieldError(where + ".tool_calls", "must be a list");
+  for (size_t k = 0; k < calls->size(); ++k) {
+    Json& call = (*calls)[k];
+    const std::string at = absl::StrCat(where, ".tool_calls[", k, "]");
+    auto fn = call.is_object() ? call.find("function") : call.end();
+    if (fn == call.end() || !fn->is_object()) {
+      return FieldError(at + ".function", "must be an object with a name");
+    }
+    auto name = fn->find("name");
+    if (name == fn->end() || !name->is_string()) {
+      return FieldError(at + ".function.name", "must be a string");
+    }
+    auto args = fn->find("arguments");
+    if (args != fn->end() && args->is_string()) {
+      const std::string& text = args->get_ref<const std::string&>();
+      Json parsed = Json::parse(text, nullptr, /*allow_exceptions=*/false);
+      if (!parsed.is_discarded() && parsed.is_object()) *args = std::move(parsed);
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ParseMessages(const Json& body, Json* out) {
   const Json* m = Get(body, "messages");
   if (m == nullptr) return FieldError("messages", "is required");
@@ -198,9 +234,13 @@ absl::Status ParseMessages(const Json& body, Json* out) {
         text += t->get<std::string>();
       }
       copy["content"] = text;
-    } else if (content != msg.end() && !content->is_string() && !content->is_null()) {
+    } else if (content == msg.end() || content->is_null()) {
+      // vLLM renders absent content (an assistant turn that only calls tools) as "".
+      copy["content"] = "";
+    } else if (!content->is_string()) {
       return FieldError(where + ".content", "must be a string, a list of parts or null");
     }
+    if (absl::Status s = ParseMessageToolCalls(where, &copy); !s.ok()) return s;
     out->push_back(std::move(copy));
   }
   return absl::OkStatus();
@@ -271,22 +311,76 @@ absl::Status RejectUnsupported(const Json& body, const OpenAiRequest& r) {
       return FieldError("response_format", "only {\"type\": \"text\"} is supported");
     }
   }
-  for (const char* key : {"tools", "functions"}) {
-    const Json* v = Get(body, key);
-    if (v != nullptr && !(v->is_array() && v->empty())) {
-      return FieldError(key, "tool and function calling are not supported");
-    }
-  }
-  if (const Json* tc = Get(body, "tool_choice"); tc != nullptr && *tc != "none") {
-    return FieldError("tool_choice", "only \"none\" is supported (no tool calling)");
+  if (const Json* f = Get(body, "functions"); f != nullptr && !(f->is_array() && f->empty())) {
+    return FieldError("functions",
+                      "the legacy function calling API is not supported; use tools");
   }
   if (const Json* fc = Get(body, "function_call"); fc != nullptr && *fc != "none") {
-    return FieldError("function_call", "only \"none\" is supported (no function calling)");
+    return FieldError("function_call",
+                      "the legacy function calling API is not supported; use tool_choice");
+  }
+  if (r.kind == ApiKind::kCompletion) {
+    const Json* t = Get(body, "tools");
+    if (t != nullptr && !(t->is_array() && t->empty())) {
+      return FieldError("tools", "tool calling is only supported on /v1/chat/completions");
+    }
+    if (const Json* tc = Get(body, "tool_choice"); tc != nullptr && *tc != "none") {
+      return FieldError("tool_choice", "tool calling is only supported on /v1/chat/completions");
+    }
   }
   std::optional<int64_t> best_of;
   if (absl::Status s = GetInt64(body, "best_of", &best_of); !s.ok()) return s;
   if (best_of.has_value() && *best_of != r.n) {
     return FieldError("best_of", "only best_of equal to n is supported");
+  }
+  return absl::OkStatus();
+}
+
+// Chat `tools`: [{"type": "function", "function": {name, description?, parameters?}}].
+absl::Status ParseTools(const Json& body, Json* out) {
+  const Json* t = Get(body, "tools");
+  *out = nullptr;
+  if (t == nullptr) return absl::OkStatus();
+  if (!t->is_array()) return FieldError("tools", "must be a list of tool objects");
+  for (size_t i = 0; i < t->size(); ++i) {
+    const Json& tool = (*t)[i];
+    const std::string at = absl::StrCat("tools[", i, "]");
+    if (!tool.is_object()) return FieldError(at, "must be an object");
+    if (const Json* type = Get(tool, "type"); type != nullptr && *type != "function") {
+      return FieldError(at + ".type", "must be \"function\"");
+    }
+    const Json* fn = Get(tool, "function");
+    if (fn == nullptr || !fn->is_object()) {
+      return FieldError(at + ".function", "must be an object with a name");
+    }
+    const Json* name = Get(*fn, "name");
+    if (name == nullptr || !name->is_string() || name->get_ref<const std::string&>().empty()) {
+      return FieldError(at + ".function.name", "must be a non-empty string");
+    }
+    if (const Json* d = Get(*fn, "description"); d != nullptr && !d->is_string()) {
+      return FieldError(at + ".function.description", "must be a string");
+    }
+    if (const Json* p = Get(*fn, "parameters"); p != nullptr && !p->is_object()) {
+      return FieldError(at + ".function.parameters", "must be an object (a JSON Schema)");
+    }
+  }
+  if (!t->empty()) *out = *t;
+  return absl::OkStatus();
+}
+
+// tool_choice: "auto" (the default with tools) or "none" (the default without).
+absl::Status ParseToolChoice(const Json& body, OpenAiRequest* r) {
+  const Json* tc = Get(body, "tool_choice");
+  if (tc == nullptr) {
+    r->tool_choice = r->tools.is_null() ? "none" : "auto";
+    return absl::OkStatus();
+  }
+  if (!tc->is_string() || (*tc != "auto" && *tc != "none")) {
+    return FieldError("tool_choice", "only \"auto\" and \"none\" are supported");
+  }
+  r->tool_choice = tc->get<std::string>();
+  if (r->tool_choice == "auto" && Get(body, "tools") == nullptr) {
+    return FieldError("tool_choice", "\"auto\" requires tools");
   }
   return absl::OkStatus();
 }
@@ -373,6 +467,8 @@ absl::StatusOr<OpenAiRequest> ParseChatRequest(absl::string_view body) {
   r.kind = ApiKind::kChat;
   if (absl::Status s = ParseMessages(*j, &r.messages); !s.ok()) return s;
   if (absl::Status s = ParseCommon(*j, &r); !s.ok()) return s;
+  if (absl::Status s = ParseTools(*j, &r.tools); !s.ok()) return s;
+  if (absl::Status s = ParseToolChoice(*j, &r); !s.ok()) return s;
   if (absl::Status s = GetBool(*j, "logprobs", &r.logprobs); !s.ok()) return s;
   std::optional<int> top;
   if (absl::Status s = GetIntIn(*j, "top_logprobs", 0, kMaxTopLogprobs, &top); !s.ok()) {
@@ -385,6 +481,15 @@ absl::StatusOr<OpenAiRequest> ParseChatRequest(absl::string_view body) {
   if (absl::Status s = GetBool(*j, "add_generation_prompt", &r.add_generation_prompt);
       !s.ok()) {
     return s;
+  }
+  if (absl::Status s = GetBool(*j, "continue_final_message", &r.continue_final_message);
+      !s.ok()) {
+    return s;
+  }
+  if (r.continue_final_message && r.add_generation_prompt) {
+    return FieldError("continue_final_message",
+                      "cannot be true together with add_generation_prompt (which defaults to "
+                      "true): set add_generation_prompt to false");
   }
   if (const Json* kw = Get(*j, "chat_template_kwargs"); kw != nullptr) {
     if (!kw->is_object()) return FieldError("chat_template_kwargs", "must be an object");
@@ -400,6 +505,7 @@ absl::StatusOr<TokenizeRequest> ParseTokenizeRequest(absl::string_view body) {
   if (absl::Status s = GetString(*j, "model", &r.model); !s.ok()) return s;
   if (Get(*j, "messages") != nullptr) {
     if (absl::Status s = ParseMessages(*j, &r.messages); !s.ok()) return s;
+    if (absl::Status s = ParseTools(*j, &r.tools); !s.ok()) return s;
     r.add_special_tokens = false;
   } else {
     std::string prompt;

@@ -4,11 +4,16 @@
 //
 // Errors are INVALID_ARGUMENT whose message starts with the field at fault and a colon
 // ("max_tokens: must be an integer"), so api_error.h can report it as `param`. Unknown
-// fields are ignored; a null field counts as absent. Known OpenAI fields whose meaning is
+// fields are ignored; a null field counts as absent. Integer fields accept integral
+// floats (3.0), as vLLM does. A message's null or absent content is the empty string.
+// Known OpenAI fields whose meaning is
 // not implemented are refused rather than ignored, since a client would notice:
-// response_format other than {"type": "text"}, non-empty tools / functions, tool_choice
-// other than "none", a non-empty completions `suffix`, best_of other than n, and
-// completions `echo` together with `logprobs`.
+// response_format other than {"type": "text"}, non-empty legacy `functions`,
+// `function_call` other than "none", tool_choice other than "none" / "auto", `tools` on
+// completions, a non-empty completions `suffix`, best_of other than n, and completions
+// `echo` together with `logprobs`. Chat `tools` are checked for shape (errors name e.g.
+// "tools[1].function.name"); whether tool calls are parsed is the gateway's decision
+// (--enable-auto-tool-choice).
 //
 // Thread safety: pure functions of their input, no shared state. They never throw and
 // accept any bytes (they are fuzzed).
@@ -43,7 +48,19 @@ struct OpenAiRequest {
   // Chat: the messages, content lists of text parts flattened to strings.
   nlohmann::ordered_json messages;
   bool add_generation_prompt = true;
+  // vLLM's continue_final_message: the prompt ends inside the last message (its text not
+  // closed by the template), so the model continues it. Needs add_generation_prompt off.
+  bool continue_final_message = false;
   nlohmann::ordered_json chat_template_kwargs;  // object or null
+  // Chat tools, as sent ([{"type": "function", "function": {name, description,
+  // parameters}}]; null when absent or empty), rendered by the chat template.
+  nlohmann::ordered_json tools;
+  // "auto" (the default when tools are given) or "none" (the default otherwise).
+  std::string tool_choice = "none";
+  // Set by the gateway, not from the body: parse the completion for tool calls
+  // (tool_call_parser.h). True only with tools, tool_choice "auto" and the server's
+  // --enable-auto-tool-choice.
+  bool parse_tool_calls = false;
 
   std::optional<int> max_tokens;  // max_completion_tokens wins over max_tokens
   float temperature = 1.0f;
@@ -81,6 +98,7 @@ struct TokenizeRequest {
   std::string model;
   std::optional<std::string> prompt;
   nlohmann::ordered_json messages;  // null unless given
+  nlohmann::ordered_json tools;     // with messages: as OpenAiRequest::tools
   bool add_special_tokens = true;   // for prompt; chat default false
   bool add_generation_prompt = true;
   bool return_token_strs = false;

@@ -182,7 +182,9 @@ TEST_CASE("unimplemented OpenAI fields are refused, harmless values accepted") {
   CHECK(chat_ok(R"("best_of": 2, "n": 2)"));
   CHECK(chat_param(R"("response_format": {"type": "json_object"})") == "response_format");
   CHECK(chat_param(R"("response_format": "text")") == "response_format");
-  CHECK(chat_param(R"("tools": [{"type": "function", "function": {"name": "f"}}])") == "tools");
+  // Tools parse (whether they may be used is the gateway's call: --enable-auto-tool-choice).
+  CHECK(chat_ok(R"("tools": [{"type": "function", "function": {"name": "f"}}])"));
+  CHECK(chat_param(R"("tool_choice": "required")") == "tool_choice");
   CHECK(chat_param(R"("functions": [{"name": "f"}])") == "functions");
   CHECK(chat_param(R"("tool_choice": "auto")") == "tool_choice");
   CHECK(chat_param(R"("best_of": 3)") == "best_of");
@@ -220,6 +222,155 @@ TEST_CASE("tokenize and detokenize bodies") {
   CHECK(d->tokens == std::vector<int32_t>{1, 2});
   CHECK(ApiErrorFromStatus(ParseDetokenizeRequest(R"({"tokens": "x"})").status()).param ==
         "tokens");
+}
+
+}  // namespace
+}  // namespace moe::server::http
+
+namespace moe::server::http {
+namespace {
+
+TEST_CASE("integral floats are integers (as vLLM's pydantic reads them); others are not") {
+  auto r = ParseCompletionRequest(
+      R"({"prompt": "x", "max_tokens": 3.0, "n": 2.0, "seed": -4.0, "logprobs": 1e1})");
+  REQUIRE(r.ok());
+  CHECK(r->max_tokens == 3);
+  CHECK(r->n == 2);
+  CHECK(r->seed == -4);
+  CHECK(r->top_logprobs == 10);
+  // 2^64 parses as a float: out of range, not "must be an integer".
+  ApiError e = CompletionError(R"({"prompt": "x", "seed": 18446744073709551616})");
+  CHECK(e.param == "seed");
+  CHECK(e.message.find("out of range") != std::string::npos);
+  CHECK(CompletionError(R"({"prompt": "x", "max_tokens": 2.5})").param == "max_tokens");
+  CHECK(CompletionError(R"({"prompt": "x", "n": 1e300})").param == "n");
+}
+
+TEST_CASE("null or missing message content becomes empty text; continue_final_message") {
+  auto r = ParseChatRequest(
+      R"({"messages": [{"role": "user", "content": null}, {"role": "assistant"}]})");
+  REQUIRE(r.ok());
+  CHECK(r->messages[0]["content"] == "");
+  CHECK(r->messages[1]["content"] == "");
+  CHECK_FALSE(r->continue_final_message);
+
+  auto c = ParseChatRequest(R"({"messages": [{"role": "assistant", "content": "I"}],
+                                "add_generation_prompt": false, "continue_final_message": true})");
+  REQUIRE(c.ok());
+  CHECK(c->continue_final_message);
+  CHECK_FALSE(c->add_generation_prompt);
+  auto both = ParseChatRequest(R"({"messages": [{"role": "assistant", "content": "I"}],
+                                   "continue_final_message": true})");
+  REQUIRE_FALSE(both.ok());
+  CHECK(ApiErrorFromStatus(both.status()).param == "continue_final_message");
+}
+
+}  // namespace
+}  // namespace moe::server::http
+
+namespace moe::server::http {
+namespace {
+
+const char kToolMsgs[] = R"("messages": [{"role": "user", "content": "weather?"}])";
+
+absl::StatusOr<OpenAiRequest> ChatWith(const std::string& fields) {
+  return ParseChatRequest(std::string("{") + kToolMsgs + ", " + fields + "}");
+}
+
+TEST_CASE("tools: kept as sent, tool_choice defaults to auto with tools, none without") {
+  auto r = ChatWith(R"("tools": [{"type": "function", "function": {"name": "get_weather",
+      "description": "Weather of a city", "parameters": {"type": "object",
+      "properties": {"city": {"type": "string"}}}}}, {"function": {"name": "g"}}])");
+  REQUIRE(r.ok());
+  REQUIRE(r->tools.is_array());
+  REQUIRE(r->tools.size() == 2);
+  CHECK(r->tools[0]["function"]["name"] == "get_weather");
+  CHECK(r->tools[0]["function"]["parameters"]["properties"]["city"]["type"] == "string");
+  CHECK(r->tool_choice == "auto");
+  CHECK_FALSE(r->parse_tool_calls);  // the gateway decides
+
+  auto none = ChatWith(R"("tools": [{"type": "function", "function": {"name": "f"}}],
+                           "tool_choice": "none")");
+  REQUIRE(none.ok());
+  CHECK(none->tool_choice == "none");
+  CHECK(none->tools.size() == 1);  // still rendered, as vLLM does
+
+  auto plain = ParseChatRequest(std::string("{") + kToolMsgs + "}");
+  REQUIRE(plain.ok());
+  CHECK(plain->tools.is_null());
+  CHECK(plain->tool_choice == "none");
+  auto empty = ChatWith(R"("tools": [])");
+  REQUIRE(empty.ok());
+  CHECK(empty->tools.is_null());
+  CHECK(empty->tool_choice == "none");
+}
+
+TEST_CASE("tools: shape errors name the field at fault") {
+  const std::pair<std::string, std::string> cases[] = {
+      {R"("tools": {"name": "f"})", "tools"},
+      {R"("tools": ["f"])", "tools[0]"},
+      {R"("tools": [{"type": "function", "function": {"name": "f"}}, {"type": "retrieval",
+          "function": {"name": "g"}}])", "tools[1].type"},
+      {R"("tools": [{"type": "function"}])", "tools[0].function"},
+      {R"("tools": [{"type": "function", "function": {"name": "f"}},
+                    {"type": "function", "function": {"description": "no name"}}])",
+       "tools[1].function.name"},
+      {R"("tools": [{"type": "function", "function": {"name": ""}}])", "tools[0].function.name"},
+      {R"("tools": [{"type": "function", "function": {"name": 7}}])", "tools[0].function.name"},
+      {R"("tools": [{"type": "function", "function": {"name": "f", "description": 1}}])",
+       "tools[0].function.description"},
+      {R"("tools": [{"type": "function", "function": {"name": "f", "parameters": "x"}}])",
+       "tools[0].function.parameters"},
+      {R"("tools": [{"function": {"name": "f"}}], "tool_choice": "required")", "tool_choice"},
+      {R"("tools": [{"function": {"name": "f"}}],
+          "tool_choice": {"type": "function", "function": {"name": "f"}})", "tool_choice"},
+      {R"("tool_choice": "auto")", "tool_choice"},
+      {R"("functions": [{"name": "f"}])", "functions"},
+      {R"("function_call": "auto")", "function_call"},
+  };
+  for (const auto& [fields, param] : cases) {
+    INFO(fields);
+    auto r = ChatWith(fields);
+    REQUIRE_FALSE(r.ok());
+    const ApiError e = ApiErrorFromStatus(r.status());
+    CHECK(e.http_status == 400);
+    CHECK(e.param == param);
+  }
+  auto required = ChatWith(R"("tools": [{"function": {"name": "f"}}], "tool_choice": "required")");
+  CHECK(std::string(required.status().message()) ==
+        R"(tool_choice: only "auto" and "none" are supported)");
+}
+
+TEST_CASE("assistant tool_calls: null content accepted, JSON-string arguments become objects") {
+  auto r = ParseChatRequest(R"({"messages": [
+      {"role": "user", "content": "weather?"},
+      {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
+          "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}},
+          {"id": "call_2", "type": "function",
+          "function": {"name": "g", "arguments": "not json"}}]},
+      {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}]})");
+  REQUIRE(r.ok());
+  const auto& calls = r->messages[1]["tool_calls"];
+  CHECK(calls[0]["function"]["arguments"]["city"] == "Paris");
+  CHECK(calls[1]["function"]["arguments"] == "not json");  // kept as sent
+  CHECK(r->messages[2]["tool_call_id"] == "call_1");
+
+  auto bad = ParseChatRequest(R"({"messages": [{"role": "assistant",
+      "tool_calls": [{"function": {"arguments": "{}"}}]}]})");
+  REQUIRE_FALSE(bad.ok());
+  CHECK(ApiErrorFromStatus(bad.status()).param == "messages[0].tool_calls[0].function.name");
+  auto not_list = ParseChatRequest(R"({"messages": [{"role": "assistant", "tool_calls": 3}]})");
+  CHECK(ApiErrorFromStatus(not_list.status()).param == "messages[0].tool_calls");
+}
+
+TEST_CASE("tokenize takes tools with messages") {
+  auto t = ParseTokenizeRequest(R"({"messages": [{"role": "user", "content": "x"}],
+      "tools": [{"type": "function", "function": {"name": "f"}}]})");
+  REQUIRE(t.ok());
+  CHECK(t->tools.size() == 1);
+  auto bad = ParseTokenizeRequest(R"({"messages": [{"role": "user", "content": "x"}],
+      "tools": [{"type": "function", "function": {}}]})");
+  CHECK(ApiErrorFromStatus(bad.status()).param == "tools[0].function.name");
 }
 
 }  // namespace

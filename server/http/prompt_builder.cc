@@ -1,9 +1,36 @@
 #include "server/http/prompt_builder.h"
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
 namespace moe::server::http {
+namespace {
+
+// Cuts `text` right after the last occurrence of the final message's content (as
+// written, else with surrounding whitespace stripped, for templates that trim it).
+absl::Status CutAfterFinalMessage(const nlohmann::ordered_json& messages, std::string* text) {
+  const nlohmann::ordered_json* content = nullptr;
+  if (messages.is_array() && !messages.empty() && messages.back().is_object()) {
+    auto it = messages.back().find("content");
+    if (it != messages.back().end() && it->is_string()) content = &*it;
+  }
+  const std::string final_text = content != nullptr ? content->get<std::string>() : "";
+  for (absl::string_view needle :
+       {absl::string_view(final_text), absl::StripAsciiWhitespace(final_text)}) {
+    if (needle.empty()) break;
+    const size_t at = text->rfind(needle.data(), std::string::npos, needle.size());
+    if (at != std::string::npos) {
+      text->resize(at + needle.size());
+      return absl::OkStatus();
+    }
+  }
+  return absl::InvalidArgumentError(
+      "messages: continue_final_message needs a last message whose text content appears in "
+      "the rendered chat (it is empty or the template drops it)");
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<PromptBuilder>> PromptBuilder::Create(
     const engine::Tokenizer* tokenizer, const std::string& chat_template_override) {
@@ -38,7 +65,8 @@ absl::StatusOr<std::vector<std::vector<int32_t>>> PromptBuilder::CompletionPromp
 
 absl::StatusOr<std::string> PromptBuilder::RenderChat(const nlohmann::ordered_json& messages,
                                                       bool add_generation_prompt,
-                                                      const nlohmann::ordered_json& kwargs) const {
+                                                      const nlohmann::ordered_json& kwargs,
+                                                      bool continue_final_message) const {
   if (chat_template_ == nullptr) {
     return absl::InvalidArgumentError(
         "messages: this model has no chat template; start the server with a chat template "
@@ -53,13 +81,17 @@ absl::StatusOr<std::string> PromptBuilder::RenderChat(const nlohmann::ordered_js
   if (!text.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("messages: ", text.status().message()));
   }
+  if (continue_final_message) {
+    if (absl::Status s = CutAfterFinalMessage(messages, &*text); !s.ok()) return s;
+  }
   return text;
 }
 
 absl::StatusOr<std::vector<int32_t>> PromptBuilder::ChatPrompt(
     const nlohmann::ordered_json& messages, bool add_generation_prompt,
-    const nlohmann::ordered_json& kwargs) const {
-  absl::StatusOr<std::string> text = RenderChat(messages, add_generation_prompt, kwargs);
+    const nlohmann::ordered_json& kwargs, bool continue_final_message) const {
+  absl::StatusOr<std::string> text =
+      RenderChat(messages, add_generation_prompt, kwargs, continue_final_message);
   if (!text.ok()) return text.status();
   const bool has_bos = !bos_text_.empty() && absl::StartsWith(*text, bos_text_);
   absl::StatusOr<std::vector<int32_t>> ids = tokenizer_->Encode(*text, !has_bos);

@@ -35,13 +35,18 @@ class PromptBuilder {
       const OpenAiRequest& req) const;
 
   // The rendered conversation; errors name "messages" (template errors included).
+  // `continue_final_message` (vLLM's, after Hugging Face's): the text is cut right after
+  // the last message's content, so the model continues that message; INVALID_ARGUMENT
+  // naming "messages" when that content is empty or absent from the rendered text.
   absl::StatusOr<std::string> RenderChat(const nlohmann::ordered_json& messages,
                                          bool add_generation_prompt,
-                                         const nlohmann::ordered_json& kwargs) const;
+                                         const nlohmann::ordered_json& kwargs,
+                                         bool continue_final_message = false) const;
   // RenderChat, then encoded (see the header comment about BOS).
   absl::StatusOr<std::vector<int32_t>> ChatPrompt(const nlohmann::ordered_json& messages,
                                                   bool add_generation_prompt,
-                                                  const nlohmann::ordered_json& kwargs) const;
+                                                  const nlohmann::ordered_json& kwargs,
+                                                  bool continue_final_message = false) const;
 
   const engine::Tokenizer& tokenizer() const { return *tokenizer_; }
   bool has_chat_template() const { return chat_template_ != nullptr; }

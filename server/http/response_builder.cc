@@ -47,6 +47,32 @@ std::string FinishReasonString(scheduler::FinishReason r) {
   return scheduler::FinishReasonName(r);
 }
 
+std::string ChatFinishReason(scheduler::FinishReason r, bool made_tool_calls) {
+  if (made_tool_calls && r == scheduler::FinishReason::kStop) return "tool_calls";
+  return FinishReasonString(r);
+}
+
+Json ToolCallJson(const ToolCall& call) {
+  Json fn;
+  fn["name"] = call.name;
+  fn["arguments"] = call.arguments;
+  Json out;
+  out["id"] = call.id;
+  out["type"] = "function";
+  out["function"] = std::move(fn);
+  return out;
+}
+
+Json ToolCallDeltaJson(const ToolCall& call, int index) {
+  Json c;
+  c["index"] = index;
+  const Json body = ToolCallJson(call);
+  for (auto it = body.begin(); it != body.end(); ++it) c[it.key()] = it.value();
+  Json delta;
+  delta["tool_calls"] = Json::array({std::move(c)});
+  return delta;
+}
+
 Json StopReasonJson(const OpenAiRequest& req, scheduler::FinishReason r,
                     const std::string& stop_reason) {
   if (r != scheduler::FinishReason::kStop || stop_reason.empty()) return nullptr;
@@ -183,6 +209,18 @@ Json ChatResponse(const ResponseMeta& meta, const OpenAiRequest& req,
     Json msg;
     msg["role"] = "assistant";
     msg["content"] = c.text;
+    bool made_calls = false;
+    if (req.parse_tool_calls) {
+      ToolCallIdGenerator ids;
+      ParsedToolCalls parsed = ParseToolCalls(c.text, &ids);
+      made_calls = !parsed.calls.empty();
+      if (made_calls) {
+        msg["content"] = parsed.content.has_value() ? Json(*parsed.content) : Json(nullptr);
+        Json calls = Json::array();
+        for (const ToolCall& call : parsed.calls) calls.push_back(ToolCallJson(call));
+        msg["tool_calls"] = std::move(calls);
+      }
+    }
     ch["message"] = std::move(msg);
     if (req.logprobs) {
       Json lp;
@@ -191,7 +229,7 @@ Json ChatResponse(const ResponseMeta& meta, const OpenAiRequest& req,
     } else {
       ch["logprobs"] = nullptr;
     }
-    ch["finish_reason"] = FinishReasonString(c.finish_reason);
+    ch["finish_reason"] = ChatFinishReason(c.finish_reason, made_calls);
     ch["stop_reason"] = StopReasonJson(req, c.finish_reason, c.stop_reason);
     if (req.return_token_ids) ch["token_ids"] = IdsJson(c.token_ids);
     arr.push_back(std::move(ch));

@@ -15,6 +15,7 @@
 #include "engine/tokenizer/tokenizer.h"
 #include "scheduler/request_handle.h"
 #include "server/http/openai_request.h"
+#include "server/http/tool_call_parser.h"
 
 namespace moe::server::http {
 
@@ -44,6 +45,14 @@ struct ResponseMeta {
 
 // "stop" | "length" | "abort".
 std::string FinishReasonString(scheduler::FinishReason r);
+// A choice's finish_reason: "tool_calls" when it made calls and ended by eos / a stop
+// rule (not by length), else FinishReasonString.
+std::string ChatFinishReason(scheduler::FinishReason r, bool made_tool_calls);
+
+// {"id", "type": "function", "function": {"name", "arguments"}}.
+Json ToolCallJson(const ToolCall& call);
+// A streamed delta carrying one complete call: {"tool_calls": [{"index", ...}]}.
+Json ToolCallDeltaJson(const ToolCall& call, int index);
 // vLLM's stop_reason: the stop string, a stop token id (an integer), or null.
 Json StopReasonJson(const OpenAiRequest& req, scheduler::FinishReason r,
                     const std::string& stop_reason);
@@ -72,6 +81,9 @@ Json CompletionResponse(const ResponseMeta& meta, const OpenAiRequest& req,
                         const engine::Tokenizer& tok,
                         const std::vector<std::vector<int32_t>>& prompts,
                         const std::vector<ChoiceResult>& choices);
+// Chat: with req.parse_tool_calls each choice's text is parsed (tool_call_parser.h); a
+// choice with calls gets message.tool_calls, content null when nothing else was said, and
+// ChatFinishReason.
 Json ChatResponse(const ResponseMeta& meta, const OpenAiRequest& req,
                   const engine::Tokenizer& tok, const std::vector<int32_t>& prompt,
                   const std::vector<ChoiceResult>& choices);

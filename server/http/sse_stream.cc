@@ -27,6 +27,9 @@ class SseStream {
         tok_(*tok),
         choices_(gen_->num_choices()) {
     for (const auto& p : prompts_) prompt_tokens_ += static_cast<int>(p.size());
+    if (req_.kind == ApiKind::kChat && req_.parse_tool_calls) {
+      for (ChoiceState& st : choices_) st.tools = std::make_unique<ToolCallStreamParser>();
+    }
   }
 
   // One call of httplib's chunked content provider: writes what is ready. False ends
@@ -62,6 +65,7 @@ class SseStream {
   struct ChoiceState {
     size_t text_offset = 0;
     bool sent_first = false;
+    std::unique_ptr<ToolCallStreamParser> tools;  // chat with tool parsing only
   };
 
   bool Abandon() {
@@ -149,18 +153,56 @@ class SseStream {
                                        : CompletionChunk(meta_, req_, std::move(choice));
   }
 
+  // Tool parsing: the parser's content and calls, in order. The event's per-token data
+  // (logprobs, token ids) rides on the first content chunk, or on a chunk of its own.
+  bool SendToolItems(httplib::DataSink& sink, int index, const scheduler::StreamEvent& ev,
+                     const std::vector<ToolCallStreamParser::Item>& items) {
+    const bool has_token_data = req_.logprobs || req_.return_token_ids;
+    bool token_data_sent = false;
+    for (const ToolCallStreamParser::Item& item : items) {
+      if (item.call.has_value()) {
+        Json choice = Choice(index, nullptr, nullptr, nullptr);
+        choice["delta"] = ToolCallDeltaJson(*item.call, item.index);
+        if (!Send(sink, Chunk(std::move(choice)))) return false;
+        continue;
+      }
+      scheduler::StreamEvent part;
+      if (!token_data_sent) part = ev;
+      part.text = item.content;
+      token_data_sent = true;
+      if (!Send(sink, Chunk(Choice(index, &part, nullptr, nullptr)))) return false;
+    }
+    if (!token_data_sent && has_token_data && !ev.token_ids.empty()) {
+      scheduler::StreamEvent part = ev;
+      part.text.clear();
+      return Send(sink, Chunk(Choice(index, &part, nullptr, nullptr)));
+    }
+    return true;
+  }
+
   bool Handle(httplib::DataSink& sink, int index, const scheduler::StreamEvent& ev) {
+    ToolCallStreamParser* tools = choices_[index].tools.get();
     switch (ev.kind) {
       case scheduler::StreamEvent::Kind::kTokens:
+        if (tools != nullptr) return SendToolItems(sink, index, ev, tools->Feed(ev.text));
         // A delta whose text is still held back carries nothing to show unless the
         // client asked for per-token data.
         if (ev.text.empty() && !req_.logprobs && !req_.return_token_ids) return true;
         return Send(sink, Chunk(Choice(index, &ev, nullptr, nullptr)));
-      case scheduler::StreamEvent::Kind::kComplete:
+      case scheduler::StreamEvent::Kind::kComplete: {
         completion_tokens_ += ev.completion_tokens;
-        return Send(sink, Chunk(Choice(index, nullptr, FinishReasonString(ev.finish_reason),
+        bool made_calls = false;
+        if (tools != nullptr) {
+          if (!SendToolItems(sink, index, scheduler::StreamEvent(), tools->Finish())) {
+            return false;
+          }
+          made_calls = tools->num_calls() > 0;
+        }
+        return Send(sink, Chunk(Choice(index, nullptr,
+                                       ChatFinishReason(ev.finish_reason, made_calls),
                                        StopReasonJson(req_, ev.finish_reason,
                                                       ev.stop_reason))));
+      }
       case scheduler::StreamEvent::Kind::kError: {
         // Mid-stream errors cannot change the HTTP status: report in-band, end the rest.
         gen_->CancelAll();

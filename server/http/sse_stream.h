@@ -3,6 +3,9 @@
 // Completions with `echo` send each choice's prompt text as its first chunk.
 // Text arrives already held back by the scheduler's stop-string matcher, so no byte of
 // a stop string is ever sent.
+// With tool parsing (OpenAiRequest::parse_tool_calls) each chat choice's text goes
+// through a ToolCallStreamParser: content deltas as they are certain, each complete call
+// as one {"tool_calls": [...]} delta, and finish_reason "tool_calls" (ChatFinishReason).
 //
 // A client that disconnects makes a write fail: the generation's requests are cancelled
 // at once (their KV blocks are freed within one engine step). While no event arrives an

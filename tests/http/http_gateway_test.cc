@@ -14,6 +14,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
+#include "tests/http/http_test_client.h"
 #include "tests/http/test_env.h"
 
 namespace moe::testing {
@@ -32,54 +33,6 @@ HttpTestEnv& Env() {
     return *std::move(e);
   }();
   return *env;
-}
-
-struct Reply {
-  int status = 0;
-  std::string body;
-  Json json;
-};
-
-Reply Post(int port, const std::string& path, const std::string& body,
-           const httplib::Headers& headers = {}) {
-  httplib::Client cli("127.0.0.1", port);
-  cli.set_read_timeout(60, 0);
-  auto r = cli.Post(path.c_str(), headers, body, "application/json");
-  REQUIRE(r);
-  Reply out{r->status, r->body, Json()};
-  out.json = Json::parse(r->body, nullptr, false);
-  return out;
-}
-
-Reply Get(int port, const std::string& path) {
-  httplib::Client cli("127.0.0.1", port);
-  auto r = cli.Get(path.c_str());
-  REQUIRE(r);
-  Reply out{r->status, r->body, Json()};
-  out.json = Json::parse(r->body, nullptr, false);
-  return out;
-}
-
-// The JSON payloads of an SSE body; checks the framing and the final [DONE].
-std::vector<Json> SseChunks(const std::string& body) {
-  std::vector<Json> chunks;
-  bool done = false;
-  for (absl::string_view ev : absl::StrSplit(body, "\n\n", absl::SkipEmpty())) {
-    if (absl::StartsWith(ev, ":")) continue;  // keep-alive comment
-    REQUIRE(absl::StartsWith(ev, "data: "));
-    CHECK_FALSE(done);
-    ev.remove_prefix(6);
-    if (ev == "[DONE]") {
-      done = true;
-      continue;
-    }
-    Json j = Json::parse(ev.begin(), ev.end(), nullptr, false);
-    REQUIRE_FALSE(j.is_discarded());
-    chunks.push_back(std::move(j));
-  }
-  CHECK(done);
-  CHECK(absl::EndsWith(body, "data: [DONE]\n\n"));
-  return chunks;
 }
 
 // Greedy tokens from the scheduler alone, for comparison.

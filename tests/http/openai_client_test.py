@@ -1,6 +1,7 @@
 """The official `openai` Python client against the gateway (tests/http/test_server).
 
-Usage: openai_client_test.py --port N
+Usage: openai_client_test.py --port N --tools-port M
+(M: a server started with --enable-auto-tool-choice)
 """
 import argparse
 import sys
@@ -21,6 +22,7 @@ def check(cond, what):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--tools-port", type=int, required=True)
     args = ap.parse_args()
     client = OpenAI(base_url=f"http://127.0.0.1:{args.port}/v1", api_key="unused",
                     max_retries=0, timeout=60)
@@ -96,13 +98,42 @@ def main():
     echoed = client.completions.create(model=MODEL, prompt="Hello", max_tokens=4, echo=True,
                                        **GREEDY)
     check(echoed.choices[0].text.startswith("Hello"), "echo starts with the prompt")
+    tools = [{"type": "function", "function": {
+        "name": "get_weather", "description": "Current weather of a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                       "required": ["city"]}}}]
     try:
-        client.chat.completions.create(
-            model=MODEL, messages=messages,
-            tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}])
-        check(False, "tools raise")
+        client.chat.completions.create(model=MODEL, messages=messages, tools=tools)
+        check(False, "tools raise without --enable-auto-tool-choice")
     except openai.BadRequestError as e:
-        check(e.param == "tools", "tools: BadRequestError naming tools")
+        check(e.param == "tools" and "--enable-auto-tool-choice" in e.message,
+              "tools without --enable-auto-tool-choice: BadRequestError naming tools")
+    none = client.chat.completions.create(model=MODEL, messages=messages, tools=tools,
+                                          tool_choice="none", max_tokens=4, **GREEDY)
+    check(isinstance(none.choices[0].message.content, str), "tool_choice none: plain answer")
+
+    # A server with --enable-auto-tool-choice: tools accepted, the response well-formed
+    # (the tiny model writes no tool call, so none is expected).
+    tc = OpenAI(base_url=f"http://127.0.0.1:{args.tools_port}/v1", api_key="unused",
+                max_retries=0, timeout=60)
+    with_tools = tc.chat.completions.create(model=MODEL, messages=messages, tools=tools,
+                                            tool_choice="auto", max_tokens=8, **GREEDY)
+    c = with_tools.choices[0]
+    check(c.message.role == "assistant" and c.finish_reason in ("length", "stop", "tool_calls"),
+          "tools with --enable-auto-tool-choice: accepted, well-formed choice")
+    check(not c.message.tool_calls or all(t.type == "function" for t in c.message.tool_calls),
+          "tool_calls, if any, are function calls")
+    check(with_tools.usage.completion_tokens == 8, "usage unchanged with tools")
+    streamed = list(tc.chat.completions.create(model=MODEL, messages=messages, tools=tools,
+                                               max_tokens=8, stream=True, **GREEDY))
+    check(streamed[-1].choices[0].finish_reason in ("length", "stop", "tool_calls"),
+          "streamed with tools: ends with a finish_reason")
+    try:
+        tc.chat.completions.create(model=MODEL, messages=messages, tools=tools,
+                                   tool_choice="required")
+        check(False, "tool_choice required raises")
+    except openai.BadRequestError as e:
+        check(e.param == "tool_choice", "tool_choice required: BadRequestError naming it")
 
     # Errors raise the right exception classes.
     try:

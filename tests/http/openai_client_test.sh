@@ -15,23 +15,37 @@ if [ -z "$PY" ]; then
 fi
 
 TMP="${TEST_TMPDIR:-$(mktemp -d)}"
-# The background job opens its log files itself; create them first so the poll below never
-# reads a file that does not exist yet (that would end the script under `set -e`).
-: >"$TMP/server.out"
-: >"$TMP/server.err"
-tests/http/test_server tests/data/models/qwen3_moe \
-  tests/data/chat_templates/qwen2_5_instruct.jinja >"$TMP/server.out" 2>"$TMP/server.err" &
-PID=$!
-cleanup() { kill -TERM "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; }
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+}
 trap cleanup EXIT
 
-PORT=""
-for _ in $(seq 1 300); do
-  PORT=$(sed -n 's/^listening on port \([0-9]*\)$/\1/p' "$TMP/server.out" || true)
-  [ -n "$PORT" ] && break
-  kill -0 "$PID" 2>/dev/null || { cat "$TMP/server.err"; echo "server exited early"; exit 1; }
-  sleep 0.1
-done
-[ -n "$PORT" ] || { cat "$TMP/server.err"; echo "no listening line"; exit 1; }
+# start_server NAME [test_server flags...]: starts a test server, sets PORT.
+start_server() {
+  local name="$1"; shift
+  # The background job opens its log files itself; create them first so the poll below
+  # never reads a file that does not exist yet (that would end the script under `set -e`).
+  : >"$TMP/$name.out"
+  : >"$TMP/$name.err"
+  tests/http/test_server tests/data/models/qwen3_moe \
+    tests/data/chat_templates/qwen2_5_instruct.jinja "$@" \
+    >"$TMP/$name.out" 2>"$TMP/$name.err" &
+  local pid=$!
+  PIDS+=("$pid")
+  PORT=""
+  for _ in $(seq 1 300); do
+    PORT=$(sed -n 's/^listening on port \([0-9]*\)$/\1/p' "$TMP/$name.out" || true)
+    [ -n "$PORT" ] && break
+    kill -0 "$pid" 2>/dev/null || { cat "$TMP/$name.err"; echo "$name exited early"; exit 1; }
+    sleep 0.1
+  done
+  [ -n "$PORT" ] || { cat "$TMP/$name.err"; echo "$name: no listening line"; exit 1; }
+}
 
-"$PY" tests/http/openai_client_test.py --port "$PORT"
+start_server server
+MAIN_PORT="$PORT"
+start_server tools_server --enable-auto-tool-choice  # as vLLM's --tool-call-parser hermes
+TOOLS_PORT="$PORT"
+
+"$PY" tests/http/openai_client_test.py --port "$MAIN_PORT" --tools-port "$TOOLS_PORT"

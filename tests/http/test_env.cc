@@ -19,6 +19,19 @@ class DetokenizerDecoder : public scheduler::TextDecoder {
   engine::IncrementalDetokenizer detok_;
 };
 
+class ScriptedDecoder : public scheduler::TextDecoder {
+ public:
+  explicit ScriptedDecoder(const std::vector<std::string>* script) : script_(*script) {}
+  std::string Add(int32_t /*id*/) override {
+    return next_ < script_.size() ? script_[next_++] : std::string();
+  }
+  std::string Flush() override { return ""; }
+
+ private:
+  const std::vector<std::string>& script_;
+  size_t next_ = 0;
+};
+
 }  // namespace
 
 HttpTestEnv::~HttpTestEnv() {
@@ -52,9 +65,16 @@ absl::StatusOr<std::unique_ptr<HttpTestEnv>> StartHttpTestEnv(const HttpTestEnvO
   so.max_num_seqs = 16;
   so.max_num_batched_tokens = 256;
   const engine::Tokenizer* tok = env->model.tokenizer.get();
-  so.make_text_decoder = [tok](absl::Span<const int32_t> prompt) {
-    return std::unique_ptr<scheduler::TextDecoder>(new DetokenizerDecoder(*tok, prompt));
-  };
+  env->scripted_text = o.scripted_text;
+  if (!env->scripted_text.empty()) {
+    so.make_text_decoder = [script = &env->scripted_text](absl::Span<const int32_t>) {
+      return std::unique_ptr<scheduler::TextDecoder>(new ScriptedDecoder(script));
+    };
+  } else {
+    so.make_text_decoder = [tok](absl::Span<const int32_t> prompt) {
+      return std::unique_ptr<scheduler::TextDecoder>(new DetokenizerDecoder(*tok, prompt));
+    };
+  }
   env->scheduler = std::make_unique<scheduler::Scheduler>(env->model.runner.get(), so);
   if (absl::Status s = env->scheduler->Start(); !s.ok()) return s;
 
@@ -65,6 +85,10 @@ absl::StatusOr<std::unique_ptr<HttpTestEnv>> StartHttpTestEnv(const HttpTestEnvO
   go.api_key = o.api_key;
   go.max_body_bytes = o.max_body_bytes;
   go.num_threads = 8;
+  if (o.enable_auto_tool_choice) {
+    go.enable_auto_tool_choice = true;
+    go.tool_call_parser = "hermes";
+  }
   if (!o.chat_template_file.empty()) {
     std::ifstream in(o.chat_template_file);
     if (!in) return absl::NotFoundError(absl::StrCat("chat template: ", o.chat_template_file));

@@ -8,6 +8,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "engine/model_loader.h"
@@ -24,10 +25,18 @@ struct HttpTestEnvOptions {
   std::string api_key;
   size_t max_body_bytes = 1 << 20;
   bool set_ready = true;  // false: the gateway stays "loading"
+  // As --enable-auto-tool-choice --tool-call-parser hermes.
+  bool enable_auto_tool_choice = false;
+  // Non-empty: every sequence's text is this script instead of the model's detokenized
+  // output (its k-th generated token, whatever the id, shows as scripted_text[k]; "" past
+  // the end), so tests can drive exact model output (tool-call blocks, stop strings)
+  // through the scheduler and the gateway.
+  std::vector<std::string> scripted_text;
 };
 
 struct HttpTestEnv {
   engine::LoadedModel model;
+  std::vector<std::string> scripted_text;  // HttpTestEnvOptions::scripted_text
   std::unique_ptr<server::Metrics> metrics;  // outlives the scheduler that feeds it
   std::unique_ptr<scheduler::Scheduler> scheduler;
   std::unique_ptr<server::http::HttpGateway> gateway;

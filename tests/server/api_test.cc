@@ -97,6 +97,31 @@ TEST_CASE("Invalid requests get INVALID_ARGUMENT naming the field") {
   CHECK(Stream(*t.stub, forced).tokens == std::vector<int32_t>(4, 7));
 }
 
+TEST_CASE("Without max_tokens a prompt near the context gets the room left") {
+  TestServer t = StartServer(TinyModelOptions());
+  // Context 1024: 1021 prompt tokens leave 3, fewer than the default 16.
+  moe::v1::GenerateRequest req = GreedyIds(TestPrompt(1021, 1), 1);
+  req.mutable_sampling()->clear_max_tokens();
+  req.mutable_sampling()->set_ignore_eos(true);
+  StreamResult r = Stream(*t.stub, req);
+  INFO(r.status.error_message());
+  REQUIRE(r.status.ok());
+  CHECK(r.tokens.size() == 3);
+  CHECK(r.complete.finish_reason() == moe::v1::FINISH_REASON_LENGTH);
+  // A prompt that fills the context is the prompt's fault, whatever max_tokens says.
+  ExpectInvalid(*t.stub, GreedyIds(TestPrompt(1024, 1), 1), "token_ids");
+  // An explicit max_tokens past the room left is still refused, naming it.
+  ExpectInvalid(*t.stub, GreedyIds(TestPrompt(1021, 1), 4), "sampling.max_tokens");
+  // top_k -1 (vLLM's "disabled") is accepted; below it the message names the range.
+  moe::v1::GenerateRequest k = GreedyIds({1, 2, 3}, 2);
+  k.mutable_sampling()->set_top_k(-1);
+  CHECK(Stream(*t.stub, k).status.ok());
+  k.mutable_sampling()->set_top_k(-2);
+  StreamResult bad_k = Stream(*t.stub, k);
+  CHECK(bad_k.status.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK(bad_k.status.error_message().find(">= -1") != std::string::npos);
+}
+
 TEST_CASE("ModelInfo, Tokenize and Detokenize describe the loaded model") {
   TestServer t = StartServer(TinyModelOptions());
   moe::v1::ModelInfoResponse info;

@@ -2,7 +2,12 @@
 // it arrives, then a summary line on stderr.
 //
 //   moe_client --endpoint 127.0.0.1:50051 --prompt "Hello" --max-tokens 32
+//
+// A server started with --api-key (or $MOE_API_KEY) needs the same key here: --api-key,
+// default $MOE_API_KEY. --timeout sets the call's deadline (the server then aborts it).
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <string>
 
@@ -18,6 +23,9 @@ int main(int argc, char** argv) {
   float temperature = 0.f;
   long long seed = -1;
   bool ids = false;
+  const char* env_key = std::getenv("MOE_API_KEY");
+  std::string api_key = env_key != nullptr ? env_key : "";
+  double timeout_s = 0;
   CLI::App app{"moe_client: stream a generation from moe_server"};
   app.add_option("--endpoint", endpoint, "host:port of the server");
   app.add_option("--prompt", prompt, "prompt text")->required();
@@ -25,6 +33,9 @@ int main(int argc, char** argv) {
   app.add_option("--temperature", temperature, "0 = greedy");
   app.add_option("--seed", seed, "sampling seed (-1 = random)");
   app.add_flag("--print-ids", ids, "also print the token ids");
+  app.add_option("--api-key", api_key, "the server's API key (default: $MOE_API_KEY)");
+  app.add_option("--timeout", timeout_s, "seconds before the call is abandoned (0 = none)")
+      ->check(CLI::NonNegativeNumber);
   CLI11_PARSE(app, argc, argv);
 
   auto channel = grpc::CreateChannel(endpoint, grpc::InsecureChannelCredentials());
@@ -36,6 +47,11 @@ int main(int argc, char** argv) {
   if (seed >= 0) req.mutable_sampling()->set_seed(static_cast<uint64_t>(seed));
 
   grpc::ClientContext ctx;
+  if (!api_key.empty()) ctx.AddMetadata("authorization", "Bearer " + api_key);
+  if (timeout_s > 0) {
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::microseconds(static_cast<int64_t>(timeout_s * 1e6)));
+  }
   auto reader = stub->Generate(&ctx, req);
   moe::v1::GenerateResponse resp;
   std::string token_ids;
