@@ -142,6 +142,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::BuildAndStart(const ServerOption
     ho.port = options.http_port;
     ho.model_name = model_name;
     ho.api_key = options.api_key;
+    ho.allowed_origins = options.allowed_origins;
     ho.max_body_bytes = static_cast<size_t>(options.max_body_mb) << 20;
     ho.max_stream_buffer_tokens = options.max_stream_buffer_tokens;
     ho.max_prompt_tokens = options.max_prompt_tokens;

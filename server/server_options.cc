@@ -55,6 +55,7 @@ absl::StatusOr<ServerOptions> ApplyConfigJson(absl::string_view text, const std:
     else if (k == "grpc_port") s = Read(v, k, origin, &o.grpc_port);
     else if (k == "http_port") s = Read(v, k, origin, &o.http_port);
     else if (k == "api_key") s = Read(v, k, origin, &o.api_key);
+    else if (k == "allowed_origins") s = Read(v, k, origin, &o.allowed_origins);
     else if (k == "chat_template") s = Read(v, k, origin, &o.chat_template);
     else if (k == "served_model_name") s = Read(v, k, origin, &o.served_model_name);
     else if (k == "enable_auto_tool_choice") s = Read(v, k, origin, &o.enable_auto_tool_choice);
@@ -111,6 +112,7 @@ absl::StatusOr<ServerOptions> ParseServerFlags(int argc, char** argv) {
   app.add_option("--grpc-port", flags.grpc_port, "gRPC port; 0 picks a free one");
   app.add_option("--http-port", flags.http_port, "OpenAI-compatible HTTP port; 0 picks a free one, -1 disables HTTP");
   app.add_option("--api-key", flags.api_key, "require this key on both frontends (default: $MOE_API_KEY)");
+  app.add_option("--allowed-origins", flags.allowed_origins, "CORS for browser clients on the HTTP port: * or comma-separated origins (default: none, no CORS headers)");
   app.add_option("--chat-template", flags.chat_template, "Jinja chat template file overriding the tokenizer's");
   app.add_option("--served-model-name", flags.served_model_name, "model name clients use (default: the model directory)");
   app.add_flag("--enable-auto-tool-choice", flags.enable_auto_tool_choice, "chat tool calling: requests with tools and tool_choice \"auto\" get the model's tool calls back as tool_calls (needs --tool-call-parser)");
@@ -161,6 +163,7 @@ absl::StatusOr<ServerOptions> ParseServerFlags(int argc, char** argv) {
   if (set("--grpc-port")) o.grpc_port = flags.grpc_port;
   if (set("--http-port")) o.http_port = flags.http_port;
   if (set("--api-key")) o.api_key = flags.api_key;
+  if (set("--allowed-origins")) o.allowed_origins = flags.allowed_origins;
   if (set("--chat-template")) o.chat_template = flags.chat_template;
   if (set("--served-model-name")) o.served_model_name = flags.served_model_name;
   if (set("--enable-auto-tool-choice")) o.enable_auto_tool_choice = flags.enable_auto_tool_choice;

@@ -28,6 +28,9 @@ struct ServerOptions {
   int grpc_port = 50051;        // 0: the OS picks a free port (printed)
   int http_port = 8080;         // OpenAI-compatible HTTP; 0: the OS picks; -1: no HTTP
   std::string api_key;          // both frontends require it when set (or $MOE_API_KEY)
+  // CORS for browser clients: "" (no CORS headers), "*" (any origin) or a comma-separated
+  // list of origins (e.g. "http://localhost:3000").
+  std::string allowed_origins;
   std::string chat_template;    // file overriding the tokenizer's chat template
   std::string served_model_name;  // name in /v1/models; default: the model directory
   // vLLM's tool calling flags: parse chat completions for tool calls when a request

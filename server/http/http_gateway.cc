@@ -10,6 +10,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "server/chat_template/chat_template.h"
@@ -202,9 +204,31 @@ std::shared_ptr<const ServingState> HttpGateway::Ready(httplib::Response& res) c
   return s;
 }
 
+void HttpGateway::AddCorsHeaders(const httplib::Request& req, httplib::Response& res) const {
+  if (options_.allowed_origins.empty() || !req.has_header("Origin")) return;
+  const std::string origin = req.get_header_value("Origin");
+  bool any = false, listed = false;
+  for (absl::string_view o : absl::StrSplit(options_.allowed_origins, ',', absl::SkipWhitespace())) {
+    o = absl::StripAsciiWhitespace(o);
+    if (o == "*") any = true;
+    if (o == origin) listed = true;
+  }
+  if (!any && !listed) return;
+  res.set_header("Access-Control-Allow-Origin", listed ? origin : "*");
+  if (listed) res.set_header("Vary", "Origin");
+  if (req.method == "OPTIONS") {
+    const std::string allowed = AllowedMethods(req.path);
+    if (!allowed.empty()) res.set_header("Access-Control-Allow-Methods", allowed);
+    const std::string asked = req.get_header_value("Access-Control-Request-Headers");
+    res.set_header("Access-Control-Allow-Headers", asked.empty() ? "Authorization, Content-Type" : asked);
+    res.set_header("Access-Control-Max-Age", "600");
+  }
+}
+
 void HttpGateway::RegisterRoutes() {
   httplib::Server& svr = *server_;
   svr.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    AddCorsHeaders(req, res);
     // OPTIONS carries no credentials (browsers' CORS preflights never do).
     if (options_.api_key.empty() || IsOpenRoute(req.path) || req.method == "OPTIONS") {
       return httplib::Server::HandlerResponse::Unhandled;

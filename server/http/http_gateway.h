@@ -55,6 +55,10 @@ struct HttpGatewayOptions {
   std::string chat_template;
   // When set, every route but /health and /metrics needs "Authorization: Bearer <key>".
   std::string api_key;
+  // CORS: "" = no CORS headers; "*" = any origin; else comma-separated origins. A request
+  // whose Origin is allowed gets Access-Control-Allow-Origin (and, for a preflight, the
+  // allowed methods and headers); others get no CORS headers (the browser blocks them).
+  std::string allowed_origins;
   size_t max_body_bytes = 8 << 20;
   // Workers started at once; the pool grows past it up to the cap above.
   int num_threads = 64;
@@ -106,6 +110,9 @@ class HttpGateway {
 
  private:
   HttpGateway() = default;
+  // The CORS headers for `req` per options_.allowed_origins (none when it is empty or the
+  // request has no allowed Origin).
+  void AddCorsHeaders(const httplib::Request& req, httplib::Response& res) const;
   using BodyHandler = std::function<void(const ServingState&, const httplib::Request&,
                                          httplib::Response&)>;
   void RegisterRoutes();

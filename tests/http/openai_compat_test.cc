@@ -176,6 +176,42 @@ TEST_CASE("with an API key, OPTIONS (a CORS preflight) needs none; POST still do
   CHECK(post->status == 401);
 }
 
+TEST_CASE("CORS: an allowed Origin gets Access-Control-Allow-Origin, preflights too; others none") {
+  HttpTestEnvOptions o;
+  o.api_key = "sekret";
+  o.allowed_origins = "http://ui.example, http://other.example";
+  auto env = StartHttpTestEnv(o);
+  REQUIRE(env.ok());
+  httplib::Client cli("127.0.0.1", (*env)->gateway->port());
+  const httplib::Headers pre_h = {{"Origin", "http://ui.example"},
+                                  {"Access-Control-Request-Method", "POST"},
+                                  {"Access-Control-Request-Headers", "authorization, content-type"}};
+  auto pre = cli.Options("/v1/chat/completions", pre_h);
+  REQUIRE(pre);
+  CHECK(pre->status == 204);
+  CHECK(pre->get_header_value("Access-Control-Allow-Origin") == "http://ui.example");
+  CHECK(absl::StrContains(pre->get_header_value("Access-Control-Allow-Methods"), "POST"));
+  CHECK(pre->get_header_value("Access-Control-Allow-Headers") == "authorization, content-type");
+  // The actual request carries the header too, also when it is refused (401), so the page
+  // can read the error.
+  auto denied = cli.Post("/v1/completions", {{"Origin", "http://ui.example"}}, kSmall, "application/json");
+  REQUIRE(denied);
+  CHECK(denied->status == 401);
+  CHECK(denied->get_header_value("Access-Control-Allow-Origin") == "http://ui.example");
+  auto ok = cli.Post("/v1/completions", {{"Origin", "http://other.example"}, {"Authorization", "Bearer sekret"}},
+                     kSmall, "application/json");
+  REQUIRE(ok);
+  CHECK(ok->status == 200);
+  CHECK(ok->get_header_value("Access-Control-Allow-Origin") == "http://other.example");
+  // An origin not listed gets no CORS headers; without --allowed-origins nobody does.
+  auto evil = cli.Options("/v1/chat/completions", {{"Origin", "http://evil.example"}});
+  REQUIRE(evil);
+  CHECK_FALSE(evil->has_header("Access-Control-Allow-Origin"));
+  auto plain = httplib::Client("127.0.0.1", Port()).Options("/v1/chat/completions", {{"Origin", "http://ui.example"}});
+  REQUIRE(plain);
+  CHECK_FALSE(plain->has_header("Access-Control-Allow-Origin"));
+}
+
 TEST_CASE("routes answer with a trailing slash; GET /v1/models/{id} retrieves the model") {
   Reply r = Post(Port(), "/v1/completions/", kSmall);
   CHECK(r.status == 200);

@@ -83,6 +83,7 @@ absl::StatusOr<std::unique_ptr<HttpTestEnv>> StartHttpTestEnv(const HttpTestEnvO
   go.port = 0;
   go.model_name = o.model_name;
   go.api_key = o.api_key;
+  go.allowed_origins = o.allowed_origins;
   go.max_body_bytes = o.max_body_bytes;
   go.num_threads = 8;
   if (o.enable_auto_tool_choice) {

@@ -23,6 +23,7 @@ struct HttpTestEnvOptions {
   std::string model_name = "tiny-qwen3-moe";
   std::string chat_template_file;  // "" = none (qwen3_moe's tokenizer has no template)
   std::string api_key;
+  std::string allowed_origins;  // HttpGatewayOptions::allowed_origins
   size_t max_body_bytes = 1 << 20;
   bool set_ready = true;  // false: the gateway stays "loading"
   // As --enable-auto-tool-choice --tool-call-parser hermes.
