@@ -50,7 +50,9 @@ TEST_CASE("Abort by request_id ends the stream with FINISH_REASON_ABORT") {
 TEST_CASE("A client deadline ends the request and frees its blocks") {
   TestServer t = StartServer(TinyModelOptions(), SlowModelSource(absl::Milliseconds(3)));
   grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
+  // 900 tokens at >= 3 ms a step take >= 2.7 s, so the deadline always ends the request;
+  // 1.5 s leaves a loaded machine time to stream the first tokens before it does.
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(1500));
   auto reader = t.stub->Generate(&ctx, GreedyIds(TestPrompt(20, 4), 900));
   moe::v1::GenerateResponse resp;
   int chunks = 0;
