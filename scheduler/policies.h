@@ -2,7 +2,9 @@
 //   AdmissionPolicy   – may the head of the waiting queue start now? (With prefix
 //                       caching, its cached prefix blocks are attached at admission and
 //                       only the rest is prefilled.)
-//   PreemptionPolicy  – which running sequence gives its blocks back?
+//   PreemptionPolicy  – which running sequence gives its blocks back? (And, under the
+//                       priority policy, which lower-priority ones a waiting request may
+//                       take the place of.)
 //   BatchComposer     – which sequences run this step, with how many tokens each:
 //                       decodes first (oldest first), then prefill chunks of running
 //                       sequences, then newly admitted ones, all under the step's token
@@ -10,6 +12,21 @@
 //                       expert-aware batching on, the decodes first pass through
 //                       ExpertAwareComposer (expert_aware_composer.h); prefill chunks
 //                       are not filtered.
+//
+// Scheduling policy (vLLM's --scheduling-policy):
+//   fcfs      – the waiting queue is served in arrival order (a preempted sequence goes
+//               back to its front); the victim of KV pressure is the most recently
+//               admitted running sequence. GenerateRequest::priority must be 0.
+//   priority  – the waiting queue is served in (priority, arrival) order, lower priority
+//               value first, and `running` is kept in that order too (decodes and prefill
+//               chunks of better-priority sequences are served first); the victim of KV
+//               pressure is the running sequence with the largest priority value, latest
+//               arrival among equals. A waiting request that cannot be admitted for lack
+//               of KV blocks (or of a max_num_seqs slot) preempts running sequences of
+//               strictly worse priority, worst first, but only when that makes room for
+//               it; never one of equal or better priority. As in vLLM, there is no aging:
+//               under sustained higher-priority load a low-priority request may wait (or
+//               be preempted again) indefinitely.
 //
 // Thread safety: none of these hold locks; BatchComposer::Compose runs on the engine
 // thread while the scheduler holds the lock that guards the waiting queue.
@@ -20,6 +37,8 @@
 #include <memory>
 #include <vector>
 
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "scheduler/expert_aware_composer.h"
 #include "scheduler/kv_block_manager.h"
@@ -27,7 +46,17 @@
 
 namespace moe::scheduler {
 
+enum class SchedulingPolicy { kFcfs, kPriority };
+
+// "fcfs" | "priority"; INVALID_ARGUMENT naming scheduling_policy otherwise.
+absl::StatusOr<SchedulingPolicy> ParseSchedulingPolicy(absl::string_view name);
+const char* SchedulingPolicyName(SchedulingPolicy policy);
+
+// The priority policy's service order: lower priority value first, then earlier arrival.
+bool ServedBefore(const Sequence& a, const Sequence& b);
+
 struct BatchLimits {
+  SchedulingPolicy policy = SchedulingPolicy::kFcfs;
   int max_num_seqs = 64;
   int max_num_batched_tokens = 512;
   // Expert-aware batching: > 0 filters the decodes through ExpertAwareComposer with an
@@ -53,9 +82,25 @@ class AdmissionPolicy {
 
 class PreemptionPolicy {
  public:
-  // The most recently admitted running sequence (it has done the least work, and
-  // evicting it keeps the oldest requests moving). Null when `running` is empty.
+  explicit PreemptionPolicy(BatchLimits limits) : limits_(limits) {}
+  // fcfs: the most recently admitted running sequence (it has done the least work, and
+  // evicting it keeps the oldest requests moving). priority: the last in service order
+  // (largest priority value, latest arrival among equals). Null when `running` is empty.
   Sequence* PickVictim(const std::vector<std::unique_ptr<Sequence>>& running) const;
+
+  // Priority policy: the running sequences to preempt, worst first, so that `seq` (not
+  // running, AdmissionPolicy::CanAdmit false for this `match` and `chunk_tokens`) can be
+  // admitted: only sequences of strictly larger priority value, and only as many as
+  // needed for its blocks (counting what their release really frees: blocks another
+  // table shares stay in use) and a max_num_seqs slot. Empty when preempting all of them
+  // would not be enough, or under fcfs.
+  std::vector<Sequence*> VictimsToAdmit(const Sequence& seq, const PrefixMatch& match,
+                                        int chunk_tokens,
+                                        const std::vector<std::unique_ptr<Sequence>>& running,
+                                        const KvBlockManager& kv) const;
+
+ private:
+  BatchLimits limits_;
 };
 
 struct ScheduledChunk {
@@ -87,7 +132,8 @@ class BatchComposer {
   explicit BatchComposer(BatchLimits limits);
 
   // Builds the next step. May move sequences between `waiting` and `running`: admits
-  // from the front of `waiting` (attaching each one's cached prefix from
+  // from the front of `waiting` (under the priority policy, `waiting` and `running` are
+  // first put in service order; see the top of this file) (attaching each one's cached prefix from
   // KvBlockManager::FindPrefix when prefix caching is on, so num_computed starts at the
   // matched length), and preempts running sequences (blocks freed,
   // num_computed reset, requeued at the front of `waiting`) when a decode needs a block
@@ -103,8 +149,11 @@ class BatchComposer {
                    absl::Span<const uint64_t> resident_keys = {}) const;
 
  private:
+  // Frees the victim's blocks and requeues it: at the front of `waiting` (fcfs) or at its
+  // place in service order (priority).
   void Preempt(Sequence* victim, std::vector<std::unique_ptr<Sequence>>* running,
                std::deque<std::unique_ptr<Sequence>>* waiting, KvBlockManager* kv) const;
+  bool priority() const { return limits_.policy == SchedulingPolicy::kPriority; }
   // The decode-ready sequences of `running` that expert-aware batching leaves out this
   // step, sorted by address (for binary_search); empty when it is off.
   std::vector<Sequence*> DeferredDecodes(const std::vector<std::unique_ptr<Sequence>>& running,

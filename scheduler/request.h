@@ -31,6 +31,10 @@ struct GenerateRequest {
   std::vector<int32_t> stop_token_ids;
   bool ignore_eos = false;  // otherwise the model's eos ids stop generation
 
+  // Priority scheduling (SchedulerOptions::scheduling_policy kPriority): lower values are
+  // served first. Must be 0 under fcfs (Scheduler::Submit refuses anything else).
+  int priority = 0;
+
   // Past this time the request ends with DEADLINE_EXCEEDED and its blocks are freed.
   absl::Time deadline = absl::InfiniteFuture();
 };

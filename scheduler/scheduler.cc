@@ -19,6 +19,7 @@ int ExpertAwareCapacity(const SchedulerOptions& o, const engine::ModelRunner& ru
 
 BatchLimits LimitsFrom(const SchedulerOptions& o, const engine::ModelRunner& runner) {
   BatchLimits l;
+  l.policy = o.scheduling_policy;
   l.max_num_seqs = o.max_num_seqs;
   l.max_num_batched_tokens = o.max_num_batched_tokens;
   l.expert_cache_keys = ExpertAwareCapacity(o, runner);
@@ -118,6 +119,11 @@ absl::StatusOr<std::shared_ptr<RequestHandle>> Scheduler::Submit(GenerateRequest
   if (request.max_tokens <= 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("max_tokens: must be > 0, got ", request.max_tokens));
+  }
+  if (request.priority != 0 && options_.scheduling_policy != SchedulingPolicy::kPriority) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "priority: requires --scheduling-policy priority (got ", request.priority,
+        " under fcfs)"));
   }
   const int64_t total = static_cast<int64_t>(prompt_len) + request.max_tokens;
   if (total > max_model_len_) {

@@ -65,6 +65,10 @@ struct RequestFinishedInfo {
 using RequestFinishedCallback = std::function<void(const RequestFinishedInfo&)>;
 
 struct SchedulerOptions {
+  // fcfs: arrival order, GenerateRequest::priority must be 0. priority: lower priority
+  // values are admitted first, preempted last, and may preempt running sequences of
+  // worse priority to be admitted (policies.h; no aging, as in vLLM).
+  SchedulingPolicy scheduling_policy = SchedulingPolicy::kFcfs;
   int max_num_seqs = 64;
   int max_num_batched_tokens = 512;
   // Waiting requests beyond which Submit fails with RESOURCE_EXHAUSTED.
@@ -182,7 +186,7 @@ class Scheduler {
 
   // Queues a request. Errors: INVALID_ARGUMENT naming the field (empty prompt,
   // max_tokens <= 0, prompt + max_tokens above the context or the KV cache, duplicate
-  // request_id); RESOURCE_EXHAUSTED when the waiting queue is full; UNAVAILABLE after
+  // request_id, a non-zero priority under the fcfs policy); RESOURCE_EXHAUSTED when the waiting queue is full; UNAVAILABLE after
   // StopAccepting()/Shutdown().
   absl::StatusOr<std::shared_ptr<RequestHandle>> Submit(GenerateRequest request);
 
@@ -202,6 +206,7 @@ class Scheduler {
   int kv_block_size() const { return block_size_; }
   int max_model_len() const { return max_model_len_; }
   int max_num_seqs() const { return options_.max_num_seqs; }
+  SchedulingPolicy scheduling_policy() const { return options_.scheduling_policy; }
   // Requests that may wait at once; a submission beyond it is ResourceExhausted.
   int max_queue() const { return options_.max_queue; }
 

@@ -26,7 +26,7 @@
 namespace moe::scheduler {
 
 struct Sequence {
-  int64_t id = 0;
+  int64_t id = 0;  // increasing in arrival (Submit) order
   std::shared_ptr<RequestHandle> handle;
   GenerateRequest request;  // request.prompt is moved into `tokens`
   std::vector<int32_t> tokens;
@@ -47,6 +47,10 @@ struct Sequence {
   // the consecutive steps this sequence's decode was deferred.
   std::vector<uint64_t> expert_footprint;
   int expert_skips = 0;
+
+  // Priority scheduling: lower is served first (GenerateRequest::priority). Ties go to
+  // the earlier arrival, i.e. the smaller id (ids are assigned in Submit order).
+  int priority() const { return request.priority; }
 
   int num_generated() const { return static_cast<int>(tokens.size()) - prompt_len; }
   // Tokens still to run through the model (1 for a sequence in decode).

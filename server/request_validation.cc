@@ -66,6 +66,7 @@ absl::StatusOr<scheduler::GenerateRequest> ToSchedulerRequest(
     const ModelLimits& limits, absl::Time deadline, uint64_t fallback_seed) {
   scheduler::GenerateRequest out;
   out.request_id = req.request_id();
+  out.priority = req.priority();  // the scheduler checks it against its policy
   out.deadline = deadline;
   out.fallback_seed = fallback_seed;
 

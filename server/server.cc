@@ -222,6 +222,9 @@ void Server::LoadAndServe(ServerOptions options, ModelSource source) {
     scheduler::SchedulerOptions so;
     so.max_num_seqs = options.max_num_seqs;
     so.max_num_batched_tokens = options.max_num_batched_tokens;
+    // ValidateServerOptions checked the name.
+    so.scheduling_policy = scheduler::ParseSchedulingPolicy(options.scheduling_policy)
+                               .value_or(scheduler::SchedulingPolicy::kFcfs);
     so.expert_aware_batching = options.expert_aware_batching;
     so.expert_aware_max_skips = options.expert_aware_max_skips;
     so.expert_aware_miss_cost_steps = options.expert_aware_miss_cost_steps;
@@ -265,9 +268,10 @@ void Server::LoadAndServe(ServerOptions options, ModelSource source) {
   }
   SetHealth(grpc_server_.get(), true);
   spdlog::info("serving on {} (health SERVING): {} KV blocks of {} tokens, max_num_seqs {}, "
-               "max_num_batched_tokens {}, prefix caching {}",
+               "max_num_batched_tokens {}, prefix caching {}, scheduling policy {}",
                address_, ctx.num_kv_blocks, scheduler_->kv_block_size(), options.max_num_seqs,
-               options.max_num_batched_tokens, options.enable_prefix_caching ? "on" : "off");
+               options.max_num_batched_tokens, options.enable_prefix_caching ? "on" : "off",
+               options.scheduling_policy);
 }
 
 absl::Status Server::WaitUntilReady(absl::Duration timeout) {

@@ -62,6 +62,7 @@ absl::StatusOr<ServerOptions> ApplyConfigJson(absl::string_view text, const std:
     else if (k == "tool_call_parser") s = Read(v, k, origin, &o.tool_call_parser);
     else if (k == "max_num_seqs") s = Read(v, k, origin, &o.max_num_seqs);
     else if (k == "max_num_batched_tokens") s = Read(v, k, origin, &o.max_num_batched_tokens);
+    else if (k == "scheduling_policy") s = Read(v, k, origin, &o.scheduling_policy);
     else if (k == "expert_aware_batching") s = Read(v, k, origin, &o.expert_aware_batching);
     else if (k == "expert_aware_max_skips") s = Read(v, k, origin, &o.expert_aware_max_skips);
     else if (k == "expert_aware_miss_cost_steps") s = Read(v, k, origin, &o.expert_aware_miss_cost_steps);
@@ -119,6 +120,7 @@ absl::StatusOr<ServerOptions> ParseServerFlags(int argc, char** argv) {
   app.add_option("--tool-call-parser", flags.tool_call_parser, "how tool calls are read from the model's output: hermes (<tool_call>{...}</tool_call>, Qwen2.5/Qwen3 templates)");
   app.add_option("--max-num-seqs", flags.max_num_seqs, "sequences per step at most");
   app.add_option("--max-num-batched-tokens", flags.max_num_batched_tokens, "tokens per step at most");
+  app.add_option("--scheduling-policy", flags.scheduling_policy, "fcfs (arrival order; requests must not set priority) | priority (requests' priority field, lower first: admitted first, preempted last, and may preempt running requests of a larger value; no aging, as in vLLM)");
   app.add_flag("--expert-aware-batching", flags.expert_aware_batching, "with a bounded GPU expert cache (offload), run decodes whose experts fit the cache together and defer the rest a step (outputs unchanged)");
   app.add_option("--expert-aware-max-skips", flags.expert_aware_max_skips, "expert-aware batching: consecutive steps a decode may be deferred at most");
   app.add_option("--expert-aware-miss-cost-steps", flags.expert_aware_miss_cost_steps, "expert-aware batching: what one expert-cache miss costs, in decode steps (t_miss / t_step); decodes are deferred only where the misses saved pay for the extra step");
@@ -173,6 +175,7 @@ absl::StatusOr<ServerOptions> ParseServerFlags(int argc, char** argv) {
   }
   if (set("--max-num-seqs")) o.max_num_seqs = flags.max_num_seqs;
   if (set("--max-num-batched-tokens")) o.max_num_batched_tokens = flags.max_num_batched_tokens;
+  if (set("--scheduling-policy")) o.scheduling_policy = flags.scheduling_policy;
   if (set("--expert-aware-batching")) o.expert_aware_batching = flags.expert_aware_batching;
   if (set("--expert-aware-max-skips")) o.expert_aware_max_skips = flags.expert_aware_max_skips;
   if (set("--expert-aware-miss-cost-steps")) o.expert_aware_miss_cost_steps = flags.expert_aware_miss_cost_steps;
@@ -226,6 +229,10 @@ absl::Status ValidateServerOptions(const ServerOptions& o) {
   }
   if (o.max_num_seqs < 1) return bad("max_num_seqs", "must be >= 1");
   if (o.max_num_batched_tokens < 1) return bad("max_num_batched_tokens", "must be >= 1");
+  if (o.scheduling_policy != "fcfs" && o.scheduling_policy != "priority") {
+    return bad("scheduling_policy", absl::StrCat("--scheduling-policy must be fcfs or priority, got \"",
+                                                 o.scheduling_policy, "\""));
+  }
   if (o.expert_aware_max_skips < 0) return bad("expert_aware_max_skips", "must be >= 0");
   if (!(o.expert_aware_miss_cost_steps >= 0)) return bad("expert_aware_miss_cost_steps", "must be >= 0");
   if (o.num_kv_blocks < 0) return bad("num_kv_blocks", "must be >= 0");

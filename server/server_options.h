@@ -40,6 +40,9 @@ struct ServerOptions {
   std::string tool_call_parser;
   int max_num_seqs = 64;
   int max_num_batched_tokens = 512;
+  // vLLM's --scheduling-policy: "fcfs" (arrival order; a request's non-zero `priority`
+  // is refused) or "priority" (lower `priority` first, preempting worse ones; no aging).
+  std::string scheduling_policy = "fcfs";
   // Expert-aware batching (scheduler/expert_aware_composer.h): with a bounded GPU expert
   // cache, decodes whose experts overflow it together wait a step, at most
   // expert_aware_max_skips consecutive steps.

@@ -171,11 +171,35 @@ TEST_CASE("Tool calling flags: hermes is the only parser, auto choice needs one"
   REQUIRE(std::string(help.status().message()).find("--tool-call-parser") != std::string::npos);
 }
 
+TEST_CASE("Scheduling policy: fcfs by default, priority by flag or config, else an error "
+          "naming the option") {
+  auto defaults = Parse({"--model", "/m"});
+  REQUIRE(defaults.ok());
+  REQUIRE(defaults->scheduling_policy == "fcfs");
+  auto prio = Parse({"--model", "/m", "--scheduling-policy", "priority"});
+  REQUIRE(prio.ok());
+  REQUIRE(prio->scheduling_policy == "priority");
+  auto bad = Parse({"--model", "/m", "--scheduling-policy", "lifo"});
+  REQUIRE(bad.status().code() == absl::StatusCode::kInvalidArgument);
+  REQUIRE(std::string(bad.status().message()).rfind("scheduling_policy", 0) == 0);
+  REQUIRE(std::string(bad.status().message()).find("--scheduling-policy") != std::string::npos);
+  REQUIRE(std::string(bad.status().message()).find("lifo") != std::string::npos);
+  auto from_json = ApplyConfigJson(R"({"scheduling_policy": "priority"})", "cfg.json", {});
+  REQUIRE(from_json.ok());
+  REQUIRE(from_json->scheduling_policy == "priority");
+  auto bad_json = ApplyConfigJson(R"({"model": "/m", "scheduling_policy": "edf"})", "cfg.json", {});
+  REQUIRE(bad_json.ok());
+  REQUIRE(ValidateServerOptions(*bad_json).code() == absl::StatusCode::kInvalidArgument);
+  auto help = Parse({"--help"});
+  REQUIRE(std::string(help.status().message()).find("--scheduling-policy") != std::string::npos);
+}
+
 TEST_CASE("The shipped configs/server.json parses") {
   auto o = ApplyConfigFile("configs/server.json", {});
   REQUIRE(o.ok());
   REQUIRE(o->grpc_port == 50051);
   REQUIRE(o->enable_prefix_caching);
+  REQUIRE(o->scheduling_policy == "fcfs");
 }
 
 }  // namespace

@@ -63,6 +63,7 @@ absl::StatusOr<std::unique_ptr<Generation>> Generation::Submit(
       r.stop_strings = req.stop;
       r.stop_token_ids = req.stop_token_ids;
       r.ignore_eos = req.ignore_eos;
+      r.priority = req.priority;
       Choice c;
       c.submitted = absl::Now();
       absl::StatusOr<std::shared_ptr<scheduler::RequestHandle>> h =

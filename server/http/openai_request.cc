@@ -427,6 +427,9 @@ absl::Status ParseCommon(const Json& body, OpenAiRequest* r) {
   if (!(r->repetition_penalty > 0)) return FieldError("repetition_penalty", "must be > 0");
   MOE_RETURN_IF_ERROR(GetFloatIn(body, "min_p", 0.f, 1.f, &r->min_p));
   MOE_RETURN_IF_ERROR(ParseLogitBias(body, r));
+  std::optional<int> priority;
+  MOE_RETURN_IF_ERROR(GetIntIn(body, "priority", INT32_MIN, INT32_MAX, &priority));
+  if (priority.has_value()) r->priority = *priority;
   MOE_RETURN_IF_ERROR(RejectUnsupported(body, *r));
 #undef MOE_RETURN_IF_ERROR
   return absl::OkStatus();

@@ -88,6 +88,9 @@ struct OpenAiRequest {
   std::vector<std::pair<int32_t, float>> logit_bias;
   // Completions: the returned text starts with the prompt's text.
   bool echo = false;
+  // vLLM's `priority` (both endpoints): lower is served first under
+  // --scheduling-policy priority; must be 0 otherwise (the scheduler refuses it).
+  int priority = 0;
 };
 
 absl::StatusOr<OpenAiRequest> ParseCompletionRequest(absl::string_view body);

@@ -356,5 +356,29 @@ TEST_CASE("completions without max_tokens near the context get the room left") {
   CHECK(r.json["choices"][0]["finish_reason"] == "length");
 }
 
+TEST_CASE("priority: a non-zero value needs --scheduling-policy priority (400 naming it)") {
+  // The test scheduler runs the default fcfs policy, as `vllm serve` does.
+  for (const char* path : {"/v1/completions", "/v1/chat/completions"}) {
+    Json body = {{"max_tokens", 2}, {"priority", 1}};
+    if (std::string(path) == "/v1/completions") {
+      body["prompt"] = "Hi";
+    } else {
+      body["messages"] = Json::array({{{"role", "user"}, {"content", "Hi"}}});
+    }
+    INFO(path);
+    Reply r = Post(Port(), path, body.dump());
+    CHECK(r.status == 400);
+    CHECK(r.json["error"]["param"] == "priority");
+    CHECK(absl::StrContains(r.json["error"]["message"].get<std::string>(),
+                            "--scheduling-policy priority"));
+    body["priority"] = "high";  // not an integer: refused by the parser, whatever the policy
+    Reply typed = Post(Port(), path, body.dump());
+    CHECK(typed.status == 400);
+    CHECK(typed.json["error"]["param"] == "priority");
+    body["priority"] = 0;  // the default is accepted
+    CHECK(Post(Port(), path, body.dump()).status == 200);
+  }
+}
+
 }  // namespace
 }  // namespace moe::testing

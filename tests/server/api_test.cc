@@ -122,6 +122,32 @@ TEST_CASE("Without max_tokens a prompt near the context gets the room left") {
   CHECK(bad_k.status.error_message().find(">= -1") != std::string::npos);
 }
 
+TEST_CASE("priority: refused under fcfs naming the field, served under --scheduling-policy "
+          "priority with the same tokens") {
+  moe::v1::GenerateRequest req = GreedyIds({1, 2, 3, 4}, 4);
+  req.set_priority(2);
+  std::vector<int32_t> reference;
+  {
+    TestServer t = StartServer(TinyModelOptions());  // fcfs, the default
+    StreamResult r = Stream(*t.stub, req);
+    REQUIRE(r.status.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+    REQUIRE(r.status.error_message().rfind("priority:", 0) == 0);
+    REQUIRE(r.status.error_message().find("--scheduling-policy priority") != std::string::npos);
+    req.set_priority(0);
+    StreamResult ok = Stream(*t.stub, req);
+    REQUIRE(ok.status.ok());
+    reference = ok.tokens;
+  }
+  ServerOptions o = TinyModelOptions();
+  o.scheduling_policy = "priority";
+  TestServer t = StartServer(o);
+  req.set_priority(-3);
+  StreamResult r = Stream(*t.stub, req);
+  INFO(r.status.error_message());
+  REQUIRE(r.status.ok());
+  REQUIRE(r.tokens == reference);
+}
+
 TEST_CASE("ModelInfo, Tokenize and Detokenize describe the loaded model") {
   TestServer t = StartServer(TinyModelOptions());
   moe::v1::ModelInfoResponse info;
