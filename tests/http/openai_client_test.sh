@@ -21,26 +21,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
+source tests/wait_for_port.sh
+
 # start_server NAME [test_server flags...]: starts a test server, sets PORT.
 start_server() {
   local name="$1"; shift
-  # The background job opens its log files itself; create them first so the poll below
-  # never reads a file that does not exist yet (that would end the script under `set -e`).
-  : >"$TMP/$name.out"
-  : >"$TMP/$name.err"
   tests/http/test_server tests/data/models/qwen3_moe \
     tests/data/chat_templates/qwen2_5_instruct.jinja "$@" \
     >"$TMP/$name.out" 2>"$TMP/$name.err" &
   local pid=$!
   PIDS+=("$pid")
-  PORT=""
-  for _ in $(seq 1 300); do
-    PORT=$(sed -n 's/^listening on port \([0-9]*\)$/\1/p' "$TMP/$name.out" || true)
-    [ -n "$PORT" ] && break
-    kill -0 "$pid" 2>/dev/null || { cat "$TMP/$name.err"; echo "$name exited early"; exit 1; }
-    sleep 0.1
-  done
-  [ -n "$PORT" ] || { cat "$TMP/$name.err"; echo "$name: no listening line"; exit 1; }
+  wait_for_port "$pid" "$TMP/$name.out" "$TMP/$name.err" 's/^listening on port \([0-9]*\)$/\1/p'
 }
 
 start_server server

@@ -5,8 +5,6 @@
 set -euo pipefail
 
 TMP="${TEST_TMPDIR:-$(mktemp -d)}"
-: >"$TMP/server.out"
-: >"$TMP/server.err"
 server/moe_server --model tests/data/models/olmoe --device cpu --host 127.0.0.1 \
   --grpc-port 0 --http-port -1 --num-kv-blocks 256 --api-key sekret \
   >"$TMP/server.out" 2>"$TMP/server.err" &
@@ -14,14 +12,9 @@ PID=$!
 cleanup() { kill -KILL "$PID" 2>/dev/null || true; }
 trap cleanup EXIT
 
-PORT=""
-for _ in $(seq 1 300); do
-  PORT=$(sed -n 's/^moe_server listening on .*:\([0-9]*\) (gRPC)$/\1/p' "$TMP/server.out" || true)
-  [ -n "$PORT" ] && break
-  kill -0 "$PID" 2>/dev/null || { cat "$TMP/server.err"; echo "server exited early"; exit 1; }
-  sleep 0.1
-done
-[ -n "$PORT" ] || { cat "$TMP/server.out" "$TMP/server.err"; echo "no port"; exit 1; }
+source tests/wait_for_port.sh
+wait_for_port "$PID" "$TMP/server.out" "$TMP/server.err" \
+  's/^moe_server listening on .*:\([0-9]*\) (gRPC)$/\1/p'
 CLIENT=tools/client/moe_client
 EP="127.0.0.1:$PORT"
 

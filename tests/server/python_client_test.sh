@@ -17,24 +17,15 @@ protoc --proto_path="$PROTOS" --python_out="$STUBS" --grpc_python_out="$STUBS" \
   --plugin=protoc-gen-grpc_python=/usr/bin/grpc_python_plugin \
   "$PROTOS/moe/v1/inference.proto" "$PROTOS/health/health.proto"
 
-# Create the log files before the server starts: the background job opens them itself, and
-# polling a file that does not exist yet would end the script under `set -e`.
-: >"$TMP/server.out"
-: >"$TMP/server.err"
 server/moe_server --model tests/data/models/olmoe --device cpu --grpc-port 0 \
   --num-kv-blocks 256 --drain-timeout 30 >"$TMP/server.out" 2>"$TMP/server.err" &
 PID=$!
 cleanup() { kill -KILL "$PID" 2>/dev/null || true; }
 trap cleanup EXIT
 
-PORT=""
-for _ in $(seq 1 300); do
-  PORT=$(sed -n 's/^moe_server listening on .*:\([0-9]*\) .*/\1/p' "$TMP/server.out" || true)
-  [ -n "$PORT" ] && break
-  kill -0 "$PID" 2>/dev/null || { cat "$TMP/server.err"; echo "server exited early"; exit 1; }
-  sleep 0.1
-done
-[ -n "$PORT" ] || { cat "$TMP/server.err"; echo "no listening line"; exit 1; }
+source tests/wait_for_port.sh
+wait_for_port "$PID" "$TMP/server.out" "$TMP/server.err" \
+  's/^moe_server listening on .*:\([0-9]*\) .*/\1/p'
 echo "server pid $PID listening on port $PORT"
 
 "$PY" tests/server/python_client.py --endpoint "127.0.0.1:$PORT" --stubs "$STUBS" \
