@@ -6,10 +6,12 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/time/time.h"
+#include "engine/sampling/logit_constraint.h"
 #include "engine/sampling/sampler.h"
 
 namespace moe::scheduler {
@@ -23,6 +25,10 @@ struct GenerateRequest {
   // Sampler seed when sampling.has_seed is false (the frontend passes a fresh random
   // value per request).
   uint64_t fallback_seed = 0;
+  // Constrained decoding (e.g. JSON mode), or null: Submit makes this sequence's own
+  // constraint with it, so the sequence is sampled on the host. Shared by the sequences
+  // of one HTTP request (n > 1), each with its own state.
+  std::shared_ptr<const engine::LogitConstraintFactory> constraint;
 
   int max_tokens = 16;  // > 0
   // Generation stops when the decoded text contains one of these; the matched string is

@@ -151,7 +151,9 @@ absl::StatusOr<std::shared_ptr<RequestHandle>> Scheduler::Submit(GenerateRequest
 
   auto seq = std::make_unique<Sequence>();
   seq->arrival = absl::Now();
-  seq->sampler = std::make_unique<engine::Sampler>(request.sampling, request.fallback_seed);
+  seq->sampler = std::make_unique<engine::Sampler>(
+      request.sampling, request.fallback_seed,
+      request.constraint != nullptr ? request.constraint->Create() : nullptr);
   seq->sampler->SetPromptTokens(request.prompt);  // for repetition_penalty
   if (options_.make_text_decoder) seq->decoder = options_.make_text_decoder(request.prompt);
   seq->stop_matcher = std::make_unique<StopStringMatcher>(request.stop_strings);

@@ -121,11 +121,22 @@ absl::Status ValidateSamplingParams(const SamplingParams& p, int vocab_size) {
   return absl::OkStatus();
 }
 
-Sampler::Sampler(const SamplingParams& params, uint64_t fallback_seed)
+Sampler::Sampler(const SamplingParams& params, uint64_t fallback_seed,
+                 std::unique_ptr<LogitConstraint> constraint)
     : params_(params),
       penalties_(params.logit_bias, params.repetition_penalty, params.frequency_penalty,
                  params.presence_penalty),
+      constraint_(std::move(constraint)),
       rng_(params.has_seed ? params.seed : fallback_seed) {}
+
+void Sampler::ApplyConstraint(int64_t n) {
+  constraint_->Mask(processed_.data(), n);
+  for (int64_t i = 0; i < n; ++i) {
+    if (processed_[i] > kNegInf) return;  // NaN compares false: it does not count
+  }
+  std::fill(processed_.begin(), processed_.end(), 0.f);
+  constraint_->Mask(processed_.data(), n);
+}
 
 void Sampler::SetPromptTokens(absl::Span<const int32_t> prompt) {
   penalties_.SetPromptTokens(prompt);
@@ -167,10 +178,11 @@ SampledToken Sampler::SampleWithUniform(absl::Span<const float> raw_logits,
   const float* x = Clean(raw_logits.data(), n, &cleaned_, &m);
   const float* s = x;
   float sm = m;
-  const bool processed = penalties_.active();
+  const bool processed = penalties_.active() || constraint_ != nullptr;
   if (processed) {
     processed_.assign(raw_logits.begin(), raw_logits.end());
-    penalties_.Apply(processed_.data(), n);
+    if (penalties_.active()) penalties_.Apply(processed_.data(), n);
+    if (constraint_ != nullptr) ApplyConstraint(n);
     s = Clean(processed_.data(), n, &processed_clean_, &sm);
   }
 
@@ -202,6 +214,7 @@ SampledToken Sampler::SampleWithUniform(absl::Span<const float> raw_logits,
   }
   out.token = chosen;
   if (penalties_.tracks_history()) penalties_.RecordOutput(chosen);
+  if (constraint_ != nullptr) constraint_->Accept(chosen);
   if (want == 0) return out;
 
   // log_softmax(x) = x - lse, lse = m + log(sum exp(x - m)); at temperature 1 with no

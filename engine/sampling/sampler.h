@@ -11,6 +11,12 @@
 // a penalty is set). Processing works on a scratch copy: the caller's row is never
 // written. Greedy requests take the argmax of the processed row.
 //
+// Constrained decoding (logit_constraint.h, e.g. JSON mode): a Sampler given a
+// LogitConstraint masks the processed row with it (forbidden tokens → -inf) after bias
+// and penalties, before temperature / greedy, and passes every token it returns to the
+// constraint's Accept. If the masked row has no finite or +inf logit left, the tokens the
+// constraint allows are treated as equally likely. Logprobs stay those of the raw row.
+//
 // Sampling: the weights exp((x - max) / T) of the processed logits; min_p zeroes those
 // below min_p times the largest weight (probability relative to the most likely token);
 // of the rest, top-k, then top-p (the shortest most-likely-first prefix, ties by lower
@@ -39,6 +45,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <random>
 #include <utility>
@@ -46,6 +53,7 @@
 
 #include "absl/status/status.h"
 #include "absl/types/span.h"
+#include "engine/sampling/logit_constraint.h"
 #include "engine/sampling/logit_penalties.h"
 
 namespace moe::engine {
@@ -85,7 +93,9 @@ class Sampler {
  public:
   // Without a seed, the generator is seeded from `fallback_seed` (the caller passes a
   // fresh random value per request).
-  Sampler(const SamplingParams& params, uint64_t fallback_seed);
+  // `constraint` (may be null): the sequence's own constrained-decoding state.
+  Sampler(const SamplingParams& params, uint64_t fallback_seed,
+          std::unique_ptr<LogitConstraint> constraint = nullptr);
   // The request's prompt, for repetition_penalty (ignored when that is 1). Call before
   // the first Sample; a later call replaces the prompt tokens, not the output counts.
   void SetPromptTokens(absl::Span<const int32_t> prompt);
@@ -102,10 +112,11 @@ class Sampler {
   // Sample(x) == SampleWithUniform(x, NextUniform()).
   SampledToken SampleWithUniform(absl::Span<const float> logits, std::optional<double> u);
   // True when this request's tokens may be sampled on a device: no logprobs wanted, and
-  // no logit_bias, penalty or min_p (the device sampler implements none of them, and
-  // penalties need the host-side token history).
+  // no logit_bias, penalty, min_p or constraint (the device sampler implements none of
+  // them, and penalties and constraints need host-side state).
   bool DeviceEligible() const {
-    return params_.logprobs == 0 && !penalties_.active() && params_.min_p == 0.f;
+    return params_.logprobs == 0 && !penalties_.active() && params_.min_p == 0.f &&
+           constraint_ == nullptr;
   }
   // True when the next token is the argmax (no draw): temperature 0, top_k 1, or 1/T
   // not finite.
@@ -125,8 +136,13 @@ class Sampler {
   // the result's max.
   const float* Clean(const float* x, int64_t n, std::vector<float>* buf, float* m);
 
+  // Masks processed_ with constraint_; a row left with nothing finite or +inf becomes
+  // 0 on the allowed tokens (uniform among them).
+  void ApplyConstraint(int64_t n);
+
   SamplingParams params_;
   sampling::LogitPenalties penalties_;
+  std::unique_ptr<LogitConstraint> constraint_;
   std::mt19937_64 rng_;
   std::vector<float> weights_;                   // exp of the scaled logits
   std::vector<float> cleaned_;                   // a sanitised row (non-finite logits)

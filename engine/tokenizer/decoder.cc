@@ -27,6 +27,17 @@ class ByteLevelDecoder : public Decoder {
     }
     *tokens = {Utf8Lossy(bytes)};
   }
+  void TokenBytes(std::string* t) const override {
+    std::string mine;
+    for (size_t i = 0; i < t->size();) {
+      size_t len;
+      uint8_t b;
+      if (!UnicodeToByte(DecodeUtf8(*t, i, &len), &b)) return;  // taken as is
+      mine.push_back(static_cast<char>(b));
+      i += len;
+    }
+    *t = std::move(mine);
+  }
 };
 
 class MetaspaceDecoder : public Decoder {
@@ -48,6 +59,19 @@ class MetaspaceDecoder : public Decoder {
       }
       t = std::move(out);
     }
+  }
+  void TokenBytes(std::string* t) const override {
+    if (replacement_.empty()) return;
+    std::string out;
+    for (size_t p = 0; p < t->size();) {
+      if (t->compare(p, replacement_.size(), replacement_) == 0) {
+        out.push_back(' ');
+        p += replacement_.size();
+      } else {
+        out.push_back((*t)[p++]);
+      }
+    }
+    *t = std::move(out);
   }
 
  private:
@@ -71,6 +95,11 @@ class ReplaceDecoder : public Decoder {
       out.append(t, prev, std::string::npos);
       t = std::move(out);
     }
+  }
+  void TokenBytes(std::string* t) const override {
+    std::vector<std::string> one{std::move(*t)};
+    DecodeChain(&one);
+    *t = std::move(one[0]);
   }
 
  private:
@@ -112,6 +141,12 @@ class ByteFallbackDecoder : public Decoder {
     flush();
     *tokens = std::move(out);
   }
+  void TokenBytes(std::string* t) const override {
+    if (t->size() == 6 && t->compare(0, 3, "<0x") == 0 && (*t)[5] == '>') {
+      const int value = HexByte((*t)[3], (*t)[4]);
+      if (value >= 0) *t = std::string(1, static_cast<char>(value));
+    }
+  }
 
  private:
   static int Hex(char c) {
@@ -133,6 +168,7 @@ class FuseDecoder : public Decoder {
     for (const auto& t : *tokens) all += t;
     *tokens = {all};
   }
+  void TokenBytes(std::string*) const override {}
 };
 
 class StripDecoder : public Decoder {
@@ -154,6 +190,8 @@ class StripDecoder : public Decoder {
       t = t.substr(b, e - b);
     }
   }
+  // Strip trims the sequence's ends (it follows Fuse in practice): nothing mid-sequence.
+  void TokenBytes(std::string*) const override {}
 
  private:
   std::string content_;
@@ -165,6 +203,9 @@ class SequenceDecoder : public Decoder {
   explicit SequenceDecoder(std::vector<std::unique_ptr<Decoder>> d) : parts_(std::move(d)) {}
   void DecodeChain(std::vector<std::string>* tokens) const override {
     for (const auto& d : parts_) d->DecodeChain(tokens);
+  }
+  void TokenBytes(std::string* t) const override {
+    for (const auto& d : parts_) d->TokenBytes(t);
   }
 
  private:

@@ -18,6 +18,11 @@ class Decoder {
   virtual ~Decoder() = default;
   // Token strings are valid UTF-8 on entry and stay so.
   virtual void DecodeChain(std::vector<std::string>* tokens) const = 0;
+  // Rewrites one token's string into the raw bytes it contributes in the middle of a
+  // sequence: as DecodeChain on that token alone, but with no sequence-start handling
+  // (Metaspace's first-token strip, Strip) and no UTF-8 repair (byte-level pieces and
+  // <0xNN> byte-fallback tokens give their bytes, even when not a whole character).
+  virtual void TokenBytes(std::string* token) const = 0;
 };
 
 absl::StatusOr<std::unique_ptr<Decoder>> ParseDecoder(const Json& j, const std::string& path);

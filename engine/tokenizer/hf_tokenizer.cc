@@ -48,6 +48,12 @@ class HfTokenizer : public Tokenizer {
   bool IsSpecial(int32_t id) const override {
     return id >= 0 && id < vocab_size() && special_[id];
   }
+  std::string TokenBytes(int32_t id) const override {
+    if (id < 0 || id >= vocab_size() || special_[id]) return "";
+    std::string t = id_to_token_[id];
+    if (decoder_) decoder_->TokenBytes(&t);
+    return t;
+  }
   std::optional<int32_t> bos_id() const override { return bos_id_; }
   std::optional<int32_t> eos_id() const override { return eos_id_; }
   const std::string& chat_template() const override { return chat_template_; }

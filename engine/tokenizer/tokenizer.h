@@ -45,6 +45,12 @@ class Tokenizer {
   virtual std::optional<int32_t> TokenToId(absl::string_view token) const = 0;
   virtual std::string IdToToken(int32_t id) const = 0;  // "" if out of range
   virtual bool IsSpecial(int32_t id) const = 0;
+  // The raw bytes token `id` contributes when decoded in the middle of a sequence
+  // (byte-level characters mapped back to bytes, metaspace's U+2581 as ' ', <0xNN>
+  // byte-fallback tokens as that byte), for constrained decoding. Not necessarily valid
+  // UTF-8 (a token may hold part of a character). "" for special tokens, ids outside the
+  // vocabulary and holes in the id space.
+  virtual std::string TokenBytes(int32_t id) const = 0;
   virtual std::optional<int32_t> bos_id() const = 0;
   virtual std::optional<int32_t> eos_id() const = 0;
   // tokenizer_config.json's chat_template ("" if none), for the HTTP gateway.

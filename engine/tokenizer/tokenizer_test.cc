@@ -358,3 +358,71 @@ TEST_CASE("Concurrent Encode calls agree with the single-threaded result", "[tok
 
 }  // namespace
 }  // namespace moe::engine
+
+namespace moe::engine {
+namespace {
+
+// TokenBytes is what constrained decoding (engine/sampling/json_constraint.h) sees of a
+// token: the bytes it adds mid-sequence. Concatenated over an encoded text without
+// special tokens, they give the text back; only a sequence-start space may differ
+// (metaspace's prepended "▁", which Decode strips).
+TEST_CASE("TokenBytes of encoded text concatenate to the text's bytes", "[tokenizer]") {
+  for (const char* style : kStyles) {
+    auto tok = Load(style);
+    int exact = 0;
+    for (const Json& c : Cases(style)) {
+      const std::vector<int32_t> ids = Ids(c["ids_no_special"]);
+      std::string bytes;
+      bool any_special = false;
+      for (int32_t id : ids) {
+        bytes += tok->TokenBytes(id);
+        any_special = any_special || tok->IsSpecial(id);
+      }
+      if (any_special) continue;
+      const std::string decoded = *tok->Decode(ids, true);
+      INFO(style << " text: " << c["text"].get<std::string>().substr(0, 80));
+      if (decoded.find("\xEF\xBF\xBD") != std::string::npos) continue;  // repaired bytes
+      const bool same = bytes == decoded;
+      const bool start_space = bytes.size() == decoded.size() + 1 && bytes[0] == ' ' &&
+                               bytes.compare(1, std::string::npos, decoded) == 0;
+      CHECK((same || start_space));
+      exact += same ? 1 : 0;
+    }
+    CHECK(exact > 0);
+  }
+}
+
+TEST_CASE("TokenBytes maps byte-level, metaspace and byte-fallback tokens to bytes",
+          "[tokenizer]") {
+  auto gpt2 = Load("gpt2");
+  const auto g_space = gpt2->TokenToId("\xC4\xA0");  // "Ġ" stands for ' '
+  REQUIRE(g_space.has_value());
+  CHECK(gpt2->TokenBytes(*g_space) == " ");
+  const auto g_nl = gpt2->TokenToId("\xC4\x8A");  // "Ċ" stands for '\n'
+  REQUIRE(g_nl.has_value());
+  CHECK(gpt2->TokenBytes(*g_nl) == "\n");
+  CHECK(gpt2->TokenBytes(-1).empty());
+  CHECK(gpt2->TokenBytes(gpt2->vocab_size()).empty());
+  for (int32_t id = 0; id < gpt2->vocab_size(); ++id) {
+    if (gpt2->IsSpecial(id)) CHECK(gpt2->TokenBytes(id).empty());
+  }
+
+  for (const char* style : {"metaspace", "llama_legacy"}) {
+    INFO(style);
+    auto ms = Load(style);
+    const auto b41 = ms->TokenToId("<0x41>");
+    REQUIRE(b41.has_value());
+    CHECK(ms->TokenBytes(*b41) == "A");
+    const auto bff = ms->TokenToId("<0xE4>");  // the first byte of a 3-byte character
+    REQUIRE(bff.has_value());
+    CHECK(ms->TokenBytes(*bff) == "\xE4");
+    const auto the = ms->TokenToId("\xE2\x96\x81the");  // "▁the": mid-sequence " the"
+    REQUIRE(the.has_value());
+    CHECK(ms->TokenBytes(*the) == " the");
+    REQUIRE(ms->eos_id().has_value());
+    CHECK(ms->TokenBytes(*ms->eos_id()).empty());
+  }
+}
+
+}  // namespace
+}  // namespace moe::engine

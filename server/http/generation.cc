@@ -5,6 +5,7 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
+#include "engine/sampling/json_constraint.h"
 
 namespace moe::server::http {
 
@@ -18,7 +19,7 @@ uint64_t RandomU64() {
 absl::StatusOr<std::unique_ptr<Generation>> Generation::Submit(
     scheduler::Scheduler* scheduler, const OpenAiRequest& req,
     const std::vector<std::vector<int32_t>>& prompts, const std::string& id_prefix,
-    int max_buffered_tokens) {
+    int max_buffered_tokens, std::shared_ptr<const engine::LogitConstraintFactory> constraint) {
   // Each (prompt, choice) pair is one queued sequence: a request with more of them than
   // the queue holds could never be admitted, so it is a client error, not a 429 to retry.
   const int64_t sequences = static_cast<int64_t>(prompts.size()) * req.n;
@@ -63,6 +64,7 @@ absl::StatusOr<std::unique_ptr<Generation>> Generation::Submit(
       r.stop_strings = req.stop;
       r.stop_token_ids = req.stop_token_ids;
       r.ignore_eos = req.ignore_eos;
+      r.constraint = constraint;
       r.priority = req.priority;
       Choice c;
       c.submitted = absl::Now();
@@ -75,6 +77,14 @@ absl::StatusOr<std::unique_ptr<Generation>> Generation::Submit(
     }
   }
   return g;
+}
+
+std::shared_ptr<const engine::LogitConstraintFactory> ResponseFormatConstraint(
+    const OpenAiRequest& req, engine::sampling::TokenTrieCache* tries,
+    std::vector<int32_t> eos_ids) {
+  if (!req.json_object || tries == nullptr) return nullptr;
+  return std::make_shared<engine::sampling::JsonConstraintFactory>(
+      tries->JsonIndex(), std::move(eos_ids), engine::sampling::JsonTopLevel::kObject);
 }
 
 Generation::~Generation() {

@@ -13,6 +13,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "engine/sampling/logit_constraint.h"
+#include "engine/sampling/token_trie_cache.h"
 #include "scheduler/scheduler.h"
 #include "server/http/openai_request.h"
 
@@ -26,10 +28,13 @@ class Generation {
   // are cancelled and its error is returned.
   // Each choice's handle buffers at most `max_buffered_tokens` untaken tokens (0 =
   // unbounded; see RequestHandle).
+  // `constraint` (may be null): constrained decoding for every choice, each with its
+  // own state (ResponseFormatConstraint).
   static absl::StatusOr<std::unique_ptr<Generation>> Submit(
       scheduler::Scheduler* scheduler, const OpenAiRequest& req,
       const std::vector<std::vector<int32_t>>& prompts, const std::string& id_prefix,
-      int max_buffered_tokens = scheduler::kDefaultMaxBufferedTokens);
+      int max_buffered_tokens = scheduler::kDefaultMaxBufferedTokens,
+      std::shared_ptr<const engine::LogitConstraintFactory> constraint = nullptr);
   // Cancels the choices still running and waits (briefly) for their final events, so
   // aborted requests are counted.
   ~Generation();
@@ -57,5 +62,11 @@ class Generation {
 // A random 64-bit value (fresh per call; thread-safe), for request ids and
 // unseeded sampling.
 uint64_t RandomU64();
+
+// The constraint `req.response_format` asks for: JSON mode (a JSON object, ending with
+// one of `eos_ids`) from the tokenizer's cached trie, or null for plain text.
+std::shared_ptr<const engine::LogitConstraintFactory> ResponseFormatConstraint(
+    const OpenAiRequest& req, engine::sampling::TokenTrieCache* tries,
+    std::vector<int32_t> eos_ids);
 
 }  // namespace moe::server::http

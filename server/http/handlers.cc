@@ -117,8 +117,12 @@ void HandleGenerate(const ServingState& s, ApiKind kind, const httplib::Request&
   meta.created = UnixNow();
   meta.model = s.model_name;
 
-  absl::StatusOr<std::unique_ptr<Generation>> gen =
-      Generation::Submit(s.scheduler, req, prompts, meta.id, s.max_stream_buffer_tokens);
+  // JSON mode ends on the model's stop ids (the scheduler's), else the tokenizer's eos.
+  std::vector<int32_t> eos_ids(s.config->eos_token_ids.begin(), s.config->eos_token_ids.end());
+  if (eos_ids.empty() && s.tokenizer->eos_id().has_value()) eos_ids.push_back(*s.tokenizer->eos_id());
+  absl::StatusOr<std::unique_ptr<Generation>> gen = Generation::Submit(
+      s.scheduler, req, prompts, meta.id, s.max_stream_buffer_tokens,
+      ResponseFormatConstraint(req, s.token_tries.get(), std::move(eos_ids)));
   if (!gen.ok()) return SendError(res, ApiErrorFromStatus(gen.status()));
 
   if (req.stream) {

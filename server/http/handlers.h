@@ -15,6 +15,7 @@
 #include <httplib.h>
 
 #include "engine/loader/model_config.h"
+#include "engine/sampling/token_trie_cache.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "scheduler/scheduler.h"
 #include "server/http/api_error.h"
@@ -37,6 +38,8 @@ struct ServingState {
   // tool_choice "auto" get their completions parsed for tool calls; without it they get
   // 400, as from vLLM.
   bool enable_auto_tool_choice = false;
+  // The tokenizer's token trie for response_format json_object, built on first use.
+  std::shared_ptr<engine::sampling::TokenTrieCache> token_tries;
 };
 
 void SendJson(httplib::Response& res, int status, const std::string& body);

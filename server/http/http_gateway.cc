@@ -161,6 +161,7 @@ absl::Status HttpGateway::SetReady(const HttpServingContext& ctx) {
   state->max_stream_buffer_tokens = options_.max_stream_buffer_tokens;
   state->max_prompt_tokens = options_.max_prompt_tokens;
   state->enable_auto_tool_choice = options_.enable_auto_tool_choice;
+  state->token_tries = std::make_shared<engine::sampling::TokenTrieCache>(ctx.tokenizer);
   absl::StatusOr<std::unique_ptr<PromptBuilder>> prompts =
       PromptBuilder::Create(ctx.tokenizer, options_.chat_template);
   if (!prompts.ok()) return prompts.status();

@@ -306,9 +306,12 @@ absl::Status ParseLogitBias(const Json& body, OpenAiRequest* r) {
 // nothing beyond what we do.
 absl::Status RejectUnsupported(const Json& body, const OpenAiRequest& r) {
   if (const Json* rf = Get(body, "response_format"); rf != nullptr) {
-    const bool text = rf->is_object() && rf->contains("type") && (*rf)["type"] == "text";
-    if (!text) {
-      return FieldError("response_format", "only {\"type\": \"text\"} is supported");
+    const bool known = rf->is_object() && rf->contains("type") &&
+                       ((*rf)["type"] == "text" || (*rf)["type"] == "json_object");
+    if (!known) {
+      return FieldError("response_format",
+                        "only {\"type\": \"text\"} and {\"type\": \"json_object\"} are "
+                        "supported");
     }
   }
   if (const Json* f = Get(body, "functions"); f != nullptr && !(f->is_array() && f->empty())) {
@@ -431,6 +434,9 @@ absl::Status ParseCommon(const Json& body, OpenAiRequest* r) {
   MOE_RETURN_IF_ERROR(GetIntIn(body, "priority", INT32_MIN, INT32_MAX, &priority));
   if (priority.has_value()) r->priority = *priority;
   MOE_RETURN_IF_ERROR(RejectUnsupported(body, *r));
+  if (const Json* rf = Get(body, "response_format"); rf != nullptr) {
+    r->json_object = (*rf)["type"] == "json_object";  // checked by RejectUnsupported
+  }
 #undef MOE_RETURN_IF_ERROR
   return absl::OkStatus();
 }

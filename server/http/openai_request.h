@@ -8,7 +8,8 @@
 // floats (3.0), as vLLM does. A message's null or absent content is the empty string.
 // Known OpenAI fields whose meaning is
 // not implemented are refused rather than ignored, since a client would notice:
-// response_format other than {"type": "text"}, non-empty legacy `functions`,
+// response_format other than {"type": "text"} / {"type": "json_object"} (json_schema
+// is refused), non-empty legacy `functions`,
 // `function_call` other than "none", tool_choice other than "none" / "auto", `tools` on
 // completions, a non-empty completions `suffix`, best_of other than n, and completions
 // `echo` together with `logprobs`. Chat `tools` are checked for shape (errors name e.g.
@@ -88,6 +89,9 @@ struct OpenAiRequest {
   std::vector<std::pair<int32_t, float>> logit_bias;
   // Completions: the returned text starts with the prompt's text.
   bool echo = false;
+  // response_format {"type": "json_object"}: the output is constrained to a JSON object
+  // (engine/sampling/json_constraint.h).
+  bool json_object = false;
   // vLLM's `priority` (both endpoints): lower is served first under
   // --scheduling-policy priority; must be 0 otherwise (the scheduler refuses it).
   int priority = 0;

@@ -180,8 +180,17 @@ TEST_CASE("unimplemented OpenAI fields are refused, harmless values accepted") {
   CHECK(chat_ok(R"("response_format": null)"));
   CHECK(chat_ok(R"("tools": [], "functions": null, "tool_choice": "none")"));
   CHECK(chat_ok(R"("best_of": 2, "n": 2)"));
-  CHECK(chat_param(R"("response_format": {"type": "json_object"})") == "response_format");
   CHECK(chat_param(R"("response_format": "text")") == "response_format");
+  CHECK(chat_param(R"("response_format": {"type": "yaml"})") == "response_format");
+  auto json_mode = ParseChatRequest(chat_prefix + std::string(R"("response_format": {"type": "json_object"}})"));
+  REQUIRE(json_mode.ok());
+  CHECK(json_mode->json_object);
+  auto text_mode = ParseChatRequest(chat_prefix + std::string(R"("response_format": {"type": "text"}})"));
+  REQUIRE(text_mode.ok());
+  CHECK_FALSE(text_mode->json_object);
+  auto completion_json = ParseCompletionRequest(R"({"prompt": "x", "response_format": {"type": "json_object"}})");
+  REQUIRE(completion_json.ok());
+  CHECK(completion_json->json_object);
   // Tools parse (whether they may be used is the gateway's call: --enable-auto-tool-choice).
   CHECK(chat_ok(R"("tools": [{"type": "function", "function": {"name": "f"}}])"));
   CHECK(chat_param(R"("tool_choice": "required")") == "tool_choice");
@@ -190,7 +199,7 @@ TEST_CASE("unimplemented OpenAI fields are refused, harmless values accepted") {
   CHECK(chat_param(R"("best_of": 3)") == "best_of");
   auto rf = ParseChatRequest(chat_prefix + std::string(R"("response_format": {"type": "json_schema"}})"));
   CHECK(std::string(rf.status().message()) ==
-        R"(response_format: only {"type": "text"} is supported)");
+        R"(response_format: only {"type": "text"} and {"type": "json_object"} are supported)");
 
   CHECK(ParseCompletionRequest(R"({"prompt": "x", "suffix": ""})").ok());
   CHECK(CompletionError(R"({"prompt": "x", "suffix": "end"})").param == "suffix");

@@ -354,7 +354,7 @@ TEST_CASE("bad penalties and unsupported OpenAI fields are 400s naming the field
   }
   const std::string msgs = R"("messages": [{"role": "user", "content": "x"}])";
   const std::pair<std::string, std::string> chat_cases[] = {
-      {R"("response_format": {"type": "json_object"})", "response_format"},
+      {R"("response_format": {"type": "json_schema"})", "response_format"},
       {R"("tools": [{"type": "function", "function": {"name": "f"}}])", "tools"},
       {R"("tool_choice": "required")", "tool_choice"},
       {R"("frequency_penalty": -3)", "frequency_penalty"},
