@@ -6,6 +6,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/sampling/json_constraint.h"
+#include "engine/sampling/json_schema.h"
+#include "engine/sampling/json_schema_constraint.h"
 
 namespace moe::server::http {
 
@@ -79,12 +81,25 @@ absl::StatusOr<std::unique_ptr<Generation>> Generation::Submit(
   return g;
 }
 
-std::shared_ptr<const engine::LogitConstraintFactory> ResponseFormatConstraint(
+absl::StatusOr<std::shared_ptr<const engine::LogitConstraintFactory>> ResponseFormatConstraint(
     const OpenAiRequest& req, engine::sampling::TokenTrieCache* tries,
     std::vector<int32_t> eos_ids) {
+  if (!req.json_schema.is_null()) {
+    absl::StatusOr<std::shared_ptr<const engine::sampling::JsonSchema>> schema =
+        engine::sampling::JsonSchema::Compile(req.json_schema, req.json_schema_strict);
+    if (!schema.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("response_format: ", schema.status().message()));
+    }
+    if (tries == nullptr) return nullptr;
+    return std::shared_ptr<const engine::LogitConstraintFactory>(
+        std::make_shared<engine::sampling::JsonSchemaConstraintFactory>(
+            *std::move(schema), tries->Trie(), std::move(eos_ids)));
+  }
   if (!req.json_object || tries == nullptr) return nullptr;
-  return std::make_shared<engine::sampling::JsonConstraintFactory>(
-      tries->JsonIndex(), std::move(eos_ids), engine::sampling::JsonTopLevel::kObject);
+  return std::shared_ptr<const engine::LogitConstraintFactory>(
+      std::make_shared<engine::sampling::JsonConstraintFactory>(
+          tries->JsonIndex(), std::move(eos_ids), engine::sampling::JsonTopLevel::kObject));
 }
 
 Generation::~Generation() {

@@ -63,9 +63,12 @@ class Generation {
 // unseeded sampling.
 uint64_t RandomU64();
 
-// The constraint `req.response_format` asks for: JSON mode (a JSON object, ending with
-// one of `eos_ids`) from the tokenizer's cached trie, or null for plain text.
-std::shared_ptr<const engine::LogitConstraintFactory> ResponseFormatConstraint(
+// The constraint `req.response_format` asks for, ending with one of `eos_ids`, from the
+// tokenizer's cached trie: JSON mode (a JSON object), structured outputs (documents valid
+// under req.json_schema, compiled here once for all the request's choices), or null for
+// plain text. INVALID_ARGUMENT "response_format: json_schema ..." when the schema uses
+// what is not supported (the message names the keyword and where it is).
+absl::StatusOr<std::shared_ptr<const engine::LogitConstraintFactory>> ResponseFormatConstraint(
     const OpenAiRequest& req, engine::sampling::TokenTrieCache* tries,
     std::vector<int32_t> eos_ids);
 

@@ -120,9 +120,11 @@ void HandleGenerate(const ServingState& s, ApiKind kind, const httplib::Request&
   // JSON mode ends on the model's stop ids (the scheduler's), else the tokenizer's eos.
   std::vector<int32_t> eos_ids(s.config->eos_token_ids.begin(), s.config->eos_token_ids.end());
   if (eos_ids.empty() && s.tokenizer->eos_id().has_value()) eos_ids.push_back(*s.tokenizer->eos_id());
+  absl::StatusOr<std::shared_ptr<const engine::LogitConstraintFactory>> constraint =
+      ResponseFormatConstraint(req, s.token_tries.get(), std::move(eos_ids));
+  if (!constraint.ok()) return SendError(res, ApiErrorFromStatus(constraint.status()));
   absl::StatusOr<std::unique_ptr<Generation>> gen = Generation::Submit(
-      s.scheduler, req, prompts, meta.id, s.max_stream_buffer_tokens,
-      ResponseFormatConstraint(req, s.token_tries.get(), std::move(eos_ids)));
+      s.scheduler, req, prompts, meta.id, s.max_stream_buffer_tokens, *std::move(constraint));
   if (!gen.ok()) return SendError(res, ApiErrorFromStatus(gen.status()));
 
   if (req.stream) {

@@ -307,11 +307,29 @@ absl::Status ParseLogitBias(const Json& body, OpenAiRequest* r) {
 absl::Status RejectUnsupported(const Json& body, const OpenAiRequest& r) {
   if (const Json* rf = Get(body, "response_format"); rf != nullptr) {
     const bool known = rf->is_object() && rf->contains("type") &&
-                       ((*rf)["type"] == "text" || (*rf)["type"] == "json_object");
+                       ((*rf)["type"] == "text" || (*rf)["type"] == "json_object" ||
+                        (*rf)["type"] == "json_schema");
     if (!known) {
       return FieldError("response_format",
-                        "only {\"type\": \"text\"} and {\"type\": \"json_object\"} are "
-                        "supported");
+                        "only {\"type\": \"text\"}, {\"type\": \"json_object\"} and "
+                        "{\"type\": \"json_schema\"} are supported");
+    }
+    if ((*rf)["type"] == "json_schema") {
+      // The schema's keywords are checked when it is compiled (generation.h).
+      const Json* js = Get(*rf, "json_schema");
+      if (js == nullptr || !js->is_object()) {
+        return FieldError("response_format", "json_schema must be an object");
+      }
+      if (const Json* name = Get(*js, "name"); name != nullptr && !name->is_string()) {
+        return FieldError("response_format", "json_schema.name must be a string");
+      }
+      if (const Json* strict = Get(*js, "strict"); strict != nullptr && !strict->is_boolean()) {
+        return FieldError("response_format", "json_schema.strict must be a boolean");
+      }
+      const Json* schema = Get(*js, "schema");
+      if (schema == nullptr || !schema->is_object()) {
+        return FieldError("response_format", "json_schema.schema must be an object");
+      }
     }
   }
   if (const Json* f = Get(body, "functions"); f != nullptr && !(f->is_array() && f->empty())) {
@@ -436,6 +454,12 @@ absl::Status ParseCommon(const Json& body, OpenAiRequest* r) {
   MOE_RETURN_IF_ERROR(RejectUnsupported(body, *r));
   if (const Json* rf = Get(body, "response_format"); rf != nullptr) {
     r->json_object = (*rf)["type"] == "json_object";  // checked by RejectUnsupported
+    if ((*rf)["type"] == "json_schema") {
+      const Json& js = (*rf)["json_schema"];
+      r->json_schema = js["schema"];
+      const Json* strict = Get(js, "strict");
+      r->json_schema_strict = strict != nullptr && strict->get<bool>();
+    }
   }
 #undef MOE_RETURN_IF_ERROR
   return absl::OkStatus();

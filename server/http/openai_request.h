@@ -8,8 +8,9 @@
 // floats (3.0), as vLLM does. A message's null or absent content is the empty string.
 // Known OpenAI fields whose meaning is
 // not implemented are refused rather than ignored, since a client would notice:
-// response_format other than {"type": "text"} / {"type": "json_object"} (json_schema
-// is refused), non-empty legacy `functions`,
+// response_format other than {"type": "text"} / {"type": "json_object"} /
+// {"type": "json_schema"} (whose schema keywords are checked when it is compiled,
+// engine/sampling/json_schema.h), non-empty legacy `functions`,
 // `function_call` other than "none", tool_choice other than "none" / "auto", `tools` on
 // completions, a non-empty completions `suffix`, best_of other than n, and completions
 // `echo` together with `logprobs`. Chat `tools` are checked for shape (errors name e.g.
@@ -92,6 +93,11 @@ struct OpenAiRequest {
   // response_format {"type": "json_object"}: the output is constrained to a JSON object
   // (engine/sampling/json_constraint.h).
   bool json_object = false;
+  // response_format {"type": "json_schema", "json_schema": {"schema": {...}, "strict":
+  // bool}}: the schema as sent (null otherwise); the output is constrained to documents
+  // that validate against it (engine/sampling/json_schema_constraint.h).
+  nlohmann::ordered_json json_schema;
+  bool json_schema_strict = false;
   // vLLM's `priority` (both endpoints): lower is served first under
   // --scheduling-policy priority; must be 0 otherwise (the scheduler refuses it).
   int priority = 0;

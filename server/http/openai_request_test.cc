@@ -197,9 +197,31 @@ TEST_CASE("unimplemented OpenAI fields are refused, harmless values accepted") {
   CHECK(chat_param(R"("functions": [{"name": "f"}])") == "functions");
   CHECK(chat_param(R"("tool_choice": "auto")") == "tool_choice");
   CHECK(chat_param(R"("best_of": 3)") == "best_of");
-  auto rf = ParseChatRequest(chat_prefix + std::string(R"("response_format": {"type": "json_schema"}})"));
+  auto rf = ParseChatRequest(chat_prefix + std::string(R"("response_format": {"type": "yaml"}})"));
   CHECK(std::string(rf.status().message()) ==
-        R"(response_format: only {"type": "text"} and {"type": "json_object"} are supported)");
+        R"(response_format: only {"type": "text"}, {"type": "json_object"} and {"type": "json_schema"} are supported)");
+  // json_schema: the wrapper's shape is checked here, the schema when compiled.
+  auto schema = ParseChatRequest(chat_prefix + std::string(
+      R"("response_format": {"type": "json_schema", "json_schema": {"name": "p", "strict": true,
+          "schema": {"type": "object"}}}})"));
+  REQUIRE(schema.ok());
+  CHECK_FALSE(schema->json_object);
+  CHECK(schema->json_schema == nlohmann::ordered_json::parse(R"({"type": "object"})"));
+  CHECK(schema->json_schema_strict);
+  auto lax = ParseCompletionRequest(
+      R"({"prompt": "x", "response_format": {"type": "json_schema", "json_schema": {"schema": {}}}})");
+  REQUIRE(lax.ok());
+  CHECK(lax->json_schema.is_object());
+  CHECK_FALSE(lax->json_schema_strict);
+  CHECK(text_mode->json_schema.is_null());
+  for (const char* bad : {R"({"type": "json_schema"})",
+                          R"({"type": "json_schema", "json_schema": {"name": "p"}})",
+                          R"({"type": "json_schema", "json_schema": {"schema": []}})",
+                          R"({"type": "json_schema", "json_schema": {"schema": {}, "strict": 1}})",
+                          R"({"type": "json_schema", "json_schema": {"schema": {}, "name": 3}})"}) {
+    INFO(bad);
+    CHECK(chat_param(std::string(R"("response_format": )") + bad) == "response_format");
+  }
 
   CHECK(ParseCompletionRequest(R"({"prompt": "x", "suffix": ""})").ok());
   CHECK(CompletionError(R"({"prompt": "x", "suffix": "end"})").param == "suffix");

@@ -2,7 +2,9 @@
 // the scheduler and the host sampler, on the tiny random-weight Qwen3-MoE: its text is
 // noise, so anything JSON about the output comes from the constraint. A mild logit_bias
 // towards '"' and '}' keeps strings and objects short enough to close within the
-// context; the same request without response_format is shown not to give JSON.
+// context; the same request without response_format is shown not to give JSON. The
+// same bias serves json_schema (structured outputs): the schema cannot shorten a free
+// string, and the tiny model's noise would otherwise rarely close one.
 #include <string>
 #include <vector>
 
@@ -111,12 +113,83 @@ TEST_CASE("json_object on chat, streamed: the deltas join into an object") {
   CHECK(IsJsonObject(text));
 }
 
-TEST_CASE("json_schema is refused, naming response_format") {
+// Structured outputs. The schema's documents are checked by hand: exactly the keys
+// "name" (a string of at most 8 code points) and "age" (an integer).
+const char kPersonFormat[] = R"("response_format": {"type": "json_schema", "json_schema": {
+    "name": "person", "strict": true, "schema": {"type": "object", "properties": {
+    "name": {"type": "string", "maxLength": 8}, "age": {"type": "integer"}},
+    "required": ["name", "age"], "additionalProperties": false}}})";
+
+size_t CodePoints(const std::string& s) {
+  size_t n = 0;
+  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
+  return n;
+}
+
+bool IsPerson(const std::string& text) {
+  if (!nlohmann::json::accept(text)) return false;
+  const nlohmann::json j = nlohmann::json::parse(text);
+  return j.is_object() && j.size() == 2 && j.contains("name") && j["name"].is_string() &&
+         CodePoints(j["name"].get<std::string>()) <= 8 && j.contains("age") &&
+         j["age"].is_number_integer();
+}
+
+TEST_CASE("json_schema: every choice that stops validates against the schema") {
+  const int port = Env().gateway->port();
+  int stopped = 0, total = 0;
+  for (int seed : {1, 2}) {
+    Reply r = Post(port, "/v1/completions",
+                   CompletionBody(std::string(kPersonFormat) +
+                                  R"(, "temperature": 1, "n": 3, "seed": )" +
+                                  std::to_string(seed)));
+    REQUIRE(r.status == 200);
+    for (const auto& c : r.json["choices"]) {
+      const std::string text = c["text"];
+      INFO("seed " << seed << ": " << text);
+      ++total;
+      if (c["finish_reason"] == "stop") {
+        ++stopped;
+        CHECK(IsPerson(text));
+      } else {
+        CHECK(c["finish_reason"] == "length");
+      }
+    }
+  }
+  CHECK(total == 6);
+  // The schema bounds the document (two keys, a short name); only a very long integer
+  // could run to max_tokens.
+  CHECK(stopped >= 4);
+
+  // Greedy, on chat: the same request without the constraint is not such a document.
+  const std::string chat =
+      R"({"messages": [{"role": "user", "content": "Give me JSON."}], "max_tokens": 600,
+          "temperature": 0, )" + std::string(kBias);
+  Reply constrained = Post(port, "/v1/chat/completions", chat + ", " + kPersonFormat + "}");
+  REQUIRE(constrained.status == 200);
+  const std::string text = constrained.json["choices"][0]["message"]["content"];
+  INFO(text);
+  CHECK(constrained.json["choices"][0]["finish_reason"] == "stop");
+  CHECK(IsPerson(text));
+  Reply plain = Post(port, "/v1/chat/completions", chat + "}");
+  REQUIRE(plain.status == 200);
+  CHECK_FALSE(IsPerson(plain.json["choices"][0]["message"]["content"]));
+}
+
+TEST_CASE("json_schema: unsupported keywords are a 400 naming them") {
   const int port = Env().gateway->port();
   Reply r = Post(port, "/v1/completions",
-                 R"({"prompt": "x", "response_format": {"type": "json_schema", "json_schema": {}}})");
+                 R"({"prompt": "x", "response_format": {"type": "json_schema", "json_schema": {
+                     "name": "d", "schema": {"type": "object", "properties": {
+                     "day": {"type": "string", "format": "date"}}}}}})");
   CHECK(r.status == 400);
   CHECK(r.json["error"]["param"] == "response_format");
+  CHECK(r.json["error"]["message"] ==
+        "response_format: json_schema keyword 'format' is not supported (at "
+        "#/properties/day)");
+  Reply wrapper = Post(port, "/v1/completions",
+                       R"({"prompt": "x", "response_format": {"type": "json_schema", "json_schema": {}}})");
+  CHECK(wrapper.status == 400);
+  CHECK(wrapper.json["error"]["param"] == "response_format");
 }
 
 }  // namespace
