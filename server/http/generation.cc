@@ -8,6 +8,7 @@
 #include "engine/sampling/json_constraint.h"
 #include "engine/sampling/json_schema.h"
 #include "engine/sampling/json_schema_constraint.h"
+#include "engine/sampling/tool_call_constraint.h"
 
 namespace moe::server::http {
 
@@ -100,6 +101,32 @@ absl::StatusOr<std::shared_ptr<const engine::LogitConstraintFactory>> ResponseFo
   return std::shared_ptr<const engine::LogitConstraintFactory>(
       std::make_shared<engine::sampling::JsonConstraintFactory>(
           tries->JsonIndex(), std::move(eos_ids), engine::sampling::JsonTopLevel::kObject));
+}
+
+absl::StatusOr<std::shared_ptr<const engine::LogitConstraintFactory>> ToolChoiceConstraint(
+    const OpenAiRequest& req, engine::sampling::TokenTrieCache* tries,
+    std::vector<int32_t> eos_ids) {
+  if (!req.forced_tool_call() || !req.tools.is_array()) return nullptr;
+  std::vector<engine::sampling::ToolCallSpec> specs;
+  for (size_t i = 0; i < req.tools.size(); ++i) {
+    // Shapes were checked when the request was parsed (openai_request.h).
+    const nlohmann::ordered_json& fn = req.tools[i]["function"];
+    engine::sampling::ToolCallSpec t;
+    t.name = fn["name"].get<std::string>();
+    if (req.tool_choice == "function" && t.name != req.tool_choice_name) continue;
+    if (auto p = fn.find("parameters"); p != fn.end()) t.parameters = *p;
+    if (auto st = fn.find("strict"); st != fn.end() && st->is_boolean()) t.strict = st->get<bool>();
+    t.field = absl::StrCat("tools[", i, "].function.parameters");
+    specs.push_back(std::move(t));
+    if (req.tool_choice == "function") break;  // the first tool of that name
+  }
+  absl::StatusOr<std::shared_ptr<const engine::sampling::ToolCallGrammar>> grammar =
+      engine::sampling::ToolCallGrammar::Compile(specs);
+  if (!grammar.ok()) return grammar.status();
+  if (tries == nullptr) return nullptr;
+  return std::shared_ptr<const engine::LogitConstraintFactory>(
+      std::make_shared<engine::sampling::ToolCallConstraintFactory>(
+          *std::move(grammar), tries->Trie(), std::move(eos_ids)));
 }
 
 Generation::~Generation() {

@@ -72,4 +72,15 @@ absl::StatusOr<std::shared_ptr<const engine::LogitConstraintFactory>> ResponseFo
     const OpenAiRequest& req, engine::sampling::TokenTrieCache* tries,
     std::vector<int32_t> eos_ids);
 
+// The constraint a forced tool call asks for (req.forced_tool_call(): tool_choice
+// "required", any of req.tools, or a named function, that one): one Hermes <tool_call>
+// block whose arguments validate against the chosen function's parameters, then one of
+// `eos_ids` (engine/sampling/tool_call_constraint.h); null when no call is forced (or
+// `tries` is null, after the checks). INVALID_ARGUMENT
+// "tools[i].function.parameters: json_schema keyword ..." when a function's parameters
+// use what is not supported.
+absl::StatusOr<std::shared_ptr<const engine::LogitConstraintFactory>> ToolChoiceConstraint(
+    const OpenAiRequest& req, engine::sampling::TokenTrieCache* tries,
+    std::vector<int32_t> eos_ids);
+
 }  // namespace moe::server::http

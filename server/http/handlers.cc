@@ -57,6 +57,11 @@ void HandleGenerate(const ServingState& s, ApiKind kind, const httplib::Request&
   OpenAiRequest req = *std::move(parsed);
   if (!CheckModel(s, req.model, res)) return;
 
+  // A forced call (tool_choice "required" or a named function) is parsed without the
+  // flag, as vLLM does for named functions: the constraint guarantees the format.
+  if (kind == ApiKind::kChat && !req.tools.is_null() && req.forced_tool_call()) {
+    req.parse_tool_calls = true;
+  }
   if (kind == ApiKind::kChat && !req.tools.is_null() && req.tool_choice == "auto") {
     if (!s.enable_auto_tool_choice) {
       return SendError(res, MakeApiError(400, "invalid_request_error",
@@ -117,11 +122,14 @@ void HandleGenerate(const ServingState& s, ApiKind kind, const httplib::Request&
   meta.created = UnixNow();
   meta.model = s.model_name;
 
-  // JSON mode ends on the model's stop ids (the scheduler's), else the tokenizer's eos.
+  // Constrained output (JSON mode, forced tool calls) ends on the model's stop ids (the
+  // scheduler's), else the tokenizer's eos.
   std::vector<int32_t> eos_ids(s.config->eos_token_ids.begin(), s.config->eos_token_ids.end());
   if (eos_ids.empty() && s.tokenizer->eos_id().has_value()) eos_ids.push_back(*s.tokenizer->eos_id());
   absl::StatusOr<std::shared_ptr<const engine::LogitConstraintFactory>> constraint =
-      ResponseFormatConstraint(req, s.token_tries.get(), std::move(eos_ids));
+      req.forced_tool_call()
+          ? ToolChoiceConstraint(req, s.token_tries.get(), std::move(eos_ids))
+          : ResponseFormatConstraint(req, s.token_tries.get(), std::move(eos_ids));
   if (!constraint.ok()) return SendError(res, ApiErrorFromStatus(constraint.status()));
   absl::StatusOr<std::unique_ptr<Generation>> gen = Generation::Submit(
       s.scheduler, req, prompts, meta.id, s.max_stream_buffer_tokens, *std::move(constraint));

@@ -36,9 +36,11 @@ struct ServingState {
   int max_prompt_tokens = 0;         // 0 = the context is the only limit
   // --enable-auto-tool-choice (with the hermes parser): chat requests with tools and
   // tool_choice "auto" get their completions parsed for tool calls; without it they get
-  // 400, as from vLLM.
+  // 400, as from vLLM. Forced calls (tool_choice "required" or a named function) need no
+  // flag: their output is constrained to one Hermes block, which is always parsed.
   bool enable_auto_tool_choice = false;
-  // The tokenizer's token trie for response_format json_object, built on first use.
+  // The tokenizer's token trie for the constrained modes (response_format json_object /
+  // json_schema, forced tool calls), built on first use.
   std::shared_ptr<engine::sampling::TokenTrieCache> token_tries;
 };
 

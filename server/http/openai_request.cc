@@ -389,19 +389,50 @@ absl::Status ParseTools(const Json& body, Json* out) {
   return absl::OkStatus();
 }
 
-// tool_choice: "auto" (the default with tools) or "none" (the default without).
+// tool_choice: "auto" (the default with tools), "none" (the default without),
+// "required", or {"type": "function", "function": {"name": X}} naming one of the tools.
 absl::Status ParseToolChoice(const Json& body, OpenAiRequest* r) {
   const Json* tc = Get(body, "tool_choice");
   if (tc == nullptr) {
     r->tool_choice = r->tools.is_null() ? "none" : "auto";
     return absl::OkStatus();
   }
-  if (!tc->is_string() || (*tc != "auto" && *tc != "none")) {
-    return FieldError("tool_choice", "only \"auto\" and \"none\" are supported");
+  if (tc->is_object()) {
+    const Json* type = Get(*tc, "type");
+    const Json* fn = Get(*tc, "function");
+    const Json* name = fn != nullptr && fn->is_object() ? Get(*fn, "name") : nullptr;
+    if (type == nullptr || *type != "function" || name == nullptr || !name->is_string()) {
+      return FieldError("tool_choice",
+                        "must be \"auto\", \"none\", \"required\" or {\"type\": "
+                        "\"function\", \"function\": {\"name\": ...}}");
+    }
+    r->tool_choice = "function";
+    r->tool_choice_name = name->get<std::string>();
+  } else if (tc->is_string() &&
+             (*tc == "auto" || *tc == "none" || *tc == "required")) {
+    r->tool_choice = tc->get<std::string>();
+  } else {
+    return FieldError("tool_choice",
+                      "must be \"auto\", \"none\", \"required\" or {\"type\": "
+                      "\"function\", \"function\": {\"name\": ...}}");
   }
-  r->tool_choice = tc->get<std::string>();
-  if (r->tool_choice == "auto" && Get(body, "tools") == nullptr) {
-    return FieldError("tool_choice", "\"auto\" requires tools");
+  if (r->tool_choice != "none" && r->tools.is_null()) {
+    return FieldError("tool_choice", absl::StrCat(r->tool_choice == "function"
+                                                      ? "a named function"
+                                                      : "\"" + r->tool_choice + "\"",
+                                                  " requires tools"));
+  }
+  if (r->tool_choice == "function") {
+    bool found = false;
+    for (const Json& t : r->tools) found = found || t["function"]["name"] == r->tool_choice_name;
+    if (!found) {
+      return FieldError("tool_choice", absl::StrCat("the function `", r->tool_choice_name,
+                                                    "` is not among tools"));
+    }
+  }
+  if (r->forced_tool_call() && (r->json_object || !r->json_schema.is_null())) {
+    return FieldError("tool_choice",
+                      "a forced tool call cannot be combined with a JSON response_format");
   }
   return absl::OkStatus();
 }

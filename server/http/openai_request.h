@@ -11,11 +11,13 @@
 // response_format other than {"type": "text"} / {"type": "json_object"} /
 // {"type": "json_schema"} (whose schema keywords are checked when it is compiled,
 // engine/sampling/json_schema.h), non-empty legacy `functions`,
-// `function_call` other than "none", tool_choice other than "none" / "auto", `tools` on
-// completions, a non-empty completions `suffix`, best_of other than n, and completions
+// `function_call` other than "none", `tools` or a tool_choice other than "none" on
+// completions, a chat tool_choice naming a function not among tools or forcing a call
+// together with a JSON response_format, a non-empty completions `suffix`, best_of other than n, and completions
 // `echo` together with `logprobs`. Chat `tools` are checked for shape (errors name e.g.
 // "tools[1].function.name"); whether tool calls are parsed is the gateway's decision
-// (--enable-auto-tool-choice).
+// (--enable-auto-tool-choice, or a forced call); the parameters' schemas are checked
+// when compiled for a forced call (generation.h).
 //
 // Thread safety: pure functions of their input, no shared state. They never throw and
 // accept any bytes (they are fuzzed).
@@ -57,11 +59,17 @@ struct OpenAiRequest {
   // Chat tools, as sent ([{"type": "function", "function": {name, description,
   // parameters}}]; null when absent or empty), rendered by the chat template.
   nlohmann::ordered_json tools;
-  // "auto" (the default when tools are given) or "none" (the default otherwise).
+  // "auto" (the default when tools are given), "none" (the default otherwise),
+  // "required" (some tool must be called), or "function" (sent as {"type": "function",
+  // "function": {"name": X}}: X, one of the tools, in tool_choice_name, must be called).
   std::string tool_choice = "none";
+  std::string tool_choice_name;
+  // "required" / "function": the output is forced into one tool call
+  // (engine/sampling/tool_call_constraint.h).
+  bool forced_tool_call() const { return tool_choice == "required" || tool_choice == "function"; }
   // Set by the gateway, not from the body: parse the completion for tool calls
-  // (tool_call_parser.h). True only with tools, tool_choice "auto" and the server's
-  // --enable-auto-tool-choice.
+  // (tool_call_parser.h). True with tools and either a forced tool call, or tool_choice
+  // "auto" and the server's --enable-auto-tool-choice.
   bool parse_tool_calls = false;
 
   std::optional<int> max_tokens;  // max_completion_tokens wins over max_tokens

@@ -193,7 +193,7 @@ TEST_CASE("unimplemented OpenAI fields are refused, harmless values accepted") {
   CHECK(completion_json->json_object);
   // Tools parse (whether they may be used is the gateway's call: --enable-auto-tool-choice).
   CHECK(chat_ok(R"("tools": [{"type": "function", "function": {"name": "f"}}])"));
-  CHECK(chat_param(R"("tool_choice": "required")") == "tool_choice");
+  CHECK(chat_param(R"("tool_choice": "required")") == "tool_choice");  // without tools
   CHECK(chat_param(R"("functions": [{"name": "f"}])") == "functions");
   CHECK(chat_param(R"("tool_choice": "auto")") == "tool_choice");
   CHECK(chat_param(R"("best_of": 3)") == "best_of");
@@ -352,9 +352,14 @@ TEST_CASE("tools: shape errors name the field at fault") {
        "tools[0].function.description"},
       {R"("tools": [{"type": "function", "function": {"name": "f", "parameters": "x"}}])",
        "tools[0].function.parameters"},
-      {R"("tools": [{"function": {"name": "f"}}], "tool_choice": "required")", "tool_choice"},
+      {R"("tools": [{"function": {"name": "f"}}], "tool_choice": "any")", "tool_choice"},
       {R"("tools": [{"function": {"name": "f"}}],
-          "tool_choice": {"type": "function", "function": {"name": "f"}})", "tool_choice"},
+          "tool_choice": {"type": "function", "function": {"name": "g"}})", "tool_choice"},
+      {R"("tools": [{"function": {"name": "f"}}],
+          "tool_choice": {"type": "function", "function": {}})", "tool_choice"},
+      {R"("tools": [{"function": {"name": "f"}}], "tool_choice": {"name": "f"})", "tool_choice"},
+      {R"("tools": [{"function": {"name": "f"}}], "tool_choice": "required",
+          "response_format": {"type": "json_object"})", "tool_choice"},
       {R"("tool_choice": "auto")", "tool_choice"},
       {R"("functions": [{"name": "f"}])", "functions"},
       {R"("function_call": "auto")", "function_call"},
@@ -367,9 +372,26 @@ TEST_CASE("tools: shape errors name the field at fault") {
     CHECK(e.http_status == 400);
     CHECK(e.param == param);
   }
+  auto unknown = ChatWith(R"("tools": [{"function": {"name": "f"}}],
+      "tool_choice": {"type": "function", "function": {"name": "g"}})");
+  CHECK(std::string(unknown.status().message()) ==
+        "tool_choice: the function `g` is not among tools");
+}
+
+TEST_CASE("tool_choice required and named functions force a call") {
   auto required = ChatWith(R"("tools": [{"function": {"name": "f"}}], "tool_choice": "required")");
-  CHECK(std::string(required.status().message()) ==
-        R"(tool_choice: only "auto" and "none" are supported)");
+  REQUIRE(required.ok());
+  CHECK(required->tool_choice == "required");
+  CHECK(required->forced_tool_call());
+  auto named = ChatWith(R"("tools": [{"function": {"name": "f"}}, {"function": {"name": "g"}}],
+      "tool_choice": {"type": "function", "function": {"name": "g"}})");
+  REQUIRE(named.ok());
+  CHECK(named->tool_choice == "function");
+  CHECK(named->tool_choice_name == "g");
+  CHECK(named->forced_tool_call());
+  auto none = ChatWith(R"("tools": [{"function": {"name": "f"}}], "tool_choice": "none")");
+  REQUIRE(none.ok());
+  CHECK_FALSE(none->forced_tool_call());
 }
 
 TEST_CASE("assistant tool_calls: null content accepted, JSON-string arguments become objects") {

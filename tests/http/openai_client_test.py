@@ -4,6 +4,7 @@ Usage: openai_client_test.py --port N --tools-port M
 (M: a server started with --enable-auto-tool-choice)
 """
 import argparse
+import json
 import sys
 
 import openai
@@ -128,12 +129,28 @@ def main():
                                                max_tokens=8, stream=True, **GREEDY))
     check(streamed[-1].choices[0].finish_reason in ("length", "stop", "tool_calls"),
           "streamed with tools: ends with a finish_reason")
+    # A forced call (constrained decoding): exactly one call of an allowed tool with
+    # arguments valid for its schema, even from a random-weight model.
+    forced_tools = [{"type": "function", "function": {
+        "name": "set_mode", "parameters": {
+            "type": "object", "properties": {"mode": {"enum": ["fast", "slow"]}},
+            "required": ["mode"], "additionalProperties": False}}}]
+    forced = tc.chat.completions.create(model=MODEL, messages=messages, tools=forced_tools,
+                                        tool_choice="required", max_tokens=300,
+                                        temperature=0)  # not GREEDY: it ignores eos
+    fc = forced.choices[0]
+    check(fc.finish_reason == "tool_calls" and fc.message.tool_calls is not None and
+          len(fc.message.tool_calls) == 1 and
+          fc.message.tool_calls[0].function.name == "set_mode" and
+          json.loads(fc.message.tool_calls[0].function.arguments).get("mode") in ("fast", "slow"),
+          f"tool_choice required: one set_mode call with valid arguments ({fc})")
     try:
         tc.chat.completions.create(model=MODEL, messages=messages, tools=tools,
-                                   tool_choice="required")
-        check(False, "tool_choice required raises")
+                                   tool_choice={"type": "function",
+                                                "function": {"name": "no_such_fn"}})
+        check(False, "a named tool_choice that is not among tools raises")
     except openai.BadRequestError as e:
-        check(e.param == "tool_choice", "tool_choice required: BadRequestError naming it")
+        check(e.param == "tool_choice", "unknown named tool_choice: BadRequestError naming it")
 
     # Errors raise the right exception classes.
     try:

@@ -3,7 +3,8 @@
 // into writing a tool-call block, so the scripted env replaces its text with a fixed
 // script, split at awkward points (inside "<tool_call>" and "</tool_call>"): the
 // scheduler, stop-string matching, the gateway's parser, response and SSE writers all
-// run as in production on that text.
+// run as in production on that text. Forced calls (tool_choice "required" or a named
+// function) run the real tiny model under the tool-call constraint instead.
 #include <set>
 #include <string>
 #include <vector>
@@ -11,6 +12,7 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "tests/http/http_test_client.h"
 #include "tests/http/test_env.h"
@@ -293,6 +295,148 @@ TEST_CASE("the chat template renders tools, tool calls and tool results") {
   Reply r = Post(ScriptedEnv().gateway->port(), "/v1/chat/completions",
                  ChatBody({{"messages", history}}).dump());
   CHECK(r.status == 200);
+}
+
+// Forced tool calls: the tiny random-weight Qwen3-MoE, the Qwen3 template, and no
+// --enable-auto-tool-choice (vLLM serves named functions without it, and so do we, for
+// "required" too). The model's text is noise, so a well-formed call comes only from the
+// constraint. The functions' arguments are bounded by their schemas (enums, booleans,
+// no additional keys), so every choice must close its object within the token budget:
+// no logit_bias is needed. (No free integer: the parser re-serialises an integer past
+// 64 bits, which the noise writes, as a float.)
+HttpTestEnv& ForcedEnv() {
+  static std::unique_ptr<HttpTestEnv> env = [] {
+    HttpTestEnvOptions o;
+    o.chat_template_file = "tests/data/chat_templates/qwen3.jinja";
+    auto e = StartHttpTestEnv(o);
+    if (!e.ok()) FAIL(e.status().ToString());
+    return *std::move(e);
+  }();
+  return *env;
+}
+
+const Json& ForcedTools() {
+  static const Json t = Json::parse(R"([
+    {"type": "function", "function": {"name": "get_weather",
+      "parameters": {"type": "object", "properties": {
+          "city": {"enum": ["Paris", "Oslo", "Lima"]}, "days": {"enum": [1, 3, 7]}},
+        "required": ["city", "days"], "additionalProperties": false}}},
+    {"type": "function", "function": {"name": "set_alarm",
+      "parameters": {"type": "object", "properties": {"on": {"type": "boolean"}},
+        "required": ["on"], "additionalProperties": false}}}
+  ])");
+  return t;
+}
+
+Json ForcedBody(const Json& tool_choice, Json extra = Json::object()) {
+  Json b = {{"messages", Json::array({{{"role", "user"}, {"content", "Weather in Paris?"}}})},
+            {"tools", ForcedTools()},
+            {"tool_choice", tool_choice},
+            {"max_tokens", 300},
+            {"temperature", 1},
+            {"n", 3}};
+  for (auto& [k, v] : extra.items()) b[k] = v;
+  return b;
+}
+
+Json Named(const std::string& name) {
+  return {{"type", "function"}, {"function", {{"name", name}}}};
+}
+
+// The call's arguments validate against ForcedTools()' schema of its name.
+void CheckForcedCall(const Json& call, const std::set<std::string>& names) {
+  CHECK(call["type"] == "function");
+  const std::string name = call["function"]["name"];
+  INFO(name << " " << call["function"]["arguments"]);
+  REQUIRE(names.count(name) == 1);
+  const std::string text = call["function"]["arguments"];
+  REQUIRE(Json::accept(text));
+  const Json args = Json::parse(text);
+  REQUIRE(args.is_object());
+  if (name == "get_weather") {
+    CHECK(args.size() == 2);
+    CHECK(std::set<std::string>{"Paris", "Oslo", "Lima"}.count(args.value("city", "")) == 1);
+    CHECK(std::set<int>{1, 3, 7}.count(args.value("days", 0)) == 1);
+  } else {
+    CHECK(args.size() == 1);
+    CHECK(args["on"].is_boolean());
+  }
+}
+
+TEST_CASE("named tool_choice: every stopped choice is one call of that function") {
+  const int port = ForcedEnv().gateway->port();
+  int stopped = 0;
+  for (const std::string name : {"get_weather", "set_alarm"}) {
+    for (int seed : {1, 2}) {
+      Reply r = Post(port, "/v1/chat/completions",
+                     ForcedBody(Named(name), {{"seed", seed}}).dump());
+      REQUIRE(r.status == 200);
+      REQUIRE(r.json["choices"].size() == 3);
+      for (const Json& c : r.json["choices"]) {
+        INFO(c.dump());
+        if (c["finish_reason"] == "length") continue;
+        ++stopped;
+        CHECK(c["finish_reason"] == "tool_calls");
+        CHECK(c["message"]["content"].is_null());
+        REQUIRE(c["message"]["tool_calls"].size() == 1);
+        CheckForcedCall(c["message"]["tool_calls"][0], {name});
+      }
+    }
+  }
+  // The budget is ample for these bounded arguments: (nearly) every choice ends.
+  CHECK(stopped >= 10);
+}
+
+TEST_CASE("tool_choice required: one call of some tool, arguments of that tool") {
+  const int port = ForcedEnv().gateway->port();
+  int stopped = 0;
+  for (int seed : {3, 4}) {
+    Reply r = Post(port, "/v1/chat/completions", ForcedBody("required", {{"seed", seed}}).dump());
+    REQUIRE(r.status == 200);
+    for (const Json& c : r.json["choices"]) {
+      INFO(c.dump());
+      if (c["finish_reason"] == "length") continue;
+      ++stopped;
+      CHECK(c["finish_reason"] == "tool_calls");
+      REQUIRE(c["message"]["tool_calls"].size() == 1);
+      CheckForcedCall(c["message"]["tool_calls"][0], {"get_weather", "set_alarm"});
+    }
+  }
+  CHECK(stopped >= 4);
+}
+
+TEST_CASE("named tool_choice streamed: the call arrives as one tool_calls delta") {
+  const int port = ForcedEnv().gateway->port();
+  Json body = ForcedBody(Named("get_weather"), {{"stream", true}, {"n", 1}, {"seed", 5}});
+  Streamed s = Stream(port, body);
+  INFO(s.content);
+  if (s.finish_reason == "length") return;  // noise that ran out of tokens proves nothing
+  CHECK(s.finish_reason == "tool_calls");
+  REQUIRE(s.calls.size() == 1);
+  CHECK(s.calls[0]["index"] == 0);
+  CheckForcedCall(s.calls[0], {"get_weather"});
+  CHECK(absl::StripAsciiWhitespace(s.content).empty());
+}
+
+TEST_CASE("forced tool_choice errors name the field at fault") {
+  const int port = ForcedEnv().gateway->port();
+  Reply unknown = Post(port, "/v1/chat/completions", ForcedBody(Named("get_time")).dump());
+  CHECK(unknown.status == 400);
+  CHECK(unknown.json["error"]["param"] == "tool_choice");
+
+  Json tools = ForcedTools();
+  tools[1]["function"]["parameters"]["properties"]["on"] = {{"type", "string"},
+                                                             {"pattern", "^y"}};
+  Reply bad = Post(port, "/v1/chat/completions",
+                   ForcedBody("required", {{"tools", tools}}).dump());
+  CHECK(bad.status == 400);
+  CHECK(bad.json["error"]["param"] == "tools[1].function.parameters");
+  CHECK(absl::StrContains(bad.json["error"]["message"].get<std::string>(), "pattern"));
+  // Naming the other function does not compile the unsupported one.
+  Reply other = Post(port, "/v1/chat/completions",
+                     ForcedBody(Named("get_weather"), {{"tools", tools}, {"max_tokens", 1},
+                                                       {"n", 1}}).dump());
+  CHECK(other.status == 200);
 }
 
 }  // namespace
