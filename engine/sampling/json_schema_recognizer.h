@@ -46,6 +46,9 @@ class JsonSchemaRecognizer {
   // a string without length limits, or an object key that may be any string.
   bool AcceptsAnyPlain() const;
 
+  // For trie_constraint.h's walk (the state is a plain value).
+  void CopyFrom(const JsonSchemaRecognizer& o) { *this = o; }
+
   friend bool operator==(const JsonSchemaRecognizer& a, const JsonSchemaRecognizer& b);
   friend bool operator!=(const JsonSchemaRecognizer& a, const JsonSchemaRecognizer& b) {
     return !(a == b);

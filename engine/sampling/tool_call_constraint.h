@@ -35,6 +35,7 @@
 #include "engine/sampling/json_schema_recognizer.h"
 #include "engine/sampling/logit_constraint.h"
 #include "engine/sampling/token_trie.h"
+#include "engine/sampling/trie_constraint.h"
 
 namespace moe::engine::sampling {
 
@@ -109,46 +110,7 @@ class ToolCallRecognizer {
   std::array<JsonSchemaRecognizer, ToolCallGrammar::kMaxTools> alts_{};
 };
 
-class ToolCallConstraint : public LogitConstraint {
- public:
-  ToolCallConstraint(std::shared_ptr<const ToolCallGrammar> grammar,
-                     std::shared_ptr<const TokenTrie> trie, std::vector<int32_t> eos_ids);
-
-  void Mask(float* logits, int64_t n) override;
-  void Accept(int32_t token) override;
-
-  // The ids Mask would leave allowed now, ascending (for tests and tools).
-  std::vector<int32_t> AllowedIds();
-  const ToolCallRecognizer& recognizer() const { return state_; }
-  bool broken() const { return broken_; }
-
- private:
-  bool IsEos(int32_t id) const;
-  int64_t Walk();  // fills bits_ for state_; returns the count
-
-  std::shared_ptr<const ToolCallGrammar> grammar_;
-  std::shared_ptr<const TokenTrie> trie_;
-  std::vector<int32_t> eos_ids_;
-  ToolCallRecognizer state_;
-  bool broken_ = false;
-  bool have_mask_ = false;
-  ToolCallRecognizer mask_state_;
-  int64_t mask_count_ = 0;
-  std::vector<uint64_t> bits_;
-  std::vector<ToolCallRecognizer> states_;  // walk scratch: states_[d] after d bytes
-  std::vector<float> eos_saved_;
-};
-
-class ToolCallConstraintFactory : public LogitConstraintFactory {
- public:
-  ToolCallConstraintFactory(std::shared_ptr<const ToolCallGrammar> grammar,
-                            std::shared_ptr<const TokenTrie> trie, std::vector<int32_t> eos_ids);
-  std::unique_ptr<LogitConstraint> Create() const override;
-
- private:
-  std::shared_ptr<const ToolCallGrammar> grammar_;
-  std::shared_ptr<const TokenTrie> trie_;
-  std::vector<int32_t> eos_ids_;
-};
+using ToolCallConstraint = TrieConstraint<ToolCallRecognizer, ToolCallGrammar>;
+using ToolCallConstraintFactory = TrieConstraintFactory<ToolCallRecognizer, ToolCallGrammar>;
 
 }  // namespace moe::engine::sampling
