@@ -62,13 +62,16 @@ TEST_CASE("json_object completions parse as an object and end by stop") {
   CHECK(plain_text != text);
 }
 
-TEST_CASE("json_object with sampling: every choice that stops is an object") {
-  const int port = Env().gateway->port();
+// Sampled completions (temperature 1, n = 3 per seed: every choice keeps its own
+// constraint state) with `format` in the body: every choice that stops must satisfy
+// `valid`, every other one ends by length. Returns {choices, choices that stopped}.
+template <typename Valid>
+std::pair<int, int> SampledChoices(int port, const std::string& format,
+                                   std::initializer_list<int> seeds, Valid valid) {
   int stopped = 0, total = 0;
-  for (int seed : {1, 2, 3}) {
-    // n = 3: every choice keeps its own constraint state.
+  for (int seed : seeds) {
     Reply r = Post(port, "/v1/completions",
-                   CompletionBody(std::string(kJsonMode) + R"(, "temperature": 1, "n": 3, "seed": )" +
+                   CompletionBody(format + R"(, "temperature": 1, "n": 3, "seed": )" +
                                   std::to_string(seed)));
     REQUIRE(r.status == 200);
     for (const auto& c : r.json["choices"]) {
@@ -77,12 +80,18 @@ TEST_CASE("json_object with sampling: every choice that stops is an object") {
       ++total;
       if (c["finish_reason"] == "stop") {
         ++stopped;
-        CHECK(IsJsonObject(text));
+        CHECK(valid(text));
       } else {
         CHECK(c["finish_reason"] == "length");
       }
     }
   }
+  return {total, stopped};
+}
+
+TEST_CASE("json_object with sampling: every choice that stops is an object") {
+  const auto [total, stopped] =
+      SampledChoices(Env().gateway->port(), kJsonMode, {1, 2, 3}, IsJsonObject);
   CHECK(total == 9);
   CHECK(stopped >= 6);
 }
@@ -136,25 +145,7 @@ bool IsPerson(const std::string& text) {
 
 TEST_CASE("json_schema: every choice that stops validates against the schema") {
   const int port = Env().gateway->port();
-  int stopped = 0, total = 0;
-  for (int seed : {1, 2}) {
-    Reply r = Post(port, "/v1/completions",
-                   CompletionBody(std::string(kPersonFormat) +
-                                  R"(, "temperature": 1, "n": 3, "seed": )" +
-                                  std::to_string(seed)));
-    REQUIRE(r.status == 200);
-    for (const auto& c : r.json["choices"]) {
-      const std::string text = c["text"];
-      INFO("seed " << seed << ": " << text);
-      ++total;
-      if (c["finish_reason"] == "stop") {
-        ++stopped;
-        CHECK(IsPerson(text));
-      } else {
-        CHECK(c["finish_reason"] == "length");
-      }
-    }
-  }
+  const auto [total, stopped] = SampledChoices(port, kPersonFormat, {1, 2}, IsPerson);
   CHECK(total == 6);
   // The schema bounds the document (two keys, a short name); only a very long integer
   // could run to max_tokens.
